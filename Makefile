@@ -1,0 +1,41 @@
+# secrets-sidecar: the two commands are `make demo` and `make test`.
+# Both install what they need: the Python venv (.venv, pinned requirements.txt) on first use.
+
+CARGO ?= cargo
+PYTHON ?= python3
+VENV := .venv
+NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
+
+.PHONY: demo test venv lint unit build clean
+
+## demo: the sidecar against a seeded local AWS (moto), three example calls, serves until Ctrl-C.
+demo: venv
+	$(CARGO) build --locked -p secrets-sidecar -p harness --bin secrets-sidecar --bin demo
+	$(CARGO) run --locked -q -p harness --bin demo
+
+## test: formatting, lints and every test (unit, property, integration against moto).
+test: venv lint
+ifeq ($(NEXTEST),yes)
+	$(CARGO) nextest run --workspace --locked --no-fail-fast
+else
+	$(CARGO) test --workspace --locked --no-fail-fast
+endif
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+## venv: the project's Python tools (moto server, cfn-lint), pinned in requirements.txt.
+venv: $(VENV)/.requirements
+
+$(VENV)/.requirements: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+	cp requirements.txt $@
+
+build:
+	$(CARGO) build --locked --workspace
+
+clean:
+	$(CARGO) clean
+	rm -rf $(VENV) dist

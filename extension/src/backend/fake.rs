@@ -1,0 +1,244 @@
+//! An in-memory [`Upstream`] for unit tests: secrets with AWSCURRENT/AWSPREVIOUS,
+//! parameters with versions, injected failures and latency, and call counts.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use super::{Batch, BoxFuture, ErrorKind, Page, ParameterFields, SecretFields, Upstream, UpstreamError, Value};
+use crate::query::Selector;
+
+#[derive(Clone)]
+struct FakeSecret {
+    arn: String,
+    /// (version id, value); the last is AWSCURRENT, the one before AWSPREVIOUS.
+    versions: Vec<(String, String)>,
+}
+
+#[derive(Clone)]
+struct FakeParam {
+    kind: &'static str,
+    /// Values by version, version 1 first.
+    versions: Vec<String>,
+}
+
+#[derive(Default)]
+pub struct FakeUpstream {
+    secrets: Mutex<HashMap<String, FakeSecret>>,
+    params: Mutex<HashMap<String, FakeParam>>,
+    failures: Mutex<VecDeque<ErrorKind>>,
+    fail_all: Mutex<Option<ErrorKind>>,
+    latency: Mutex<Duration>,
+    pub calls: AtomicUsize,
+    pub batch_calls: AtomicUsize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl FakeUpstream {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn arn_of(name: &str) -> String {
+        format!("arn:aws:secretsmanager:us-east-1:123456789012:secret:{name}-AbCdEf")
+    }
+
+    /// Creates the secret or puts a new AWSCURRENT version.
+    pub fn put_secret(&self, name: &str, value: &str) {
+        let mut secrets = lock(&self.secrets);
+        let s = secrets.entry(name.to_owned()).or_insert_with(|| FakeSecret {
+            arn: Self::arn_of(name),
+            versions: Vec::new(),
+        });
+        let version = format!("v{}", s.versions.len() + 1);
+        s.versions.push((version, value.to_owned()));
+    }
+
+    pub fn put_param(&self, name: &str, kind: &'static str, value: &str) {
+        let mut params = lock(&self.params);
+        let p = params.entry(name.to_owned()).or_insert_with(|| FakeParam {
+            kind,
+            versions: Vec::new(),
+        });
+        p.kind = kind;
+        p.versions.push(value.to_owned());
+    }
+
+    pub fn delete_secret(&self, name: &str) {
+        lock(&self.secrets).remove(name);
+    }
+
+    /// The next calls fail with these kinds, in order.
+    pub fn fail_next(&self, kinds: &[ErrorKind]) {
+        lock(&self.failures).extend(kinds.iter().copied());
+    }
+
+    /// Every call fails with `kind` until cleared with `None`.
+    pub fn fail_all(&self, kind: Option<ErrorKind>) {
+        *lock(&self.fail_all) = kind;
+    }
+
+    pub fn set_latency(&self, d: Duration) {
+        *lock(&self.latency) = d;
+    }
+
+    pub fn calls(&self) -> usize {
+        self.calls.load(SeqCst)
+    }
+
+    async fn enter(&self) -> Result<(), UpstreamError> {
+        let latency = *lock(&self.latency);
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        let injected = lock(&self.failures).pop_front().or(*lock(&self.fail_all));
+        match injected {
+            Some(kind) => Err(UpstreamError::new(kind, "injected")),
+            None => Ok(()),
+        }
+    }
+
+    fn secret(&self, id: &str, selector: &Selector) -> Result<Value, UpstreamError> {
+        let secrets = lock(&self.secrets);
+        let (name, s) = secrets
+            .iter()
+            .find(|(name, s)| *name == id || s.arn == id)
+            .ok_or_else(|| UpstreamError::new(ErrorKind::NotFound, "ResourceNotFoundException"))?;
+        let n = s.versions.len();
+        let index = match selector {
+            Selector::Current => n.checked_sub(1),
+            Selector::VersionStage(st) if st == "AWSPREVIOUS" => n.checked_sub(2),
+            Selector::VersionId(v) => s.versions.iter().position(|(id, _)| id == v),
+            _ => None,
+        }
+        .ok_or_else(|| UpstreamError::new(ErrorKind::NotFound, "ResourceNotFoundException: version"))?;
+        let (version, value) = &s.versions[index];
+        let stage = if index + 1 == n { "AWSCURRENT" } else { "AWSPREVIOUS" };
+        Ok(Value::from_secret(SecretFields {
+            arn: s.arn.clone(),
+            name: name.clone(),
+            version_id: Some(version.clone()),
+            secret_string: Some(value.clone()),
+            secret_binary: None,
+            version_stages: vec![stage.to_owned()],
+            created_date: Some(1_700_000_000.0),
+        }))
+    }
+
+    fn param(&self, name: &str, selector: &Selector, decrypt: bool) -> Result<Value, UpstreamError> {
+        let params = lock(&self.params);
+        let p = params
+            .get(name)
+            .ok_or_else(|| UpstreamError::new(ErrorKind::NotFound, "ParameterNotFound"))?;
+        let version = match selector {
+            Selector::Version(v) => usize::try_from(*v).unwrap_or(usize::MAX),
+            _ => p.versions.len(),
+        };
+        let value = p
+            .versions
+            .get(version.wrapping_sub(1))
+            .ok_or_else(|| UpstreamError::new(ErrorKind::NotFound, "ParameterVersionNotFound"))?;
+        let shown = if p.kind == "SecureString" && !decrypt {
+            format!("kms:alias/aws/ssm:{value}")
+        } else {
+            value.clone()
+        };
+        Ok(Value::from_parameter(ParameterFields {
+            arn: format!("arn:aws:ssm:us-east-1:123456789012:parameter{}", name),
+            name: name.to_owned(),
+            kind: p.kind.to_owned(),
+            value: shown,
+            version: i64::try_from(version).unwrap_or(i64::MAX),
+            data_type: Some("text".into()),
+            last_modified_date: None,
+            selector: selector.ssm_suffix(),
+            source_result: None,
+        }))
+    }
+}
+
+impl Upstream for FakeUpstream {
+    fn get_secret<'a>(&'a self, id: &'a str, selector: &'a Selector) -> BoxFuture<'a, Result<Value, UpstreamError>> {
+        Box::pin(async move {
+            self.calls.fetch_add(1, SeqCst);
+            self.enter().await?;
+            self.secret(id, selector)
+        })
+    }
+
+    fn get_parameter<'a>(
+        &'a self,
+        name: &'a str,
+        selector: &'a Selector,
+        decrypt: bool,
+    ) -> BoxFuture<'a, Result<Value, UpstreamError>> {
+        Box::pin(async move {
+            self.calls.fetch_add(1, SeqCst);
+            self.enter().await?;
+            self.param(name, selector, decrypt)
+        })
+    }
+
+    fn batch_get_secrets<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<Batch, UpstreamError>> {
+        Box::pin(async move {
+            self.calls.fetch_add(1, SeqCst);
+            self.batch_calls.fetch_add(1, SeqCst);
+            self.enter().await?;
+            let mut batch = Batch::default();
+            for id in ids {
+                match self.secret(id, &Selector::Current) {
+                    Ok(v) => batch.values.push(v),
+                    Err(e) => batch.errors.push((id.clone(), e)),
+                }
+            }
+            Ok(batch)
+        })
+    }
+
+    fn get_parameters<'a>(&'a self, names: &'a [String], decrypt: bool) -> BoxFuture<'a, Result<Batch, UpstreamError>> {
+        Box::pin(async move {
+            self.calls.fetch_add(1, SeqCst);
+            self.batch_calls.fetch_add(1, SeqCst);
+            self.enter().await?;
+            let mut batch = Batch::default();
+            for name in names {
+                match self.param(name, &Selector::Current, decrypt) {
+                    Ok(v) => batch.values.push(v),
+                    Err(e) => batch.errors.push((name.clone(), e)),
+                }
+            }
+            Ok(batch)
+        })
+    }
+
+    fn get_parameters_by_path<'a>(
+        &'a self,
+        path: &'a str,
+        decrypt: bool,
+        next_token: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Page, UpstreamError>> {
+        Box::pin(async move {
+            self.calls.fetch_add(1, SeqCst);
+            self.batch_calls.fetch_add(1, SeqCst);
+            self.enter().await?;
+            let mut names: Vec<String> = lock(&self.params)
+                .keys()
+                .filter(|n| n.starts_with(path))
+                .cloned()
+                .collect();
+            names.sort();
+            let start: usize = next_token.and_then(|t| t.parse().ok()).unwrap_or(0);
+            let end = (start + 2).min(names.len());
+            let mut page = Page::default();
+            for name in &names[start.min(end)..end] {
+                page.values.push(self.param(name, &Selector::Current, decrypt)?);
+            }
+            page.next_token = (end < names.len()).then(|| end.to_string());
+            Ok(page)
+        })
+    }
+}

@@ -1,0 +1,111 @@
+//! The upstream seam: everything the cache asks of Secrets Manager and SSM.
+//!
+//! [`Upstream`] is the one trait between the cache and AWS. [`aws::AwsUpstream`]
+//! implements it with the AWS SDK; unit tests implement it with in-memory fakes, so
+//! cache logic is tested without a network and the real client code is tested
+//! against moto in the integration tests.
+
+pub mod aws;
+mod error;
+#[cfg(test)]
+pub mod fake;
+mod value;
+
+use std::future::Future;
+use std::pin::Pin;
+
+pub use error::{ErrorKind, UpstreamError};
+pub use value::{NotJsonObject, ParameterFields, SecretFields, Value};
+
+use crate::query::Selector;
+
+/// BatchGetSecretValue takes at most 20 ids.
+pub const MAX_SECRETS_PER_BATCH: usize = 20;
+/// GetParameters takes at most 10 names.
+pub const MAX_PARAMETERS_PER_BATCH: usize = 10;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Values returned by a batch call, plus the ids the service reported as failed.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub values: Vec<Value>,
+    pub errors: Vec<(String, UpstreamError)>,
+}
+
+/// One page of GetParametersByPath.
+#[derive(Debug, Default)]
+pub struct Page {
+    pub values: Vec<Value>,
+    pub next_token: Option<String>,
+}
+
+/// The operations the sidecar uses. Each call is one upstream API operation.
+pub trait Upstream: Send + Sync + 'static {
+    fn get_secret<'a>(&'a self, id: &'a str, selector: &'a Selector) -> BoxFuture<'a, Result<Value, UpstreamError>>;
+
+    fn get_parameter<'a>(
+        &'a self,
+        name: &'a str,
+        selector: &'a Selector,
+        decrypt: bool,
+    ) -> BoxFuture<'a, Result<Value, UpstreamError>>;
+
+    /// AWSCURRENT of up to [`MAX_SECRETS_PER_BATCH`] secrets.
+    fn batch_get_secrets<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<Batch, UpstreamError>>;
+
+    /// Latest version of up to [`MAX_PARAMETERS_PER_BATCH`] parameters.
+    fn get_parameters<'a>(&'a self, names: &'a [String], decrypt: bool) -> BoxFuture<'a, Result<Batch, UpstreamError>>;
+
+    /// One page of every parameter under `path`, recursively.
+    fn get_parameters_by_path<'a>(
+        &'a self,
+        path: &'a str,
+        decrypt: bool,
+        next_token: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Page, UpstreamError>>;
+}
+
+/// Whether `value` answers a request made with `id`: by name, by full ARN, or (for
+/// secrets) by the partial ARN without Secrets Manager's six-character suffix.
+pub fn answers(id: &str, value: &Value) -> bool {
+    if id == &*value.name || id == &*value.arn {
+        return true;
+    }
+    match value.arn.strip_prefix(id) {
+        Some(rest) => {
+            id.starts_with("arn:")
+                && rest.len() == 7
+                && rest.starts_with('-')
+                && rest[1..].chars().all(|c| c.is_ascii_alphanumeric())
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(name: &str, arn: &str) -> Value {
+        Value::from_secret(SecretFields {
+            arn: arn.into(),
+            name: name.into(),
+            version_id: None,
+            secret_string: Some(String::new()),
+            secret_binary: None,
+            version_stages: vec![],
+            created_date: None,
+        })
+    }
+
+    #[test]
+    fn ids_answered_by_name_arn_and_partial_arn() {
+        let v = value("app/db", "arn:aws:secretsmanager:us-east-1:1:secret:app/db-AbCdEf");
+        assert!(answers("app/db", &v));
+        assert!(answers("arn:aws:secretsmanager:us-east-1:1:secret:app/db-AbCdEf", &v));
+        assert!(answers("arn:aws:secretsmanager:us-east-1:1:secret:app/db", &v));
+        assert!(!answers("app", &v));
+        assert!(!answers("arn:aws:secretsmanager:us-east-1:1:secret:app", &v));
+    }
+}

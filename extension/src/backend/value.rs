@@ -1,0 +1,320 @@
+//! A fetched value, rendered once into the bytes the server sends.
+//!
+//! The AWS-shaped JSON body and the bare value are built when the value arrives and
+//! then only shared ([`bytes::Bytes`] clones), so a cache hit does no formatting and
+//! no copying. Both buffers are zeroized when the last clone drops.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use base64::Engine;
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use zeroize::Zeroize;
+
+use crate::secret::SecretBytes;
+
+/// One cached value of a secret version or a parameter version.
+pub struct Value {
+    /// The AWS response shape (GetSecretValue output, or `{"Parameter": …}`).
+    pub body: Bytes,
+    /// The bare value: SecretString, SecretBinary bytes, or the parameter's Value.
+    pub raw: Bytes,
+    /// Whether `raw` is SecretBinary (served as application/octet-stream).
+    pub binary: bool,
+    /// The full ARN: the canonical id of the cache entry.
+    pub arn: Arc<str>,
+    pub name: Arc<str>,
+    /// Version id (secrets) or version number (parameters), for logs.
+    pub version: Arc<str>,
+    /// An SSM SecureString: the decryption flag of a request changes the answer.
+    pub secure: bool,
+}
+
+impl fmt::Debug for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Value")
+            .field("arn", &self.arn)
+            .field("version", &self.version)
+            .field("binary", &self.binary)
+            .field("secure", &self.secure)
+            .field("raw", &format_args!("<redacted {} bytes>", self.raw.len()))
+            .finish()
+    }
+}
+
+/// What Secrets Manager returned for one secret version.
+pub struct SecretFields {
+    pub arn: String,
+    pub name: String,
+    pub version_id: Option<String>,
+    pub secret_string: Option<String>,
+    pub secret_binary: Option<Vec<u8>>,
+    pub version_stages: Vec<String>,
+    /// Epoch seconds, as the AWS JSON protocol writes dates.
+    pub created_date: Option<f64>,
+}
+
+/// What SSM returned for one parameter version.
+pub struct ParameterFields {
+    pub arn: String,
+    pub name: String,
+    pub kind: String,
+    pub value: String,
+    pub version: i64,
+    pub data_type: Option<String>,
+    pub last_modified_date: Option<f64>,
+    pub selector: Option<String>,
+    pub source_result: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct SecretJson<'a> {
+    #[serde(rename = "ARN")]
+    arn: &'a str,
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret_string: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret_binary: Option<&'a str>,
+    version_stages: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created_date: Option<f64>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ParameterJson<'a> {
+    #[serde(rename = "ARN")]
+    arn: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_type: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_modified_date: Option<f64>,
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    selector: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source_result: Option<&'a str>,
+    #[serde(rename = "Type")]
+    kind: &'a str,
+    value: &'a str,
+    version: i64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ParameterEnvelope<'a> {
+    parameter: ParameterJson<'a>,
+}
+
+/// Serializes into a buffer sized up front, so growth does not leave unwiped
+/// copies of the value behind in freed memory.
+fn render(value: &impl Serialize, secret_len: usize) -> SecretBytes {
+    let mut buf = Vec::with_capacity(secret_len * 2 + 512);
+    // Serializing plain structs of strings and numbers into a Vec cannot fail,
+    // except on a non-finite float, which the callers never pass.
+    if serde_json::to_writer(&mut buf, value).is_err() {
+        buf.zeroize();
+        buf.extend_from_slice(b"{}");
+    }
+    SecretBytes::new(buf)
+}
+
+impl Value {
+    /// Builds a value from a GetSecretValue / BatchGetSecretValue result, wiping
+    /// the SDK's copies of the secret once they are rendered.
+    pub fn from_secret(mut f: SecretFields) -> Value {
+        let binary = f.secret_string.is_none() && f.secret_binary.is_some();
+        let mut b64 = f
+            .secret_binary
+            .as_ref()
+            .filter(|_| binary)
+            .map(|b| base64::engine::general_purpose::STANDARD.encode(b));
+        let secret_len = f.secret_string.as_ref().map_or(0, String::len) + b64.as_ref().map_or(0, String::len);
+        let body = render(
+            &SecretJson {
+                arn: &f.arn,
+                name: &f.name,
+                version_id: f.version_id.as_deref(),
+                secret_string: f.secret_string.as_deref(),
+                secret_binary: b64.as_deref(),
+                version_stages: &f.version_stages,
+                created_date: f.created_date.filter(|d| d.is_finite()),
+            },
+            secret_len,
+        );
+        if let Some(b) = b64.as_mut() {
+            b.zeroize();
+        }
+        let raw = match (f.secret_string.take(), f.secret_binary.take()) {
+            (Some(s), bin) => {
+                if let Some(mut b) = bin {
+                    b.zeroize();
+                }
+                SecretBytes::from_string(s)
+            }
+            (None, Some(b)) => SecretBytes::new(b),
+            (None, None) => SecretBytes::new(Vec::new()),
+        };
+        Value {
+            body: body.into_shared(),
+            raw: raw.into_shared(),
+            binary,
+            version: Arc::from(f.version_id.as_deref().unwrap_or("")),
+            arn: Arc::from(f.arn),
+            name: Arc::from(f.name),
+            secure: false,
+        }
+    }
+
+    /// Builds a value from a GetParameter / GetParameters / GetParametersByPath result.
+    pub fn from_parameter(f: ParameterFields) -> Value {
+        let body = render(
+            &ParameterEnvelope {
+                parameter: ParameterJson {
+                    arn: &f.arn,
+                    data_type: f.data_type.as_deref(),
+                    last_modified_date: f.last_modified_date.filter(|d| d.is_finite()),
+                    name: &f.name,
+                    selector: f.selector.as_deref(),
+                    source_result: f.source_result.as_deref(),
+                    kind: &f.kind,
+                    value: &f.value,
+                    version: f.version,
+                },
+            },
+            f.value.len() + f.source_result.as_ref().map_or(0, String::len),
+        );
+        if let Some(mut s) = f.source_result {
+            s.zeroize();
+        }
+        Value {
+            body: body.into_shared(),
+            raw: SecretBytes::from_string(f.value).into_shared(),
+            binary: false,
+            version: Arc::from(f.version.to_string()),
+            secure: f.kind == "SecureString",
+            arn: Arc::from(f.arn),
+            name: Arc::from(f.name),
+        }
+    }
+
+    /// One top-level field of a JSON value, as text (strings unquoted, anything else
+    /// as its JSON). `Ok(None)` when the field is absent, `Err` when the value is not
+    /// a JSON object.
+    pub fn json_field(&self, key: &str) -> Result<Option<Bytes>, NotJsonObject> {
+        if self.binary {
+            return Err(NotJsonObject);
+        }
+        // Borrowing the fields as raw JSON avoids copying any value but the one asked for.
+        let map: BTreeMap<String, &RawValue> = serde_json::from_slice(&self.raw).map_err(|_| NotJsonObject)?;
+        let Some(field) = map.get(key) else {
+            return Ok(None);
+        };
+        let text = field.get();
+        if text.starts_with('"') {
+            let s: String = serde_json::from_str(text).map_err(|_| NotJsonObject)?;
+            Ok(Some(SecretBytes::from_string(s).into_shared()))
+        } else {
+            Ok(Some(SecretBytes::new(text.as_bytes().to_vec()).into_shared()))
+        }
+    }
+}
+
+/// The value asked for with `jsonKey` is not a JSON object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotJsonObject;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(string: Option<&str>, binary: Option<&[u8]>) -> Value {
+        Value::from_secret(SecretFields {
+            arn: "arn:aws:secretsmanager:us-east-1:123456789012:secret:app/db-AbCdEf".into(),
+            name: "app/db".into(),
+            version_id: Some("v1".into()),
+            secret_string: string.map(str::to_owned),
+            secret_binary: binary.map(<[u8]>::to_vec),
+            version_stages: vec!["AWSCURRENT".into()],
+            created_date: Some(1_700_000_000.5),
+        })
+    }
+
+    #[test]
+    fn secret_string_body_has_aws_shape() {
+        let v = secret(Some("{\"user\":\"u\",\"password\":\"p\\\"w\"}"), None);
+        let body: serde_json::Value = serde_json::from_slice(&v.body).expect("json");
+        assert_eq!(
+            body["ARN"],
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:app/db-AbCdEf"
+        );
+        assert_eq!(body["Name"], "app/db");
+        assert_eq!(body["VersionId"], "v1");
+        assert_eq!(body["SecretString"], "{\"user\":\"u\",\"password\":\"p\\\"w\"}");
+        assert_eq!(body["VersionStages"][0], "AWSCURRENT");
+        assert_eq!(body["CreatedDate"], 1_700_000_000.5);
+        assert!(body.get("SecretBinary").is_none());
+        assert!(!v.binary);
+        assert_eq!(&v.raw[..], b"{\"user\":\"u\",\"password\":\"p\\\"w\"}");
+    }
+
+    #[test]
+    fn binary_secret_is_base64_in_json_and_bytes_raw() {
+        let v = secret(None, Some(&[0, 159, 146, 150]));
+        let body: serde_json::Value = serde_json::from_slice(&v.body).expect("json");
+        assert_eq!(body["SecretBinary"], "AJ+Slg==");
+        assert!(body.get("SecretString").is_none());
+        assert!(v.binary);
+        assert_eq!(&v.raw[..], &[0, 159, 146, 150]);
+    }
+
+    #[test]
+    fn json_field_extraction() {
+        let v = secret(Some("{\"appid\":\"k\\u0041y\",\"n\":3,\"o\":{\"a\":1}}"), None);
+        assert_eq!(v.json_field("appid").expect("object").as_deref(), Some(&b"kAy"[..]));
+        assert_eq!(v.json_field("n").expect("object").as_deref(), Some(&b"3"[..]));
+        assert_eq!(v.json_field("o").expect("object").as_deref(), Some(&b"{\"a\":1}"[..]));
+        assert_eq!(v.json_field("missing").expect("object"), None);
+        assert_eq!(secret(Some("plain"), None).json_field("k"), Err(NotJsonObject));
+        assert_eq!(secret(Some("[1]"), None).json_field("k"), Err(NotJsonObject));
+        assert_eq!(secret(None, Some(b"{}")).json_field("k"), Err(NotJsonObject));
+    }
+
+    #[test]
+    fn parameter_body_has_aws_shape() {
+        let v = Value::from_parameter(ParameterFields {
+            arn: "arn:aws:ssm:us-east-1:123456789012:parameter/app/key".into(),
+            name: "/app/key".into(),
+            kind: "SecureString".into(),
+            value: "s3cr3t".into(),
+            version: 4,
+            data_type: Some("text".into()),
+            last_modified_date: Some(1_700_000_000.0),
+            selector: Some(":4".into()),
+            source_result: None,
+        });
+        let body: serde_json::Value = serde_json::from_slice(&v.body).expect("json");
+        let p = &body["Parameter"];
+        assert_eq!(p["Name"], "/app/key");
+        assert_eq!(p["Type"], "SecureString");
+        assert_eq!(p["Value"], "s3cr3t");
+        assert_eq!(p["Version"], 4);
+        assert_eq!(p["Selector"], ":4");
+        assert_eq!(p["DataType"], "text");
+        assert!(v.secure);
+        assert_eq!(&*v.version, "4");
+    }
+
+    #[test]
+    fn debug_is_redacted() {
+        let v = secret(Some("hunter2"), None);
+        assert!(!format!("{v:?}").contains("hunter2"));
+    }
+}

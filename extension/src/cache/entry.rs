@@ -1,0 +1,145 @@
+//! One cache entry: a value, when it stops being fresh, when to refresh it ahead of
+//! that, and the failure state that drives stale-if-error with backoff.
+//!
+//! Entries are immutable snapshots replaced as a whole on refresh or failure, so a
+//! reader never sees half an update and no lock is held while serving. Only the
+//! last-access time (for eviction) is updated in place, with a relaxed store.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::backend::{UpstreamError, Value};
+
+/// First retry after a failed refresh; doubles per consecutive failure.
+pub const BACKOFF_BASE: Duration = Duration::from_secs(1);
+/// Longest wait between retries while upstream keeps failing.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+pub struct Entry {
+    pub value: Arc<Value>,
+    /// The id refreshes are fetched with: the one the first request used.
+    pub fetch_id: Arc<str>,
+    pub fetched_at: Instant,
+    pub fresh_until: Instant,
+    pub refresh_at: Instant,
+    /// Kept warm by refresh-ahead even when unused (prefetched at start-up).
+    pub pinned: bool,
+    pub failures: u32,
+    pub retry_at: Option<Instant>,
+    pub last_error: Option<UpstreamError>,
+    /// When a `refreshNow` request last went upstream, for its rate limit.
+    pub forced_at: Option<Instant>,
+    /// Milliseconds since the cache's epoch.
+    last_access: AtomicU64,
+    /// Served at least once since this value was fetched.
+    used: AtomicBool,
+}
+
+impl Entry {
+    pub fn fresh(
+        value: Arc<Value>,
+        fetch_id: Arc<str>,
+        now: Instant,
+        ttl: Duration,
+        refresh_ahead: f64,
+        now_ms: u64,
+    ) -> Entry {
+        Entry {
+            value,
+            fetch_id,
+            fetched_at: now,
+            fresh_until: now + ttl,
+            refresh_at: now + ttl.mul_f64(refresh_ahead),
+            pinned: false,
+            failures: 0,
+            retry_at: None,
+            last_error: None,
+            forced_at: None,
+            last_access: AtomicU64::new(now_ms),
+            used: AtomicBool::new(false),
+        }
+    }
+
+    /// The same value after one more failed refresh: retry later, with jitter.
+    pub fn failed(&self, now: Instant, error: UpstreamError) -> Entry {
+        let failures = self.failures.saturating_add(1);
+        Entry {
+            value: self.value.clone(),
+            fetch_id: self.fetch_id.clone(),
+            fetched_at: self.fetched_at,
+            fresh_until: self.fresh_until,
+            refresh_at: self.refresh_at,
+            pinned: self.pinned,
+            failures,
+            retry_at: Some(now + backoff(failures)),
+            last_error: Some(error),
+            forced_at: self.forced_at,
+            last_access: AtomicU64::new(self.last_access.load(Relaxed)),
+            used: AtomicBool::new(self.used.load(Relaxed)),
+        }
+    }
+
+    /// Records a use. Stores are skipped when nothing changes, which keeps the
+    /// cache line shared between cores on hot keys.
+    pub fn touch(&self, now_ms: u64) {
+        if self.last_access.load(Relaxed) != now_ms {
+            self.last_access.store(now_ms, Relaxed);
+        }
+        if !self.used.load(Relaxed) {
+            self.used.store(true, Relaxed);
+        }
+    }
+
+    /// Keeps the eviction age of the value this entry replaces, without counting a use.
+    pub fn inherit_access(&self, last_access_ms: u64) {
+        self.last_access.store(last_access_ms, Relaxed);
+    }
+
+    pub fn used(&self) -> bool {
+        self.used.load(Relaxed)
+    }
+
+    pub fn last_access(&self) -> u64 {
+        self.last_access.load(Relaxed)
+    }
+
+    /// Whether the value may still be served, stale, while upstream fails.
+    pub fn within_stale_limit(&self, now: Instant, max_stale: Duration) -> bool {
+        now < self.fresh_until + max_stale
+    }
+
+    pub fn backing_off(&self, now: Instant) -> bool {
+        self.retry_at.is_some_and(|t| now < t)
+    }
+}
+
+/// Exponential backoff with "equal jitter": half the step is fixed, half random, so
+/// retries of many keys spread out but never collapse to zero.
+pub fn backoff(failures: u32) -> Duration {
+    let exp = failures.saturating_sub(1).min(16);
+    let step = BACKOFF_BASE.saturating_mul(1u32 << exp).min(BACKOFF_MAX);
+    let half = step / 2;
+    half + half.mul_f64(fastrand::f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped_with_jitter() {
+        for failures in 1..40u32 {
+            let exp = failures.saturating_sub(1).min(16);
+            let step = BACKOFF_BASE.saturating_mul(1u32 << exp).min(BACKOFF_MAX);
+            for _ in 0..50 {
+                let d = backoff(failures);
+                assert!(d >= step / 2 && d <= step, "failures={failures} d={d:?}");
+            }
+        }
+        assert!(backoff(1) <= Duration::from_secs(1));
+        assert!(backoff(100) >= BACKOFF_MAX / 2);
+    }
+}

@@ -1,0 +1,35 @@
+//! `secrets-sidecar`: wires configuration, logging and the runtime, then hands over
+//! to the Lambda lifecycle or to standalone mode.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use secrets_sidecar::config::{Config, LogFormat, LogLevel};
+use secrets_sidecar::{lifecycle, logging};
+
+fn main() -> ExitCode {
+    let config = Config::from_process_env();
+    let (level, format) = match &config {
+        Ok(c) => (c.log_level, c.log_format),
+        Err(_) => (LogLevel::Info, LogFormat::Text),
+    };
+    logging::init(level, format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("secrets-sidecar: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let in_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
+    let code = runtime.block_on(async move {
+        if in_lambda {
+            lifecycle::lambda::run(config).await
+        } else {
+            lifecycle::standalone::run(config).await
+        }
+    });
+    // Whatever is still pending (the next event/next poll) must not delay the exit.
+    runtime.shutdown_timeout(Duration::from_millis(50));
+    code
+}

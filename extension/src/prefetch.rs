@@ -1,0 +1,276 @@
+//! Start-up prefetch of `SECRETS_SIDECAR_PREFETCH` and `..._REQUIRED`.
+//!
+//! Every key is registered as a fetch in flight before the first upstream call, so
+//! a request that arrives during INIT for one of them waits for the batch instead of
+//! starting a second call; a request for a parameter under a path being prefetched
+//! waits for that path. Values stored here are pinned: refresh-ahead keeps them warm
+//! whether or not they have been used yet.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::backend::{ErrorKind, UpstreamError};
+use crate::cache::{Begun, Cache, FetchFor, Key, PathGuard};
+use crate::fetch::fetch_all;
+use crate::refs::{SecretRef, Source};
+
+/// Stops a path prefetch from filling the cache with more than it can hold.
+const MAX_PATH_PAGES: usize = 1000;
+
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Values stored.
+    pub stored: usize,
+    /// References that could not be fetched, with the reason (kind and AWS message).
+    pub failures: Vec<(SecretRef, UpstreamError)>,
+    pub elapsed: Duration,
+}
+
+/// Fetches `refs` in as few calls as the APIs allow, giving up at `deadline` (what
+/// is unfinished then is reported as timed out).
+pub async fn prefetch(cache: &Cache, refs: &[SecretRef], deadline: Instant) -> Report {
+    let started = Instant::now();
+    if refs.is_empty() {
+        return Report::default();
+    }
+    let mut handles = Vec::new();
+    let mut paths = Vec::new();
+    for r in refs {
+        let key = match r {
+            SecretRef::Secret(id) => Key::current(Source::SecretsManager, Arc::from(id.as_str())),
+            SecretRef::Parameter(name) => Key::current(Source::Ssm, Arc::from(name.as_str())),
+            SecretRef::Path(prefix) => {
+                paths.push((prefix.clone(), cache.begin_path(prefix)));
+                continue;
+            }
+        };
+        // Joined: a request got there first; its fetch stores the value.
+        if let Begun::New(h) = cache.begin(key, Arc::from(r.id()), FetchFor::PREFETCH) {
+            handles.push(h);
+        }
+    }
+    let path_jobs = async {
+        let mut results = Vec::new();
+        for (prefix, guard) in paths {
+            let result = match tokio::time::timeout_at(deadline, fetch_path(cache, &prefix, guard)).await {
+                Ok(r) => r,
+                Err(_) => Err(timed_out()),
+            };
+            results.push((prefix, result));
+        }
+        results
+    };
+    let keys: Vec<SecretRef> = refs
+        .iter()
+        .filter(|r| !matches!(r, SecretRef::Path(_)))
+        .cloned()
+        .collect();
+    let (tally, path_results) = tokio::join!(fetch_all(cache, handles, deadline), path_jobs);
+
+    let mut report = Report {
+        stored: tally.ok,
+        ..Report::default()
+    };
+    for (id, e) in tally.failed {
+        if let Some(r) = keys.iter().find(|r| r.id() == &*id) {
+            report.failures.push((r.clone(), e));
+        }
+    }
+    if tally.abandoned {
+        // Keys neither stored nor failed were cut off by the deadline.
+        for r in &keys {
+            let settled = report.failures.iter().any(|(f, _)| f == r) || cache_holds(cache, r);
+            if !settled {
+                report.failures.push((r.clone(), timed_out()));
+            }
+        }
+    }
+    for (prefix, result) in path_results {
+        match result {
+            Ok(0) => report.failures.push((
+                SecretRef::Path(prefix),
+                UpstreamError::new(ErrorKind::NotFound, "no parameters under this path"),
+            )),
+            Ok(n) => report.stored += n,
+            Err(e) => report.failures.push((SecretRef::Path(prefix), e)),
+        }
+    }
+    report.elapsed = started.elapsed();
+    for (r, e) in &report.failures {
+        warn!(reference = %r, kind = e.kind.label(), detail = %e.detail, "prefetch failed");
+    }
+    info!(
+        refs = refs.len(),
+        stored = report.stored,
+        failed = report.failures.len(),
+        elapsed_ms = report.elapsed.as_millis() as u64,
+        "prefetch settled"
+    );
+    report
+}
+
+fn timed_out() -> UpstreamError {
+    UpstreamError::new(
+        ErrorKind::Timeout,
+        "start-up budget (SECRETS_SIDECAR_INIT_TIMEOUT_MILLIS) spent",
+    )
+}
+
+fn cache_holds(cache: &Cache, r: &SecretRef) -> bool {
+    let key = Key::current(r.source(), Arc::from(r.id()));
+    cache.find(&cache.canonical(&key)).is_some()
+}
+
+/// Stores every parameter under `prefix`, page by page; the guard holds requests
+/// for names under the path until it is done.
+async fn fetch_path(cache: &Cache, prefix: &str, guard: PathGuard) -> Result<usize, UpstreamError> {
+    let upstream = cache.upstream().clone();
+    let mut token: Option<String> = None;
+    let mut stored = 0;
+    for _ in 0..MAX_PATH_PAGES {
+        let page = upstream.get_parameters_by_path(prefix, true, token.as_deref()).await?;
+        for value in page.values {
+            let name = value.name.clone();
+            cache.store(
+                &Key::current(Source::Ssm, name.clone()),
+                &name,
+                Arc::new(value),
+                FetchFor::PREFETCH,
+            );
+            stored += 1;
+        }
+        match page.next_token {
+            Some(t) if stored < cache.settings().capacity => token = Some(t),
+            _ => break,
+        }
+    }
+    drop(guard);
+    Ok(stored)
+}
+
+/// The `SECRETS_SIDECAR_REQUIRED` references that are not available, with why.
+pub fn missing_required(required: &[SecretRef], report: &Report) -> Vec<(SecretRef, String)> {
+    required
+        .iter()
+        .filter_map(|r| {
+            let (_, e) = report.failures.iter().find(|(f, _)| f == r)?;
+            Some((r.clone(), format!("{} ({})", e.kind.label(), e.detail)))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::fake::FakeUpstream;
+    use crate::cache::CacheSettings;
+    use crate::metrics::{Metrics, Outcome};
+    use crate::query::{parse_secrets_manager, parse_ssm};
+
+    fn setup() -> (Cache, Arc<FakeUpstream>) {
+        let fake = Arc::new(FakeUpstream::new());
+        let settings = CacheSettings {
+            capacity: 1000,
+            enabled: true,
+            secrets_manager_ttl: Duration::from_secs(60),
+            ssm_ttl: Duration::from_secs(60),
+            max_stale: Duration::from_secs(60),
+            refresh_ahead: 0.5,
+            refresh_now_interval: Duration::from_secs(1),
+        };
+        (Cache::new(settings, fake.clone(), Arc::new(Metrics::default())), fake)
+    }
+
+    #[tokio::test]
+    async fn prefetched_values_are_hits() {
+        let (cache, fake) = setup();
+        fake.put_secret("db", "pw");
+        fake.put_param("/k", "SecureString", "k");
+        for i in 0..5 {
+            fake.put_param(&format!("/team/here/{i}"), "String", "v");
+        }
+        let refs = crate::refs::parse_ref_list("secretsmanager:db ssm:/k ssm-path:/team/").expect("refs");
+        let report = prefetch(&cache, &refs, Instant::now() + Duration::from_secs(60)).await;
+        assert_eq!(report.stored, 7);
+        assert!(report.failures.is_empty());
+        let calls = fake.calls();
+        assert_eq!(calls, 5, "one batch per API, three pages for the path");
+        let hit = cache
+            .get(&parse_secrets_manager("secretId=db").expect("q"))
+            .await
+            .expect("value");
+        assert_eq!(hit.outcome, Outcome::Hit);
+        let hit = cache
+            .get(&parse_ssm("name=/team/here/3").expect("q"))
+            .await
+            .expect("value");
+        assert_eq!(hit.outcome, Outcome::Hit);
+        let hit = cache
+            .get(&parse_ssm("name=/k&withDecryption=true").expect("q"))
+            .await
+            .expect("value");
+        assert_eq!(hit.outcome, Outcome::Hit);
+        assert_eq!(fake.calls(), calls);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_during_prefetch_wait_for_it() {
+        let (cache, fake) = setup();
+        fake.put_secret("db", "pw");
+        fake.put_param("/team/a", "String", "v");
+        fake.set_latency(Duration::from_millis(300));
+        let refs = crate::refs::parse_ref_list("secretsmanager:db ssm-path:/team/").expect("refs");
+        let running = {
+            let cache = cache.clone();
+            tokio::spawn(async move { prefetch(&cache, &refs, Instant::now() + Duration::from_secs(60)).await })
+        };
+        tokio::task::yield_now().await;
+        let waiting: Vec<_> = ["secretId=db", "secretId=db"]
+            .iter()
+            .map(|q| {
+                let cache = cache.clone();
+                let l = parse_secrets_manager(q).expect("q");
+                tokio::spawn(async move { cache.get(&l).await })
+            })
+            .collect();
+        let under_path = {
+            let cache = cache.clone();
+            let l = parse_ssm("name=/team/a").expect("q");
+            tokio::spawn(async move { cache.get(&l).await })
+        };
+        for w in waiting {
+            w.await.expect("task").expect("value");
+        }
+        under_path.await.expect("task").expect("value");
+        running.await.expect("task");
+        assert_eq!(fake.calls(), 2, "the requests made no calls of their own");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_deadline_reports_unfinished_refs_as_timed_out() {
+        let (cache, fake) = setup();
+        fake.put_secret("db", "pw");
+        fake.put_param("/team/a", "String", "v");
+        fake.set_latency(Duration::from_secs(30));
+        let refs = crate::refs::parse_ref_list("secretsmanager:db ssm-path:/team/").expect("refs");
+        let report = prefetch(&cache, &refs, Instant::now() + Duration::from_secs(1)).await;
+        assert_eq!(report.failures.len(), 2);
+        assert!(report.failures.iter().all(|(_, e)| e.kind == ErrorKind::Timeout));
+        assert_eq!(missing_required(&refs, &report).len(), 2);
+    }
+
+    #[tokio::test]
+    async fn required_failures_are_named() {
+        let (cache, fake) = setup();
+        fake.put_secret("db", "pw");
+        let refs = crate::refs::parse_ref_list("secretsmanager:db secretsmanager:gone ssm-path:/empty/").expect("refs");
+        let report = prefetch(&cache, &refs, Instant::now() + Duration::from_secs(60)).await;
+        let missing = missing_required(&refs, &report);
+        let names: Vec<String> = missing.iter().map(|(r, _)| r.to_string()).collect();
+        assert_eq!(names, ["secretsmanager:gone", "ssm-path:/empty/"]);
+        assert!(missing[0].1.starts_with("not_found"));
+    }
+}

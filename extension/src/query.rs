@@ -1,0 +1,369 @@
+//! Query strings of the two AWS-compatible routes, parsed into a [`Lookup`].
+//!
+//! Parsing is strict: a missing id, a repeated or unknown parameter, conflicting
+//! selectors or a malformed boolean is a 400 with a message naming the parameter,
+//! because a silently ignored typo (`versionstage=AWSPREVIOUS`) would hand the
+//! function the wrong secret.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use crate::refs::{Source, MAX_ID_LEN};
+
+/// The AWS stage that a request without selector means.
+pub const AWSCURRENT: &str = "AWSCURRENT";
+
+/// Which version of a value is asked for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Selector {
+    /// AWSCURRENT for a secret, the latest version for a parameter.
+    Current,
+    /// Secrets Manager `versionId`.
+    VersionId(String),
+    /// Secrets Manager `versionStage` other than AWSCURRENT.
+    VersionStage(String),
+    /// SSM `version` or `name:N`.
+    Version(u64),
+    /// SSM `label` or `name:label`.
+    Label(String),
+}
+
+impl Selector {
+    /// The suffix SSM's GetParameter understands (`:3`, `:prod`), if any.
+    pub fn ssm_suffix(&self) -> Option<String> {
+        match self {
+            Selector::Version(n) => Some(format!(":{n}")),
+            Selector::Label(l) => Some(format!(":{l}")),
+            _ => None,
+        }
+    }
+}
+
+/// How the answer is shaped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// AWS's JSON response shape.
+    Json,
+    /// The bare value.
+    Raw,
+    /// One top-level field of a JSON value, as text.
+    JsonKey(String),
+}
+
+/// A parsed request for one value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lookup {
+    pub source: Source,
+    /// The secret id or parameter name as given, without selector suffix.
+    pub id: String,
+    pub selector: Selector,
+    /// SSM `withDecryption`; always false for Secrets Manager.
+    pub decrypt: bool,
+    pub refresh_now: bool,
+    pub output: Output,
+}
+
+/// A malformed query. The message is safe to return: it names parameters, never values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueryError(pub String);
+
+impl fmt::Display for QueryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn err<T>(msg: impl Into<String>) -> Result<T, QueryError> {
+    Err(QueryError(msg.into()))
+}
+
+/// Parameters each route accepts.
+const SM_PARAMS: &[&str] = &["secretId", "versionId", "versionStage", "refreshNow", "jsonKey", "raw"];
+const SSM_PARAMS: &[&str] = &[
+    "name",
+    "version",
+    "label",
+    "withDecryption",
+    "refreshNow",
+    "jsonKey",
+    "raw",
+];
+
+/// The decoded parameters of one query, each at most once.
+struct Params<'a> {
+    allowed: &'static [&'static str],
+    values: [Option<Cow<'a, str>>; 7],
+}
+
+impl<'a> Params<'a> {
+    fn parse(query: &'a str, allowed: &'static [&'static str]) -> Result<Self, QueryError> {
+        let mut values: [Option<Cow<'a, str>>; 7] = Default::default();
+        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+            let Some(slot) = allowed.iter().position(|p| *p == name) else {
+                // The name is echoed (truncated): it is not a value, and naming it is
+                // what makes the error actionable.
+                let shown: String = name.chars().take(64).collect();
+                return err(format!(
+                    "unknown query parameter '{shown}' (accepted: {})",
+                    allowed.join(", ")
+                ));
+            };
+            if value.contains('\u{FFFD}') {
+                return err(format!("'{}' is not valid UTF-8", allowed[slot]));
+            }
+            if values[slot].is_some() {
+                return err(format!("'{}' is given more than once", allowed[slot]));
+            }
+            values[slot] = Some(value);
+        }
+        Ok(Params { allowed, values })
+    }
+
+    fn take(&mut self, name: &str) -> Option<Cow<'a, str>> {
+        let slot = self.allowed.iter().position(|p| *p == name)?;
+        self.values[slot].take()
+    }
+
+    fn text(&mut self, name: &str, max: usize) -> Result<Option<String>, QueryError> {
+        match self.take(name) {
+            None => Ok(None),
+            Some(v) if v.is_empty() => err(format!("'{name}' is empty")),
+            Some(v) if v.len() > max => err(format!("'{name}' is longer than {max} characters")),
+            Some(v) => Ok(Some(v.into_owned())),
+        }
+    }
+
+    fn boolean(&mut self, name: &str) -> Result<bool, QueryError> {
+        match self.take(name) {
+            None => Ok(false),
+            Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+            Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+            Some(_) => err(format!("'{name}' must be true or false")),
+        }
+    }
+
+    fn output(&mut self) -> Result<Output, QueryError> {
+        let raw = self.boolean("raw")?;
+        Ok(match self.text("jsonKey", 1024)? {
+            Some(key) => Output::JsonKey(key),
+            None if raw => Output::Raw,
+            None => Output::Json,
+        })
+    }
+}
+
+/// `GET /secretsmanager/get?secretId=…[&versionId=…|&versionStage=…]`
+pub fn parse_secrets_manager(query: &str) -> Result<Lookup, QueryError> {
+    let mut p = Params::parse(query, SM_PARAMS)?;
+    let Some(id) = p.text("secretId", MAX_ID_LEN)? else {
+        return err("'secretId' is required");
+    };
+    let version_id = p.text("versionId", 64)?;
+    let version_stage = p.text("versionStage", 256)?;
+    let selector = match (version_id, version_stage) {
+        (Some(_), Some(_)) => return err("give 'versionId' or 'versionStage', not both"),
+        (Some(v), None) => Selector::VersionId(v),
+        (None, Some(s)) if s == AWSCURRENT => Selector::Current,
+        (None, Some(s)) => Selector::VersionStage(s),
+        (None, None) => Selector::Current,
+    };
+    Ok(Lookup {
+        source: Source::SecretsManager,
+        id,
+        selector,
+        decrypt: false,
+        refresh_now: p.boolean("refreshNow")?,
+        output: p.output()?,
+    })
+}
+
+/// `GET /systemsmanager/parameters/get?name=…[&version=N|&label=L][&withDecryption=true]`,
+/// with `name:N` and `name:label` accepted as selectors too.
+pub fn parse_ssm(query: &str) -> Result<Lookup, QueryError> {
+    let mut p = Params::parse(query, SSM_PARAMS)?;
+    let Some(full) = p.text("name", MAX_ID_LEN)? else {
+        return err("'name' is required");
+    };
+    let (name, suffix) = split_ssm_selector(&full);
+    if name.is_empty() {
+        return err("'name' has no parameter name before its selector");
+    }
+    let from_suffix = match suffix {
+        None => None,
+        Some("") => return err("'name' ends with ':' but no version or label follows"),
+        Some(s) => Some(parse_ssm_selector(s)?),
+    };
+    let version = match p.take("version") {
+        None => None,
+        Some(v) => match v.parse::<u64>() {
+            Ok(n) if n >= 1 => Some(Selector::Version(n)),
+            _ => return err("'version' must be a whole number from 1"),
+        },
+    };
+    let label = p.text("label", 100)?.map(Selector::Label);
+    let selector = match (from_suffix, version, label) {
+        (None, None, None) => Selector::Current,
+        (Some(s), None, None) | (None, Some(s), None) | (None, None, Some(s)) => s,
+        _ => return err("give one selector: 'version', 'label' or a ':' suffix on 'name'"),
+    };
+    Ok(Lookup {
+        source: Source::Ssm,
+        id: name.to_owned(),
+        selector,
+        decrypt: p.boolean("withDecryption")?,
+        refresh_now: p.boolean("refreshNow")?,
+        output: p.output()?,
+    })
+}
+
+fn parse_ssm_selector(s: &str) -> Result<Selector, QueryError> {
+    if s.bytes().all(|b| b.is_ascii_digit()) {
+        return match s.parse::<u64>() {
+            Ok(n) if n >= 1 => Ok(Selector::Version(n)),
+            _ => err("the version after ':' must be a whole number from 1"),
+        };
+    }
+    if s.len() > 100 {
+        return err("the label after ':' is longer than 100 characters");
+    }
+    Ok(Selector::Label(s.to_owned()))
+}
+
+/// Splits `name:selector`. Parameter names cannot contain ':', but ARNs do: in
+/// `arn:aws:ssm:region:account:parameter/x:3` only a ':' after the fifth one counts.
+pub fn split_ssm_selector(name: &str) -> (&str, Option<&str>) {
+    let start = if name.starts_with("arn:") {
+        match name.match_indices(':').nth(4) {
+            Some((i, _)) => i + 1,
+            None => return (name, None),
+        }
+    } else {
+        0
+    };
+    match name[start..].rfind(':') {
+        Some(i) => (&name[..start + i], Some(&name[start + i + 1..])),
+        None => (name, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn secrets_manager_basics() {
+        let l = parse_secrets_manager("secretId=app%2Fdb").expect("valid");
+        assert_eq!(l.id, "app/db");
+        assert_eq!(l.selector, Selector::Current);
+        assert_eq!(l.output, Output::Json);
+        assert!(!l.refresh_now);
+
+        let l = parse_secrets_manager("secretId=x&versionStage=AWSPREVIOUS&refreshNow=true&raw=true").expect("valid");
+        assert_eq!(l.selector, Selector::VersionStage("AWSPREVIOUS".into()));
+        assert!(l.refresh_now);
+        assert_eq!(l.output, Output::Raw);
+
+        // AWSCURRENT is the default version: same cache entry as no selector.
+        let l = parse_secrets_manager("secretId=x&versionStage=AWSCURRENT").expect("valid");
+        assert_eq!(l.selector, Selector::Current);
+
+        let l = parse_secrets_manager("secretId=x&versionId=0123&jsonKey=appid").expect("valid");
+        assert_eq!(l.selector, Selector::VersionId("0123".into()));
+        assert_eq!(l.output, Output::JsonKey("appid".into()));
+    }
+
+    #[test]
+    fn secrets_manager_rejections() {
+        for (q, needle) in [
+            ("", "required"),
+            ("secretId=", "empty"),
+            ("versionId=1", "required"),
+            ("secretId=x&versionId=1&versionStage=AWSPREVIOUS", "not both"),
+            ("secretId=x&secretId=y", "more than once"),
+            (
+                "secretId=x&versionstage=AWSPREVIOUS",
+                "unknown query parameter 'versionstage'",
+            ),
+            ("secretId=x&refreshNow=yes", "true or false"),
+            ("secretId=%FF", "UTF-8"),
+        ] {
+            let e = parse_secrets_manager(q).expect_err(q);
+            assert!(e.0.contains(needle), "{q}: {e}");
+        }
+        let long = format!("secretId={}", "a".repeat(MAX_ID_LEN + 1));
+        assert!(parse_secrets_manager(&long).is_err());
+    }
+
+    #[test]
+    fn ssm_selectors() {
+        let l = parse_ssm("name=/app/key&withDecryption=true").expect("valid");
+        assert_eq!(
+            (l.id.as_str(), &l.selector, l.decrypt),
+            ("/app/key", &Selector::Current, true)
+        );
+        let l = parse_ssm("name=/app/key:3").expect("valid");
+        assert_eq!(l.selector, Selector::Version(3));
+        let l = parse_ssm("name=/app/key:prod").expect("valid");
+        assert_eq!(l.selector, Selector::Label("prod".into()));
+        let l = parse_ssm("name=/app/key&version=7").expect("valid");
+        assert_eq!(l.selector, Selector::Version(7));
+        let l = parse_ssm("name=/app/key&label=blue").expect("valid");
+        assert_eq!(l.selector, Selector::Label("blue".into()));
+        let l = parse_ssm("name=arn:aws:ssm:us-east-1:123456789012:parameter/app/key").expect("valid");
+        assert_eq!(l.id, "arn:aws:ssm:us-east-1:123456789012:parameter/app/key");
+        assert_eq!(l.selector, Selector::Current);
+        let l = parse_ssm("name=arn:aws:ssm:us-east-1:123456789012:parameter/app/key:4").expect("valid");
+        assert_eq!(l.id, "arn:aws:ssm:us-east-1:123456789012:parameter/app/key");
+        assert_eq!(l.selector, Selector::Version(4));
+    }
+
+    #[test]
+    fn ssm_rejections() {
+        for (q, needle) in [
+            ("", "required"),
+            ("name=/a&version=0", "from 1"),
+            ("name=/a&version=x", "from 1"),
+            ("name=/a:0", "from 1"),
+            ("name=/a:", "no version or label"),
+            ("name=:3", "no parameter name"),
+            ("name=/a:3&label=x", "one selector"),
+            ("name=/a&version=2&label=x", "one selector"),
+            ("name=/a&withDecryption=1", "true or false"),
+            ("name=/a&secretId=x", "unknown"),
+        ] {
+            let e = parse_ssm(q).expect_err(q);
+            assert!(e.0.contains(needle), "{q}: {e}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_query_parses_or_errors_without_panicking(q in ".{0,200}") {
+            let _ = parse_secrets_manager(&q);
+            let _ = parse_ssm(&q);
+        }
+
+        #[test]
+        fn encoded_ids_round_trip(id in "[a-zA-Z0-9/_+=.@-]{1,64}") {
+            let q: String = form_urlencoded::Serializer::new(String::new()).append_pair("secretId", &id).finish();
+            let l = parse_secrets_manager(&q).expect("valid id");
+            prop_assert_eq!(l.id, id);
+        }
+
+        #[test]
+        fn ssm_names_and_versions_round_trip(name in "/[a-zA-Z0-9_.-]{1,20}(/[a-zA-Z0-9_.-]{1,20}){0,3}", v in 1u64..1_000_000) {
+            let q = format!("name={}:{v}", name);
+            let l = parse_ssm(&q).expect("valid");
+            prop_assert_eq!(l.id, name);
+            prop_assert_eq!(l.selector, Selector::Version(v));
+        }
+
+        #[test]
+        fn split_never_loses_characters(s in "[a-z:/]{0,40}") {
+            let (name, sel) = split_ssm_selector(&s);
+            let rebuilt = match sel { Some(x) => format!("{name}:{x}"), None => name.to_string() };
+            prop_assert_eq!(rebuilt, s);
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! Names of things to fetch: the two upstream sources and the `source:id` references
+//! used by `SECRETS_SIDECAR_PREFETCH`, `..._REQUIRED` and `..._ALLOW`.
+
+use std::fmt;
+
+/// Longest id either service accepts (a full ARN).
+pub const MAX_ID_LEN: usize = 2048;
+
+/// The upstream service a value comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Source {
+    SecretsManager,
+    Ssm,
+}
+
+impl Source {
+    /// The prefix used in references and logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            Source::SecretsManager => "secretsmanager",
+            Source::Ssm => "ssm",
+        }
+    }
+}
+
+/// One entry of a reference list.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum SecretRef {
+    /// A Secrets Manager secret by name or ARN (its AWSCURRENT version).
+    Secret(String),
+    /// An SSM parameter by name or ARN (its latest version, decrypted).
+    Parameter(String),
+    /// Every parameter under an SSM path, recursively, decrypted.
+    Path(String),
+}
+
+impl SecretRef {
+    pub fn source(&self) -> Source {
+        match self {
+            SecretRef::Secret(_) => Source::SecretsManager,
+            SecretRef::Parameter(_) | SecretRef::Path(_) => Source::Ssm,
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        match self {
+            SecretRef::Secret(id) | SecretRef::Parameter(id) | SecretRef::Path(id) => id,
+        }
+    }
+}
+
+impl fmt::Display for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretRef::Secret(id) => write!(f, "secretsmanager:{id}"),
+            SecretRef::Parameter(id) => write!(f, "ssm:{id}"),
+            SecretRef::Path(id) => write!(f, "ssm-path:{id}"),
+        }
+    }
+}
+
+/// Parses a list separated by commas and/or whitespace. Neither service allows
+/// commas or whitespace in names, so the separators are unambiguous.
+pub fn parse_ref_list(text: &str) -> Result<Vec<SecretRef>, String> {
+    let mut out = Vec::new();
+    for item in text
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+    {
+        let r = parse_ref(item)?;
+        if !out.contains(&r) {
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
+/// Parses one `secretsmanager:ID`, `ssm:NAME` or `ssm-path:/PREFIX/` item.
+pub fn parse_ref(item: &str) -> Result<SecretRef, String> {
+    let (kind, id) = item
+        .split_once(':')
+        .ok_or_else(|| format!("'{item}' needs a prefix: secretsmanager:, ssm: or ssm-path:"))?;
+    if id.is_empty() {
+        return Err(format!("'{item}' has an empty id"));
+    }
+    if id.len() > MAX_ID_LEN {
+        return Err(format!("an id of '{kind}:' is longer than {MAX_ID_LEN} characters"));
+    }
+    match kind {
+        "secretsmanager" => Ok(SecretRef::Secret(id.to_owned())),
+        "ssm" => {
+            if crate::query::split_ssm_selector(id).1.is_some() {
+                return Err(format!(
+                    "'{item}': version and label selectors cannot be prefetched; name the parameter alone"
+                ));
+            }
+            Ok(SecretRef::Parameter(id.to_owned()))
+        }
+        "ssm-path" => {
+            if !id.starts_with('/') {
+                return Err(format!("'{item}': an SSM path starts with '/'"));
+            }
+            Ok(SecretRef::Path(id.to_owned()))
+        }
+        other => Err(format!(
+            "'{other}:' is not a known prefix (use secretsmanager:, ssm: or ssm-path:)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_each_kind_and_keeps_arn_colons() {
+        let refs = parse_ref_list(
+            "secretsmanager:arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf,\n ssm:/app/key ssm-path:/team/",
+        )
+        .expect("valid list");
+        assert_eq!(
+            refs,
+            vec![
+                SecretRef::Secret("arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf".into()),
+                SecretRef::Parameter("/app/key".into()),
+                SecretRef::Path("/team/".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn rejects_bad_items_with_a_reason() {
+        for (item, needle) in [
+            ("db", "needs a prefix"),
+            ("sm:db", "not a known prefix"),
+            ("ssm:", "empty id"),
+            ("ssm-path:team", "starts with '/'"),
+            ("ssm:/app/key:3", "selectors"),
+        ] {
+            let err = parse_ref_list(item).expect_err(item);
+            assert!(err.contains(needle), "{item}: {err}");
+        }
+    }
+
+    #[test]
+    fn duplicates_collapse() {
+        let refs = parse_ref_list("ssm:/a,ssm:/a ssm:/b").expect("valid");
+        assert_eq!(refs.len(), 2);
+    }
+}

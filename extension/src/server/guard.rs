@@ -1,0 +1,159 @@
+//! Slow-client protection that leaves idle keep-alive connections alone.
+//!
+//! hyper's own header-read timeout also runs while a kept-alive connection waits
+//! for its next request, so it closes idle connections. In Lambda that is a trap:
+//! the timer keeps counting while the environment is frozen, fires on thaw, and
+//! races the function reusing its pooled socket ("socket hang up"). Instead, each
+//! connection tracks its phase: idle (nothing of a request yet), head (bytes of a
+//! request arrived, handler not yet called) or busy (handler running). Only the
+//! head phase is timed; a watchdog closes the connection when a head takes longer
+//! than the limit, and sleeps (no wake-ups at all) while the connection is idle.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+const IDLE: u8 = 0;
+const HEAD: u8 = 1;
+const BUSY: u8 = 2;
+
+pub struct ConnState {
+    phase: AtomicU8,
+    /// When the current head started, in ms since `epoch`.
+    head_since_ms: AtomicU64,
+    epoch: Instant,
+    head_started: Notify,
+}
+
+impl ConnState {
+    pub fn new() -> Arc<ConnState> {
+        Arc::new(ConnState {
+            phase: AtomicU8::new(IDLE),
+            head_since_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+            head_started: Notify::new(),
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn on_bytes(&self) {
+        if self.phase.compare_exchange(IDLE, HEAD, Relaxed, Relaxed).is_ok() {
+            self.head_since_ms.store(self.now_ms(), Relaxed);
+            self.head_started.notify_one();
+        }
+    }
+
+    /// The handler was called: the head is complete.
+    pub fn begin_request(&self) {
+        self.phase.store(BUSY, Relaxed);
+    }
+
+    /// The handler returned: the connection waits for the next request.
+    pub fn end_request(&self) {
+        self.phase.store(IDLE, Relaxed);
+    }
+
+    /// Resolves when a request head has been arriving for longer than `limit`.
+    pub async fn head_overdue(&self, limit: Duration) {
+        loop {
+            if self.phase.load(Relaxed) != HEAD {
+                self.head_started.notified().await;
+                continue;
+            }
+            let since = self.head_since_ms.load(Relaxed);
+            let deadline = self.epoch + Duration::from_millis(since) + limit;
+            tokio::time::sleep_until(deadline).await;
+            if self.phase.load(Relaxed) == HEAD && self.head_since_ms.load(Relaxed) == since {
+                return;
+            }
+        }
+    }
+}
+
+/// A stream that reports arriving bytes to its [`ConnState`].
+pub struct GuardedIo<T> {
+    inner: T,
+    state: Arc<ConnState>,
+}
+
+impl<T> GuardedIo<T> {
+    pub fn new(inner: T, state: Arc<ConnState>) -> Self {
+        GuardedIo { inner, state }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for GuardedIo<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.state.on_bytes();
+        }
+        result
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn only_a_head_in_progress_is_timed() {
+        let state = ConnState::new();
+        let limit = Duration::from_secs(5);
+        let watch = {
+            let state = state.clone();
+            tokio::spawn(async move { state.head_overdue(limit).await })
+        };
+        // Idle for a long time: never overdue.
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        assert!(!watch.is_finished());
+        // A head that completes in time, then a busy handler that takes long.
+        state.on_bytes();
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        state.begin_request();
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(!watch.is_finished());
+        state.end_request();
+        // A head that never completes.
+        state.on_bytes();
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert!(watch.is_finished());
+    }
+}

@@ -1,0 +1,172 @@
+//! Where a request goes: method and path to handler, auth, allowlist, cache, response.
+
+use http::{Method, Request, Response};
+use tracing::{debug, warn};
+
+use super::auth;
+use super::response::{self, Body};
+use crate::app::App;
+use crate::error::ApiError;
+use crate::metrics::Route;
+use crate::query::{self, Lookup};
+
+/// The AWS-compatible paths (same as AWS's extension).
+pub const SECRETS_MANAGER_PATH: &str = "/secretsmanager/get";
+pub const SSM_PATH: &str = "/systemsmanager/parameters/get";
+
+fn route_of(path: &str) -> Route {
+    match path {
+        SECRETS_MANAGER_PATH => Route::SecretsManager,
+        SSM_PATH => Route::Ssm,
+        "/ping" => Route::Ping,
+        "/metrics" => Route::Metrics,
+        _ => Route::Other,
+    }
+}
+
+/// Answers one request; never fails (errors become JSON responses).
+pub async fn handle<B>(app: &App, req: Request<B>) -> Response<Body> {
+    let route = route_of(req.uri().path());
+    app.metrics.request(route);
+    let resp = match dispatch(app, &req, route).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            note(app, &e, route);
+            response::error(&e)
+        }
+    };
+    app.metrics.response(resp.status().as_u16());
+    resp
+}
+
+async fn dispatch<B>(app: &App, req: &Request<B>, route: Route) -> Result<Response<Body>, ApiError> {
+    if req.method() != Method::GET {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    match route {
+        Route::Ping => return Ok(response::ping(app.is_ready())),
+        Route::Other => return Err(ApiError::NoRoute),
+        _ => {}
+    }
+    auth::check(&app.token, req.headers())?;
+    let query = req.uri().query().unwrap_or("");
+    match route {
+        Route::SecretsManager => serve_value(app, query::parse_secrets_manager(query)?).await,
+        Route::Ssm => serve_value(app, query::parse_ssm(query)?).await,
+        _ => Ok(response::metrics(app.metrics.render())),
+    }
+}
+
+async fn serve_value(app: &App, lookup: Lookup) -> Result<Response<Body>, ApiError> {
+    if let Some(allow) = &app.allow {
+        if !allow.permits(lookup.source, &lookup.id) {
+            warn!(source = lookup.source.label(), id = %lookup.id, "refused: not in the allowlist");
+            return Err(ApiError::NotAllowed);
+        }
+    }
+    let served = app.cache.get(&lookup).await?;
+    app.metrics.outcome(served.outcome);
+    response::value(&served, &lookup.output)
+}
+
+/// Logs a refused request. Ids may appear; values never do (errors carry none).
+fn note(app: &App, e: &ApiError, route: Route) {
+    match e {
+        ApiError::MissingToken | ApiError::WrongToken | ApiError::ForwardedFor => {
+            app.metrics.auth_failure();
+            warn!(?route, code = e.code(), "refused request");
+        }
+        // Upstream failures were logged where they happened, with the id.
+        ApiError::Upstream(_) | ApiError::NotAllowed => {}
+        _ => debug!(?route, code = e.code(), message = %e.message(), "bad request"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::fake::FakeUpstream;
+    use crate::config::Config;
+    use crate::metrics::Metrics;
+    use crate::token::Token;
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    const TOKEN: &str = "test-token";
+
+    fn app(vars: &[(&str, &str)]) -> (Arc<App>, Arc<FakeUpstream>) {
+        let fake = Arc::new(FakeUpstream::new());
+        fake.put_secret("app/db", "{\"user\":\"u\",\"password\":\"pw\"}");
+        fake.put_param("/app/key", "SecureString", "k1");
+        let env: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let config = Config::from_env(&env).expect("config");
+        let token = Token::new(TOKEN).expect("token");
+        (
+            App::new(&config, token, fake.clone(), Arc::new(Metrics::default())),
+            fake,
+        )
+    }
+
+    fn get(uri: &str) -> Request<()> {
+        Request::get(uri)
+            .header(crate::token::HEADER, TOKEN)
+            .body(())
+            .expect("request")
+    }
+
+    async fn body(resp: Response<Body>) -> String {
+        use http_body_util::BodyExt;
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        String::from_utf8(bytes.to_vec()).expect("utf8")
+    }
+
+    #[tokio::test]
+    async fn routes_and_statuses() {
+        let (app, _) = app(&[]);
+        let ok = handle(&app, get("/secretsmanager/get?secretId=app/db")).await;
+        assert_eq!(ok.status(), 200);
+        let v: serde_json::Value = serde_json::from_str(&body(ok).await).expect("json");
+        assert_eq!(v["Name"], "app/db");
+
+        let key = handle(&app, get("/secretsmanager/get?secretId=app/db&jsonKey=password")).await;
+        assert_eq!(body(key).await, "pw");
+
+        let p = handle(
+            &app,
+            get("/systemsmanager/parameters/get?name=/app/key&withDecryption=true"),
+        )
+        .await;
+        let v: serde_json::Value = serde_json::from_str(&body(p).await).expect("json");
+        assert_eq!(v["Parameter"]["Value"], "k1");
+
+        assert_eq!(
+            handle(&app, get("/secretsmanager/get?secretId=nope")).await.status(),
+            404
+        );
+        assert_eq!(handle(&app, get("/secretsmanager/get")).await.status(), 400);
+        assert_eq!(handle(&app, get("/nowhere")).await.status(), 404);
+        let post = Request::post("/secretsmanager/get?secretId=app/db")
+            .body(())
+            .expect("request");
+        assert_eq!(handle(&app, post).await.status(), 405);
+        let anon = Request::get("/secretsmanager/get?secretId=app/db")
+            .body(())
+            .expect("request");
+        assert_eq!(handle(&app, anon).await.status(), 401);
+        let ping = Request::get("/ping").body(()).expect("request");
+        assert_eq!(handle(&app, ping).await.status(), 200);
+        let metrics = Request::get("/metrics").body(()).expect("request");
+        assert_eq!(handle(&app, metrics).await.status(), 401, "metrics need the token");
+        let metrics = handle(&app, get("/metrics")).await;
+        let text = body(metrics).await;
+        assert!(text.contains("secrets_sidecar_auth_failures_total 2"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn allowlist_is_checked_before_any_upstream_call() {
+        let (app, fake) = app(&[("SECRETS_SIDECAR_ALLOW", "secretsmanager:other/*")]);
+        let resp = handle(&app, get("/secretsmanager/get?secretId=app/db")).await;
+        assert_eq!(resp.status(), 403);
+        assert_eq!(fake.calls(), 0);
+    }
+}

@@ -1,0 +1,20 @@
+//! The local harness for secrets-sidecar: everything a test needs on 127.0.0.1,
+//! started and stopped by the test itself, every wait bounded.
+//!
+//! - `venv`: the project's Python venv with pinned moto (created on first use);
+//! - `extensions_api`: a scripted Lambda Extensions API for one extension;
+//! - `moto`: a moto server on a free port, with helpers to seed secrets and parameters;
+//! - `proxy`: a fault-injecting proxy between the sidecar and moto that counts calls by API;
+//! - `sidecar`: the real `secrets-sidecar` binary in standalone mode;
+//! - `process`: child processes killed on drop (panics included), logs captured;
+//! - `net`: free ports, a small HTTP client, bounded polling;
+//! - `bins`: where the project's binaries are.
+
+pub mod bins;
+pub mod extensions_api;
+pub mod moto;
+pub mod net;
+pub mod process;
+pub mod proxy;
+pub mod sidecar;
+pub mod venv;
