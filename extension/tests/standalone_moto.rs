@@ -321,6 +321,11 @@ async fn cached_values_outlive_moto_and_uncached_ones_fail_fast() -> R {
     let took = started.elapsed();
     assert!(cold.status >= 500, "{} {}", cold.status, cold.text());
     assert_eq!(cold.json()["error"], "UpstreamUnavailable");
+    let message = cold.json()["message"].as_str().unwrap_or("").to_owned();
+    assert!(
+        message.contains("Connection refused") && message.len() < 200,
+        "{message}"
+    );
     assert!(took < Duration::from_secs(5), "failed in {took:?}");
     Ok(())
 }

@@ -81,6 +81,16 @@ impl HttpClient {
         }
     }
 
+    /// A client that closes each connection after its request (readiness probes
+    /// must not hold connection slots).
+    pub fn one_shot() -> Self {
+        HttpClient {
+            client: Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(0)
+                .build_http(),
+        }
+    }
+
     pub async fn send(&self, method: Method, url: &str, headers: &[(&str, &str)], body: Bytes) -> Result<Response> {
         let mut req = Request::builder().method(method).uri(url);
         for (k, v) in headers {

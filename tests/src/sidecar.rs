@@ -115,7 +115,7 @@ impl Sidecar {
     }
 
     pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
-        let http = self.http.clone();
+        let http = HttpClient::one_shot();
         let url = self.url("/ping");
         poll(timeout, "sidecar readiness", || {
             let http = http.clone();

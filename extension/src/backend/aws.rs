@@ -120,11 +120,17 @@ impl Intercept for AttemptCounter {
     }
 }
 
-/// Sorts an SDK error into transient or definitive.
+/// Sorts an SDK error into transient or definitive. Transport failures are
+/// described by their innermost cause ("Connection refused (os error 111)"), which
+/// is what an operator needs; the full chain goes to the debug log.
 fn classify<E>(err: SdkError<E, HttpResponse>) -> UpstreamError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
+    let transport = |kind: ErrorKind, what: &str| {
+        tracing::debug!(error = %DisplayErrorContext(&err), "upstream transport error");
+        UpstreamError::new(kind, format!("{what}: {}", root_cause(&err)))
+    };
     match &err {
         SdkError::ServiceError(ctx) => UpstreamError::from_aws_code(
             ctx.err().code(),
@@ -132,15 +138,20 @@ where
             ctx.err().message().unwrap_or(""),
         ),
         SdkError::TimeoutError(_) => UpstreamError::new(ErrorKind::Timeout, "upstream call timed out"),
-        SdkError::DispatchFailure(d) if d.is_timeout() => {
-            UpstreamError::new(ErrorKind::Timeout, format!("{}", DisplayErrorContext(&err)))
-        }
-        SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            UpstreamError::new(ErrorKind::Unavailable, format!("{}", DisplayErrorContext(&err)))
-        }
+        SdkError::DispatchFailure(d) if d.is_timeout() => transport(ErrorKind::Timeout, "upstream call timed out"),
+        SdkError::DispatchFailure(_) => transport(ErrorKind::Unavailable, "cannot reach upstream"),
+        SdkError::ResponseError(_) => transport(ErrorKind::Unavailable, "unreadable upstream response"),
         // Request construction failed: typically no credentials or no region.
-        _ => UpstreamError::new(ErrorKind::AccessDenied, format!("{}", DisplayErrorContext(&err))),
+        _ => transport(ErrorKind::AccessDenied, "cannot build the upstream request"),
     }
+}
+
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = err;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
 }
 
 fn missing(what: &str) -> UpstreamError {
