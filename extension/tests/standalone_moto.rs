@@ -400,3 +400,37 @@ async fn a_missing_required_secret_stops_start_up() -> R {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_timer_refreshes_ahead_of_expiry() -> R {
+    let moto = Moto::start().await?;
+    let proxy = FaultProxy::start(moto.port).await?;
+    moto.create_secret("warm", "v1").await?;
+    let sc = sidecar_on(
+        &proxy.endpoint(),
+        &[
+            ("SECRETS_SIDECAR_PREFETCH", "secretsmanager:warm"),
+            ("SECRETS_MANAGER_TTL", "2"),
+            ("SECRETS_SIDECAR_REFRESH_AHEAD", "0.5"),
+        ],
+    )
+    .await?;
+    assert_eq!(proxy.count("BatchGetSecretValue"), 1);
+    moto.put_secret_value("warm", "v2").await?;
+    // The timer refreshes about one second after the prefetch, in one batch.
+    proxy
+        .wait_for_count("BatchGetSecretValue", 2, Duration::from_secs(5))
+        .await?;
+    let r = harness::net::poll(Duration::from_secs(2), "the refreshed value", || async {
+        let r = sc.get("/secretsmanager/get?secretId=warm").await.ok()?;
+        (r.json()["SecretString"] == "v2").then_some(r)
+    })
+    .await?;
+    assert_eq!(
+        r.header("x-secrets-sidecar-cache"),
+        Some("hit"),
+        "served from memory, not fetched"
+    );
+    assert_eq!(proxy.count("GetSecretValue"), 0);
+    Ok(())
+}
