@@ -2,7 +2,10 @@
 //! started and stopped by the test itself, every wait bounded.
 //!
 //! - `venv`: the project's Python venv with pinned moto (created on first use);
+//! - `emulator`: a local Lambda execution environment (Runtime and Extensions APIs,
+//!   real processes, freezing, timeouts, shutdown) with RIE and API-Gateway front doors;
 //! - `extensions_api`: a scripted Lambda Extensions API for one extension;
+//! - `layer`: layer-like extension folders and task roots for the emulator;
 //! - `moto`: a moto server on a free port, with helpers to seed secrets and parameters;
 //! - `proxy`: a fault-injecting proxy between the sidecar and moto that counts calls by API;
 //! - `sidecar`: the real `secrets-sidecar` binary in standalone mode;
@@ -11,7 +14,9 @@
 //! - `bins`: where the project's binaries are.
 
 pub mod bins;
+pub mod emulator;
 pub mod extensions_api;
+pub mod layer;
 pub mod moto;
 pub mod net;
 pub mod process;

@@ -25,7 +25,7 @@ impl Logs {
             .clone()
     }
 
-    fn push(&self, line: String) {
+    pub fn push(&self, line: String) {
         self.lines
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -70,10 +70,10 @@ impl Proc {
         let mut child = cmd.spawn().with_context(|| format!("spawning {name}"))?;
         let logs = Arc::new(Logs::default());
         if let Some(out) = child.stdout.take() {
-            tokio::spawn(read_lines(out, logs.clone(), name.to_owned()));
+            tokio::spawn(capture(out, logs.clone(), name.to_owned(), false));
         }
         if let Some(err) = child.stderr.take() {
-            tokio::spawn(read_lines(err, logs.clone(), name.to_owned()));
+            tokio::spawn(capture(err, logs.clone(), name.to_owned(), false));
         }
         Ok(Proc {
             name: name.to_owned(),
@@ -118,13 +118,15 @@ impl Proc {
     }
 }
 
-async fn read_lines<R: AsyncRead + Unpin>(r: R, logs: Arc<Logs>, name: String) {
+/// Copies lines from `r` into `logs` (prefixed with `[name] ` when `prefixed`);
+/// `HARNESS_ECHO=1` also prints them, for debugging a test.
+pub async fn capture<R: AsyncRead + Unpin>(r: R, logs: Arc<Logs>, name: String, prefixed: bool) {
     let echo = std::env::var_os("HARNESS_ECHO").is_some();
     let mut lines = BufReader::new(r).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         if echo {
             eprintln!("[{name}] {line}");
         }
-        logs.push(line);
+        logs.push(if prefixed { format!("[{name}] {line}") } else { line });
     }
 }

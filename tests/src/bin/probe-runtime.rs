@@ -1,0 +1,98 @@
+//! A scriptable custom runtime (`bootstrap`) for the emulator's tests. It prints one
+//! JSON line per invocation and answers with what it saw. Settings:
+//!
+//! `PROBE_RUNTIME_SLEEP_MS` (work this long per invoke) · `PROBE_RUNTIME_LATE_REGISTER_MS`
+//! (register an internal extension this long after start, when it is too late) ·
+//! `PROBE_RUNTIME_FETCH` (a sidecar path to GET per invoke, reported as status,
+//! cache outcome and latency; with `PROBE_RUNTIME_SHOW_VALUE=1` the body too, for
+//! tests whose values are fake).
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use harness::emulator::epoch_ms;
+use harness::net::HttpClient;
+use http::Method;
+use serde_json::{json, Value};
+
+fn setting(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn say(what: &str, mut extra: Value) {
+    extra["probe"] = Value::from("runtime");
+    extra["what"] = Value::from(what);
+    extra["epoch_ms"] = Value::from(epoch_ms());
+    println!("{extra}");
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let api = setting("AWS_LAMBDA_RUNTIME_API").unwrap_or_default();
+    let base = format!("http://{api}/2018-06-01/runtime");
+    let http = HttpClient::new();
+    if let Some(delay) = setting("PROBE_RUNTIME_LATE_REGISTER_MS").and_then(|v| v.parse::<u64>().ok()) {
+        let http = http.clone();
+        let url = format!("http://{api}/2020-01-01/extension/register");
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+            let r = http
+                .send(
+                    Method::POST,
+                    &url,
+                    &[("Lambda-Extension-Name", "late-internal")],
+                    Bytes::from(r#"{"events":["INVOKE"]}"#),
+                )
+                .await;
+            say("late_register", json!({ "status": r.map(|r| r.status).unwrap_or(0) }));
+        });
+    }
+    let sleep = setting("PROBE_RUNTIME_SLEEP_MS")
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    loop {
+        let Ok(inv) = http.get(&format!("{base}/invocation/next"), &[]).await else {
+            std::process::exit(2);
+        };
+        let request_id = inv.header("lambda-runtime-aws-request-id").unwrap_or("").to_owned();
+        let deadline: u64 = inv
+            .header("lambda-runtime-deadline-ms")
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(0);
+        say("invoke", json!({ "request_id": request_id, "deadline_ms": deadline }));
+        let mut answer = json!({ "request_id": request_id, "deadline_ms": deadline, "payload": inv.json() });
+        if let Some(path) = setting("PROBE_RUNTIME_FETCH") {
+            let token = setting("AWS_SESSION_TOKEN").unwrap_or_default();
+            let started = Instant::now();
+            let r = http
+                .get(
+                    &format!("http://127.0.0.1:2773{path}"),
+                    &[("X-Aws-Parameters-Secrets-Token", &token)],
+                )
+                .await;
+            let micros = started.elapsed().as_micros() as u64;
+            answer["fetch"] = match r {
+                Ok(r) => {
+                    let mut f =
+                        json!({ "status": r.status, "cache": r.header("x-secrets-sidecar-cache"), "micros": micros });
+                    if setting("PROBE_RUNTIME_SHOW_VALUE").is_some() {
+                        f["body"] = Value::from(r.text());
+                    }
+                    f
+                }
+                Err(e) => json!({ "error": e.to_string(), "micros": micros }),
+            };
+        }
+        if sleep > 0 {
+            tokio::time::sleep(Duration::from_millis(sleep)).await;
+        }
+        let _ = http
+            .send(
+                Method::POST,
+                &format!("{base}/invocation/{request_id}/response"),
+                &[],
+                Bytes::from(answer.to_string()),
+            )
+            .await;
+    }
+}

@@ -1,0 +1,304 @@
+//! The Runtime API (`/2018-06-01`) and the Extensions API (`/2020-01-01`), served
+//! on one loopback port as in Lambda (`AWS_LAMBDA_RUNTIME_API` = `host:port`).
+//!
+//! `next` requests are parked as waiters in the shared state and answered when the
+//! emulator delivers an event; they carry no timeout, as in Lambda.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+use super::config::FunctionConfig;
+use super::state::{Delivery, Extension, Phase, RuntimeAnswer, Shared, Trace};
+
+type Resp = Response<Full<Bytes>>;
+
+fn reply(status: StatusCode, body: Value) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert("content-type", http::HeaderValue::from_static("application/json"));
+    r
+}
+
+fn refuse(status: StatusCode, error_type: &str, message: &str) -> Resp {
+    reply(status, json!({ "errorMessage": message, "errorType": error_type }))
+}
+
+fn header(h: &HeaderMap, name: &str) -> Option<String> {
+    h.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+pub async fn handle(shared: Arc<Shared>, cfg: Arc<FunctionConfig>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let headers = req.headers().clone();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let resp = match (method, path.as_str()) {
+        (Method::POST, "/2020-01-01/extension/register") => register(&shared, &cfg, &headers, &body),
+        (Method::GET, "/2020-01-01/extension/event/next") => extension_next(&shared, &headers).await,
+        (Method::POST, "/2020-01-01/extension/init/error") | (Method::POST, "/2020-01-01/extension/exit/error") => {
+            extension_error(&shared, &cfg, &headers, &path)
+        }
+        (Method::GET, "/2018-06-01/runtime/invocation/next") => runtime_next(&shared).await,
+        (Method::POST, "/2018-06-01/runtime/init/error") => {
+            let error_type = header(&headers, "lambda-runtime-function-error-type").unwrap_or_default();
+            shared.update(|s| {
+                s.record(Trace::ErrorReported {
+                    source: "runtime".into(),
+                    path: path.clone(),
+                    error_type: error_type.clone(),
+                });
+                s.fail(format!("runtime init error: {error_type}"));
+            });
+            reply(StatusCode::ACCEPTED, json!({"status": "OK"}))
+        }
+        (Method::POST, p) if p.starts_with("/2018-06-01/runtime/invocation/") => {
+            invocation_result(&shared, &headers, p, body)
+        }
+        _ => refuse(StatusCode::NOT_FOUND, "InvalidRequest", "unknown path"),
+    };
+    Ok(resp)
+}
+
+fn register(shared: &Shared, cfg: &FunctionConfig, headers: &HeaderMap, body: &Bytes) -> Resp {
+    let Some(name) = header(headers, "lambda-extension-name") else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequest",
+            "Lambda-Extension-Name is required",
+        );
+    };
+    let events: Vec<String> = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v["events"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|e| e.as_str().map(str::to_owned))
+        .collect();
+    if events.iter().any(|e| e != "INVOKE" && e != "SHUTDOWN") {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequest",
+            "events must be INVOKE and/or SHUTDOWN",
+        );
+    }
+    let account = header(headers, "lambda-extension-accept-feature").is_some_and(|f| f.contains("accountId"));
+    shared.update(|s| {
+        let refused = |s: &mut super::state::State, status: StatusCode, kind: &str, why: &str| {
+            s.record(Trace::RegistrationRefused {
+                name: name.clone(),
+                status: status.as_u16(),
+                why: why.to_owned(),
+            });
+            s.refused.push(name.clone());
+            refuse(status, kind, why)
+        };
+        if s.registration_closed && !cfg.quirks.late_registration {
+            return refused(
+                s,
+                StatusCode::FORBIDDEN,
+                "Extension.InvalidState",
+                "registration is closed: the runtime has started polling",
+            );
+        }
+        if !matches!(s.phase, Phase::Initializing | Phase::Ready) && !cfg.quirks.late_registration {
+            return refused(
+                s,
+                StatusCode::FORBIDDEN,
+                "Extension.InvalidState",
+                "the environment is not initialising",
+            );
+        }
+        if s.extensions.len() >= cfg.quirks.max_extensions {
+            return refused(
+                s,
+                StatusCode::BAD_REQUEST,
+                "Extension.TooManyExtensions",
+                "at most 10 extensions may register",
+            );
+        }
+        if s.extensions.iter().any(|e| e.name == name) {
+            return refused(
+                s,
+                StatusCode::BAD_REQUEST,
+                "Extension.AlreadyRegistered",
+                "this name is already registered",
+            );
+        }
+        let external = s.started_extensions.contains(&name);
+        if !external && events.iter().any(|e| e == "SHUTDOWN") {
+            return refused(
+                s,
+                StatusCode::BAD_REQUEST,
+                "Extension.InvalidEvent",
+                "internal extensions cannot register for SHUTDOWN",
+            );
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        s.extensions.push(Extension {
+            id: id.clone(),
+            name: name.clone(),
+            external,
+            events: events.clone(),
+            waiter: None,
+            nexts: 0,
+            pending_shutdown: None,
+        });
+        s.record(Trace::Registered {
+            name: name.clone(),
+            external,
+        });
+        let mut body = json!({
+            "functionName": cfg.name,
+            "functionVersion": "$LATEST",
+            "handler": cfg.handler,
+        });
+        if account {
+            body["accountId"] = Value::from(cfg.account_id.clone());
+        }
+        let mut r = reply(StatusCode::OK, body);
+        if let Ok(v) = http::HeaderValue::from_str(&id) {
+            r.headers_mut().insert("lambda-extension-identifier", v);
+        }
+        r
+    })
+}
+
+async fn extension_next(shared: &Shared, headers: &HeaderMap) -> Resp {
+    let Some(id) = header(headers, "lambda-extension-identifier") else {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "Extension.MissingExtensionIdentifier",
+            "Lambda-Extension-Identifier is required",
+        );
+    };
+    let (tx, rx) = oneshot::channel();
+    // None: unknown id; Some(Some(event)): a SHUTDOWN owed to a busy extension.
+    let parked = shared.update(|s| {
+        let ext = s.extension_mut(&id)?;
+        ext.nexts += 1;
+        let name = ext.name.clone();
+        let owed = ext.pending_shutdown.take();
+        if owed.is_none() {
+            ext.waiter = Some(tx);
+        }
+        s.record(Trace::ExtensionNext { name });
+        Some(owed)
+    });
+    match parked {
+        None => refuse(
+            StatusCode::FORBIDDEN,
+            "Extension.UnknownExtensionIdentifier",
+            "unknown extension",
+        ),
+        Some(Some(event)) => event_reply(event),
+        Some(None) => match rx.await {
+            Ok(Delivery::Event(event)) => event_reply(event),
+            _ => refuse(StatusCode::INTERNAL_SERVER_ERROR, "Extension.Gone", "environment ended"),
+        },
+    }
+}
+
+fn event_reply(event: Value) -> Resp {
+    let mut r = reply(StatusCode::OK, event);
+    let id = uuid::Uuid::new_v4().to_string();
+    if let Ok(v) = http::HeaderValue::from_str(&id) {
+        r.headers_mut().insert("lambda-extension-event-identifier", v);
+    }
+    r
+}
+
+fn extension_error(shared: &Shared, cfg: &FunctionConfig, headers: &HeaderMap, path: &str) -> Resp {
+    let id = header(headers, "lambda-extension-identifier").unwrap_or_default();
+    let error_type = header(headers, "lambda-extension-function-error-type").unwrap_or_default();
+    shared.update(|s| {
+        let name = s
+            .extensions
+            .iter()
+            .find(|e| e.id == id)
+            .map(|e| e.name.clone())
+            .unwrap_or_else(|| "unknown".into());
+        s.record(Trace::ErrorReported {
+            source: name.clone(),
+            path: path.to_owned(),
+            error_type: error_type.clone(),
+        });
+        if cfg.quirks.ignore_extension_failures {
+            s.extensions.retain(|e| e.id != id);
+        } else {
+            s.fail(format!("extension {name} reported {error_type} at {path}"));
+        }
+    });
+    reply(StatusCode::ACCEPTED, json!({"status": "OK"}))
+}
+
+async fn runtime_next(shared: &Shared) -> Resp {
+    let (tx, rx) = oneshot::channel();
+    shared.update(|s| {
+        s.runtime.nexts += 1;
+        s.runtime.waiter = Some(tx);
+        s.registration_closed = true;
+        s.record(Trace::RuntimeNext);
+    });
+    match rx.await {
+        Ok(Delivery::Invocation(inv)) => {
+            let mut r = Response::new(Full::new(inv.payload.clone()));
+            let h = r.headers_mut();
+            for (k, v) in [
+                ("lambda-runtime-aws-request-id", inv.request_id.clone()),
+                ("lambda-runtime-deadline-ms", inv.deadline_ms.to_string()),
+                ("lambda-runtime-invoked-function-arn", inv.function_arn.clone()),
+                ("lambda-runtime-trace-id", inv.trace_id.clone()),
+                ("content-type", "application/json".to_owned()),
+            ] {
+                if let Ok(v) = http::HeaderValue::from_str(&v) {
+                    h.insert(k, v);
+                }
+            }
+            r
+        }
+        _ => refuse(StatusCode::INTERNAL_SERVER_ERROR, "Runtime.Gone", "environment ended"),
+    }
+}
+
+fn invocation_result(shared: &Shared, headers: &HeaderMap, path: &str, body: Bytes) -> Resp {
+    let rest = path.trim_start_matches("/2018-06-01/runtime/invocation/");
+    let Some((request_id, kind)) = rest.split_once('/') else {
+        return refuse(StatusCode::NOT_FOUND, "InvalidRequest", "unknown path");
+    };
+    let answer = match kind {
+        "response" => RuntimeAnswer::Response(body),
+        "error" => RuntimeAnswer::Error {
+            error_type: header(headers, "lambda-runtime-function-error-type").unwrap_or_else(|| "Unhandled".into()),
+            body,
+        },
+        _ => return refuse(StatusCode::NOT_FOUND, "InvalidRequest", "unknown path"),
+    };
+    shared.update(|s| match s.inflight.take() {
+        Some((id, tx)) if id == request_id => {
+            s.record(Trace::RuntimeAnswered { request_id: id.clone() });
+            let _ = tx.send(answer);
+            reply(StatusCode::ACCEPTED, json!({"status": "OK"}))
+        }
+        other => {
+            s.inflight = other;
+            refuse(
+                StatusCode::BAD_REQUEST,
+                "InvalidRequestID",
+                "no such invocation in flight",
+            )
+        }
+    })
+}

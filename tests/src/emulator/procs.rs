@@ -1,0 +1,110 @@
+//! The processes of an execution environment: each in its own process group (so
+//! freezing stops its children too), output captured with a `[name]` prefix, exit
+//! reported to the emulator, killed when dropped.
+
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::process::Command;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::process::{capture, Logs};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Runtime,
+    Extension,
+}
+
+pub struct EnvProc {
+    pub name: String,
+    pub role: Role,
+    pgid: Option<Pid>,
+    exit: watch::Receiver<Option<ExitStatus>>,
+    task: JoinHandle<()>,
+}
+
+impl EnvProc {
+    /// Starts `program` with exactly `env`, reporting its exit through `on_exit`.
+    pub fn spawn(
+        name: &str,
+        role: Role,
+        program: &Path,
+        env: &[(String, String)],
+        logs: Arc<Logs>,
+        on_exit: impl FnOnce(ExitStatus) + Send + 'static,
+    ) -> Result<EnvProc> {
+        let mut cmd = Command::new(program);
+        cmd.env_clear()
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        if let Some(dir) = program.parent() {
+            cmd.current_dir(dir);
+        }
+        let mut child = cmd.spawn().with_context(|| format!("starting {}", program.display()))?;
+        let pgid = child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw);
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(capture(out, logs.clone(), name.to_owned(), true));
+        }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(capture(err, logs, name.to_owned(), true));
+        }
+        let (tx, rx) = watch::channel(None);
+        let task = tokio::spawn(async move {
+            if let Ok(status) = child.wait().await {
+                // Reported first, so whoever sees the exit also finds it in the trace.
+                on_exit(status);
+                let _ = tx.send(Some(status));
+            }
+        });
+        Ok(EnvProc {
+            name: name.to_owned(),
+            role,
+            pgid,
+            exit: rx,
+            task,
+        })
+    }
+
+    /// Signals the whole process group; false when it is gone.
+    pub fn signal(&self, sig: Signal) -> bool {
+        match self.pgid {
+            Some(pgid) if self.exited().is_none() => killpg(pgid, sig).is_ok(),
+            _ => false,
+        }
+    }
+
+    pub fn exited(&self) -> Option<ExitStatus> {
+        *self.exit.borrow()
+    }
+
+    /// Waits for the exit, at most `timeout`.
+    pub async fn wait_exit(&self, timeout: Duration) -> Option<ExitStatus> {
+        let mut rx = self.exit.clone();
+        tokio::time::timeout(timeout, rx.wait_for(Option::is_some))
+            .await
+            .ok()
+            .and_then(|r| r.ok().and_then(|s| *s))
+    }
+}
+
+impl Drop for EnvProc {
+    fn drop(&mut self) {
+        if self.exited().is_none() {
+            if let Some(pgid) = self.pgid {
+                let _ = killpg(pgid, Signal::SIGKILL);
+            }
+        }
+        self.task.abort();
+    }
+}

@@ -1,0 +1,260 @@
+//! The execution environment's state: who registered, who waits in `next`, the
+//! invocation in flight, failures, and a trace of everything with timestamps.
+//!
+//! One mutex guards it (no `.await` happens under it); every change wakes the
+//! waiters of [`Shared::wait_until`], which re-check their condition.
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use serde_json::Value;
+use tokio::sync::{oneshot, Notify};
+use tokio::time::Instant;
+
+pub fn epoch_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Not initialised (first start, or after a reset).
+    Idle,
+    Initializing,
+    Ready,
+    Invoking,
+    ShuttingDown,
+    /// Init or an invoke failed; the next invoke starts a new environment.
+    Failed,
+}
+
+/// What one `next` waiter receives.
+pub enum Delivery {
+    Event(Value),
+    Invocation(Invocation),
+}
+
+#[derive(Clone, Debug)]
+pub struct Invocation {
+    pub request_id: String,
+    pub deadline_ms: u64,
+    pub payload: Bytes,
+    pub function_arn: String,
+    pub trace_id: String,
+}
+
+/// How the runtime answered an invocation.
+#[derive(Clone, Debug)]
+pub enum RuntimeAnswer {
+    Response(Bytes),
+    Error { error_type: String, body: Bytes },
+}
+
+pub struct Extension {
+    pub id: String,
+    pub name: String,
+    pub external: bool,
+    pub events: Vec<String>,
+    pub waiter: Option<oneshot::Sender<Delivery>>,
+    pub nexts: u64,
+    /// SHUTDOWN owed to an extension that was busy when the environment shut down.
+    pub pending_shutdown: Option<Value>,
+}
+
+impl Extension {
+    pub fn wants(&self, event: &str) -> bool {
+        self.events.iter().any(|e| e == event)
+    }
+}
+
+#[derive(Default)]
+pub struct Runtime {
+    pub waiter: Option<oneshot::Sender<Delivery>>,
+    pub nexts: u64,
+}
+
+/// One entry of the trace: what happened, when.
+#[derive(Clone, Debug)]
+pub struct TraceEvent {
+    pub at: Instant,
+    pub epoch_ms: u64,
+    pub what: Trace,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Trace {
+    ExtensionStarted {
+        name: String,
+    },
+    Registered {
+        name: String,
+        external: bool,
+    },
+    RegistrationRefused {
+        name: String,
+        status: u16,
+        why: String,
+    },
+    RuntimeStarted,
+    ExtensionNext {
+        name: String,
+    },
+    RuntimeNext,
+    InitDone,
+    InvokeToExtension {
+        name: String,
+        request_id: String,
+        deadline_ms: u64,
+    },
+    InvokeToRuntime {
+        request_id: String,
+        deadline_ms: u64,
+    },
+    RuntimeAnswered {
+        request_id: String,
+    },
+    InvokeDone {
+        request_id: String,
+    },
+    Frozen,
+    Thawed,
+    ShutdownToExtension {
+        name: String,
+        reason: String,
+        deadline_ms: u64,
+    },
+    ProcessExited {
+        name: String,
+        code: Option<i32>,
+    },
+    Killed {
+        name: String,
+    },
+    ErrorReported {
+        source: String,
+        path: String,
+        error_type: String,
+    },
+    Failure {
+        why: String,
+    },
+}
+
+pub struct State {
+    pub phase: Phase,
+    pub extensions: Vec<Extension>,
+    pub runtime: Runtime,
+    pub runtime_started: bool,
+    /// Names of the external extension executables started.
+    pub started_extensions: Vec<String>,
+    /// Closed at the runtime's first `next`: later registrations are refused.
+    pub registration_closed: bool,
+    /// Started extensions whose registration was refused (they count as settled).
+    pub refused: Vec<String>,
+    pub inflight: Option<(String, oneshot::Sender<RuntimeAnswer>)>,
+    pub failure: Option<String>,
+    pub trace: Vec<TraceEvent>,
+}
+
+impl State {
+    fn new() -> Self {
+        State {
+            phase: Phase::Idle,
+            extensions: Vec::new(),
+            runtime: Runtime::default(),
+            runtime_started: false,
+            started_extensions: Vec::new(),
+            registration_closed: false,
+            refused: Vec::new(),
+            inflight: None,
+            failure: None,
+            trace: Vec::new(),
+        }
+    }
+
+    pub fn record(&mut self, what: Trace) {
+        self.trace.push(TraceEvent {
+            at: Instant::now(),
+            epoch_ms: epoch_ms(),
+            what,
+        });
+    }
+
+    /// Marks the environment failed (first reason wins).
+    pub fn fail(&mut self, why: String) {
+        if self.failure.is_none() && self.phase != Phase::ShuttingDown {
+            self.record(Trace::Failure { why: why.clone() });
+            self.failure = Some(why);
+        }
+    }
+
+    pub fn extension_mut(&mut self, id: &str) -> Option<&mut Extension> {
+        self.extensions.iter_mut().find(|e| e.id == id)
+    }
+
+    /// Clears everything but the trace, for a new environment.
+    pub fn reset(&mut self) {
+        let trace = std::mem::take(&mut self.trace);
+        *self = State::new();
+        self.trace = trace;
+    }
+}
+
+pub struct Shared {
+    state: Mutex<State>,
+    changed: Notify,
+}
+
+impl Shared {
+    pub fn new() -> Self {
+        Shared {
+            state: Mutex::new(State::new()),
+            changed: Notify::new(),
+        }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Changes the state and wakes everyone waiting on it.
+    pub fn update<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        let out = f(&mut self.lock());
+        self.changed.notify_waiters();
+        out
+    }
+
+    /// Waits until `cond` holds (true) or a failure is recorded (false), at most until `deadline` (None).
+    pub async fn wait_until(&self, deadline: Instant, cond: impl Fn(&State) -> bool) -> Option<bool> {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let s = self.lock();
+                if cond(&s) {
+                    return Some(true);
+                }
+                if s.failure.is_some() {
+                    return Some(false);
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    pub fn trace(&self) -> Vec<TraceEvent> {
+        self.lock().trace.clone()
+    }
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Self::new()
+    }
+}
