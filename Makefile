@@ -8,9 +8,10 @@ NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
 .PHONY: demo test venv lint unit build clean
 
-## demo: the sidecar against a seeded local AWS (moto), three example calls, serves until Ctrl-C.
+## demo: the weather API locally: moto, fake providers, the Lambda emulator running the
+## real secrets-sidecar layer and weather bootstrap; three example calls; serves until Ctrl-C.
 demo: venv
-	$(CARGO) build --locked -p secrets-sidecar -p harness --bin secrets-sidecar --bin demo
+	$(CARGO) build --locked -p secrets-sidecar -p weather-function -p harness --bins
 	$(CARGO) run --locked -q -p harness --bin demo
 
 ## test: formatting, lints and every test (unit, property, integration against moto).

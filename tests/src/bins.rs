@@ -24,3 +24,21 @@ pub fn find(name: &str, override_var: &str) -> Result<PathBuf> {
         exe.display()
     ))
 }
+
+/// Like [`find`], but builds binary `name` of `package` first when it is missing
+/// (a test run of one package does not build the others' binaries).
+pub fn ensure(name: &str, package: &str, override_var: &str) -> Result<PathBuf> {
+    if let Ok(p) = find(name, override_var) {
+        return Ok(p);
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let manifest = crate::venv::repo_root().join("Cargo.toml");
+    let status = std::process::Command::new(cargo)
+        .args(["build", "--offline", "-p", package, "--bin", name, "--manifest-path"])
+        .arg(manifest)
+        .status()?;
+    if !status.success() {
+        return Err(anyhow!("building {name} failed"));
+    }
+    find(name, override_var)
+}

@@ -70,6 +70,15 @@ impl TaskRoot {
         Ok(TaskRoot { dir })
     }
 
+    /// A task root holding a copy of `binary` as `bootstrap` (what a function zip holds).
+    pub fn copy_of(binary: &Path) -> Result<TaskRoot> {
+        let dir = tempfile::Builder::new().prefix("task-").tempdir()?;
+        let path = dir.path().join("bootstrap");
+        std::fs::copy(binary, &path)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+        Ok(TaskRoot { dir })
+    }
+
     pub fn bootstrap(&self) -> PathBuf {
         self.dir.path().join("bootstrap")
     }

@@ -5,17 +5,20 @@
 //! - `emulator`: a local Lambda execution environment (Runtime and Extensions APIs,
 //!   real processes, freezing, timeouts, shutdown) with RIE and API-Gateway front doors;
 //! - `extensions_api`: a scripted Lambda Extensions API for one extension;
+//! - `fakes`: fake weather providers (Dark Sky-compatible, OpenWeatherMap, HERE) and a fake sidecar;
 //! - `layer`: layer-like extension folders and task roots for the emulator;
 //! - `moto`: a moto server on a free port, with helpers to seed secrets and parameters;
 //! - `proxy`: a fault-injecting proxy between the sidecar and moto that counts calls by API;
 //! - `sidecar`: the real `secrets-sidecar` binary in standalone mode;
 //! - `process`: child processes killed on drop (panics included), logs captured;
 //! - `net`: free ports, a small HTTP client, bounded polling;
-//! - `bins`: where the project's binaries are.
+//! - `bins`: where the project's binaries are;
+//! - `world`: the whole product wired together (moto, proxy, fakes, emulator, sidecar, function).
 
 pub mod bins;
 pub mod emulator;
 pub mod extensions_api;
+pub mod fakes;
 pub mod layer;
 pub mod moto;
 pub mod net;
@@ -23,3 +26,4 @@ pub mod process;
 pub mod proxy;
 pub mod sidecar;
 pub mod venv;
+pub mod world;

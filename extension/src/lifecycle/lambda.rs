@@ -99,9 +99,13 @@ pub async fn run(config: Result<Config, ConfigErrors>) -> std::process::ExitCode
     }
 
     tokio::select! {
+        biased;
+        _ = stopped_rx => std::process::ExitCode::SUCCESS,
         result = registered.run() => {
             match result {
                 Ok(()) => std::process::ExitCode::SUCCESS,
+                // After SHUTDOWN the loop polls again and the API may already be gone.
+                Err(_) if running.stopping().is_cancelled() => std::process::ExitCode::SUCCESS,
                 Err(e) => {
                     error!(error = %e, "Extensions API loop failed");
                     running.stop(Duration::from_millis(500)).await;
@@ -109,7 +113,6 @@ pub async fn run(config: Result<Config, ConfigErrors>) -> std::process::ExitCode
                 }
             }
         }
-        _ = stopped_rx => std::process::ExitCode::SUCCESS,
     }
 }
 

@@ -63,10 +63,11 @@ async fn main() {
         let mut answer = json!({ "request_id": request_id, "deadline_ms": deadline, "payload": inv.json() });
         if let Some(path) = setting("PROBE_RUNTIME_FETCH") {
             let token = setting("AWS_SESSION_TOKEN").unwrap_or_default();
+            let port = setting("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT").unwrap_or_else(|| "2773".into());
             let started = Instant::now();
             let r = http
                 .get(
-                    &format!("http://127.0.0.1:2773{path}"),
+                    &format!("http://127.0.0.1:{port}{path}"),
                     &[("X-Aws-Parameters-Secrets-Token", &token)],
                 )
                 .await;

@@ -49,7 +49,7 @@ pub async fn handle(shared: Arc<Shared>, cfg: Arc<FunctionConfig>, req: Request<
         (Method::POST, "/2020-01-01/extension/register") => register(&shared, &cfg, &headers, &body),
         (Method::GET, "/2020-01-01/extension/event/next") => extension_next(&shared, &headers).await,
         (Method::POST, "/2020-01-01/extension/init/error") | (Method::POST, "/2020-01-01/extension/exit/error") => {
-            extension_error(&shared, &cfg, &headers, &path)
+            extension_error(&shared, &cfg, &headers, &path, &body)
         }
         (Method::GET, "/2018-06-01/runtime/invocation/next") => runtime_next(&shared).await,
         (Method::POST, "/2018-06-01/runtime/init/error") => {
@@ -220,9 +220,14 @@ fn event_reply(event: Value) -> Resp {
     r
 }
 
-fn extension_error(shared: &Shared, cfg: &FunctionConfig, headers: &HeaderMap, path: &str) -> Resp {
+fn extension_error(shared: &Shared, cfg: &FunctionConfig, headers: &HeaderMap, path: &str, body: &Bytes) -> Resp {
     let id = header(headers, "lambda-extension-identifier").unwrap_or_default();
     let error_type = header(headers, "lambda-extension-function-error-type").unwrap_or_default();
+    let message = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v["errorMessage"].as_str().map(str::to_owned))
+        .map(|m| format!(": {m}"))
+        .unwrap_or_default();
     shared.update(|s| {
         let name = s
             .extensions
@@ -238,7 +243,7 @@ fn extension_error(shared: &Shared, cfg: &FunctionConfig, headers: &HeaderMap, p
         if cfg.quirks.ignore_extension_failures {
             s.extensions.retain(|e| e.id != id);
         } else {
-            s.fail(format!("extension {name} reported {error_type} at {path}"));
+            s.fail(format!("extension {name} reported {error_type} at {path}{message}"));
         }
     });
     reply(StatusCode::ACCEPTED, json!({"status": "OK"}))

@@ -523,7 +523,8 @@ impl Emulator {
     }
 
     fn report(&self, r: Report) {
-        let billed = r.duration.as_millis().max(1);
+        // Lambda bills whole milliseconds, rounded up.
+        let billed = (r.duration.as_secs_f64() * 1000.0).ceil().max(1.0) as u64;
         let init = r
             .init
             .map(|d| format!(" Init Duration: {:.2} ms", d.as_secs_f64() * 1000.0))
