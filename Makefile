@@ -6,7 +6,11 @@ PYTHON ?= python3
 VENV := .venv
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: demo test venv lint package-check build clean
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+
+FUZZ_SECONDS ?= 60
+
+.PHONY: demo test venv lint package-check bench bench-smoke soak fuzz build clean
 
 ## demo: the weather API locally: moto, fake providers, the Lambda emulator running the
 ## real secrets-sidecar layer and weather bootstrap; three example calls; serves until Ctrl-C.
@@ -22,7 +26,23 @@ ifeq ($(NEXTEST),yes)
 else
 	$(CARGO) test --workspace --locked --no-fail-fast
 endif
+	$(MAKE) bench-smoke
 	$(MAKE) package-check
+
+## bench: the benchmarks (several minutes); writes BENCHMARKS.md. Uses wrk (Debian),
+## installed here when missing, and valgrind for the profile.
+bench: venv
+	command -v wrk >/dev/null 2>&1 || apt-get install -y wrk >/dev/null 2>&1 || echo "wrk not installed: the in-process loader will be used"
+	./layer.zip.sh
+	$(CARGO) build --locked --release -p secrets-sidecar -p weather-function -p harness -p bench --bins
+	$(CARGO) build --locked --profile profiling -p secrets-sidecar -p harness --bin secrets-sidecar --bin baseline-server
+	$(TARGET_DIR)/release/bench
+
+## bench-smoke: every benchmark in seconds, on debug builds (part of `make test`):
+## checks they still run; its numbers mean nothing.
+bench-smoke: venv
+	$(CARGO) build --locked -p secrets-sidecar -p weather-function -p harness -p bench --bins
+	$(TARGET_DIR)/debug/bench --smoke
 
 ## package-check: release artifacts (glibc ceiling checked), `osls package` with no
 ## credentials, and cfn-lint on the generated template and on template.yaml.
@@ -39,6 +59,20 @@ node_modules/.package-lock.json: package.json package-lock.json
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+## soak: the reliability suites stretched out (an outage of minutes, 30 rotations,
+## 100,000 distinct ids, a three-minute freeze); see RELIABILITY.md.
+soak: venv
+	$(CARGO) build --locked -p secrets-sidecar -p weather-function -p harness --bins
+	SOAK=1 $(CARGO) test --locked -p secrets-sidecar --test faults --test rotation --test limits -- --test-threads=1
+	SOAK=1 $(CARGO) test --locked -p harness --test lifecycle_faults -- --test-threads=1
+
+## fuzz: each cargo-fuzz target for FUZZ_SECONDS (60) with nightly; installs cargo-fuzz when missing.
+fuzz:
+	command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install --locked cargo-fuzz
+	cd fuzz && for t in query selector routing; do \
+		$(CARGO) +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 || exit 1; \
+	done
 
 ## venv: the project's Python tools (moto server, cfn-lint), pinned in requirements.txt.
 venv: $(VENV)/.requirements

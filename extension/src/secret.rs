@@ -42,6 +42,11 @@ impl SecretBytes {
         self.0.as_mut_slice().zeroize();
     }
 
+    /// Wipes and frees the buffer now (dropping does the same; this says so at the call).
+    pub fn wipe_now(self) {
+        drop(self);
+    }
+
     /// A shareable, immutable view that wipes the buffer when its last clone drops.
     pub fn into_shared(self) -> Bytes {
         Bytes::from_owner(self)

@@ -101,7 +101,7 @@ async fn loopback_only_keep_alive_kept_slow_heads_cut() -> R {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_over_the_cap_get_a_clean_503() -> R {
+async fn connections_over_the_cap_get_a_clean_503_unless_an_idle_one_can_go() -> R {
     let moto = Moto::start().await?;
     let sc = SidecarBuilder::new(BIN)
         .endpoint(&moto.endpoint())
@@ -110,42 +110,57 @@ async fn connections_over_the_cap_get_a_clean_503() -> R {
         .await?;
     let addr = format!("127.0.0.1:{}", sc.port);
     let ping = b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n";
-    // Fill the four slots. The readiness check's own connection may still hold one
-    // for a moment, so a refused attempt is retried until four are held.
-    let mut held = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while held.len() < 4 {
-        anyhow::ensure!(Instant::now() < deadline, "could not hold 4 connections");
-        let mut s = TcpStream::connect(&addr).await?;
-        let r = exchange(&mut s, ping, Duration::from_secs(2)).await?;
-        if r.starts_with("HTTP/1.1 200") {
-            held.push(s);
-        } else {
-            assert!(r.starts_with("HTTP/1.1 503"), "{r}");
-        }
-    }
-    let mut extra = TcpStream::connect(&addr).await?;
-    let r = exchange(&mut extra, ping, Duration::from_secs(2)).await?;
-    assert!(r.starts_with("HTTP/1.1 503") && r.contains("TooManyConnections"), "{r}");
 
-    // Closing one frees a slot; the server notices the close and the next one is served.
-    drop(held.pop());
-    let served = harness::net::poll(Duration::from_secs(5), "a free connection slot", || {
+    // Four connections in the middle of sending a request hold every slot: a fifth
+    // connection gets a clean 503 (none of them may be taken away).
+    let mut busy = Vec::new();
+    for _ in 0..4 {
+        let mut s = TcpStream::connect(&addr).await?;
+        s.write_all(b"GET /ping HTTP/1.1\r\n").await?;
+        busy.push(s);
+    }
+    let refused = harness::net::poll(Duration::from_secs(5), "a 503 over the cap", || {
         let addr = addr.clone();
         async move {
             let mut s = TcpStream::connect(&addr).await.ok()?;
             let r = exchange(&mut s, ping, Duration::from_secs(2)).await.ok()?;
-            r.starts_with("HTTP/1.1 200").then_some(r)
+            r.starts_with("HTTP/1.1 503").then_some(r)
         }
     })
     .await?;
-    assert!(served.contains("\"status\":\"ok\""));
-    drop(held);
-    let refused = harness::net::poll(Duration::from_secs(5), "metrics", || async {
-        sc.metric("secrets_sidecar_connections_refused_total").await.ok()
-    })
-    .await?;
-    assert!(refused >= 1);
+    assert!(refused.contains("TooManyConnections"), "{refused}");
+    drop(busy);
+
+    // Four idle keep-alive connections: after a second of idleness one of them is
+    // closed to make room, and the new connection is served.
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        let s = harness::net::poll(Duration::from_secs(5), "a free slot", || {
+            let addr = addr.clone();
+            async move {
+                let mut s = TcpStream::connect(&addr).await.ok()?;
+                let r = exchange(&mut s, ping, Duration::from_secs(2)).await.ok()?;
+                r.starts_with("HTTP/1.1 200").then_some(s)
+            }
+        })
+        .await?;
+        s.set_nodelay(true)?;
+        idle.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut newcomer = TcpStream::connect(&addr).await?;
+    let served = exchange(&mut newcomer, ping, Duration::from_secs(2)).await?;
+    assert!(served.starts_with("HTTP/1.1 200"), "{served}");
+    let mut closed = 0;
+    for s in &mut idle {
+        let mut buf = [0u8; 16];
+        if let Ok(Ok(0)) = tokio::time::timeout(Duration::from_millis(200), s.read(&mut buf)).await {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 1, "exactly one idle connection made room");
+    let refused = sc.metric("secrets_sidecar_connections_refused_total").await;
+    assert!(refused.is_ok_and(|n| n >= 1));
     Ok(())
 }
 

@@ -13,6 +13,7 @@ pub mod config;
 pub mod coords;
 pub mod error;
 pub mod handler;
+pub mod logging;
 pub mod outbound;
 pub mod providers;
 pub mod secret;

@@ -10,7 +10,7 @@ use weather::handler::{handle, App};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_http::tracing::init_default_subscriber();
+    weather::logging::init();
     let settings = Settings::from_env(|k| std::env::var(k).ok())?;
     let app = Arc::new(App::new(settings)?);
     lambda_http::run(service_fn(move |req: Request| {

@@ -161,6 +161,22 @@ impl Moto {
             .ok_or_else(|| anyhow!("no VersionId in {out}"))
     }
 
+    /// Puts a version with the given staging labels (e.g. `AWSPENDING` during a
+    /// rotation, which leaves AWSCURRENT where it is); returns its version id.
+    pub async fn put_secret_value_staged(&self, name: &str, value: &str, stages: &[&str]) -> Result<String> {
+        let out = self
+            .call(
+                Service::SecretsManager,
+                "PutSecretValue",
+                json!({"SecretId": name, "SecretString": value, "VersionStages": stages}),
+            )
+            .await?;
+        out["VersionId"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("no VersionId in {out}"))
+    }
+
     pub async fn delete_secret(&self, name: &str) -> Result<()> {
         self.call(
             Service::SecretsManager,

@@ -5,7 +5,8 @@
 //! applied, so the counts are the calls the sidecar made. Rules, applied in order,
 //! each for one operation or all, for a number of calls or until cleared:
 //! added latency, HTTP 500, `ThrottlingException` (HTTP 400 with AWS's JSON error),
-//! a dropped connection, or a hang (no answer until the client gives up).
+//! any other AWS error, a dropped connection, or a hang (no answer until the client
+//! gives up).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -36,6 +37,8 @@ pub enum Fault {
     Drop,
     /// No answer, ever (until the client times out).
     Hang,
+    /// Any AWS JSON error: HTTP status and `__type` (e.g. 400, `AccessDeniedException`).
+    Error(u16, &'static str),
 }
 
 #[derive(Clone, Debug)]
@@ -209,6 +212,10 @@ async fn forward(
         }
         Some(Fault::Drop) => return Err(std::io::Error::other("connection dropped by the fault proxy")),
         Some(Fault::Hang) => std::future::pending::<()>().await,
+        Some(Fault::Error(status, kind)) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+            return Ok(aws_error(status, kind, "injected error"));
+        }
         None => {}
     }
     let (parts, body) = req.into_parts();

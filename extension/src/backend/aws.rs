@@ -38,6 +38,10 @@ use crate::query::Selector;
 const MAX_ATTEMPTS: u32 = 3;
 const INITIAL_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// The SDK's default connect timeout.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(3100);
+/// Without a configured timeout: longest wait for the first byte of an answer.
+pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct AwsUpstream {
     sm: sm::Client,
@@ -67,8 +71,16 @@ impl AwsUpstream {
     pub fn new(sdk: &SdkConfig, config: &Config, metrics: Arc<Metrics>) -> Self {
         let counter = AttemptCounter { metrics };
         let timeouts = |t: Option<Duration>| match t {
-            Some(t) => TimeoutConfig::builder().operation_timeout(t).build(),
-            None => sdk.timeout_config().cloned().unwrap_or_else(TimeoutConfig::disabled),
+            Some(t) => TimeoutConfig::builder()
+                .connect_timeout(CONNECT_TIMEOUT.min(t))
+                .operation_timeout(t)
+                .build(),
+            // "0" keeps AWS's meaning (no overall limit), but a silent upstream must not
+            // hold a request forever: each attempt gets its first byte within a bound.
+            None => TimeoutConfig::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .read_timeout(FIRST_BYTE_TIMEOUT)
+                .build(),
         };
         let sm_config = sm::config::Builder::from(sdk)
             .timeout_config(timeouts(config.secrets_manager.timeout))

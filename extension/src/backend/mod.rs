@@ -7,7 +7,7 @@
 
 pub mod aws;
 mod error;
-#[cfg(test)]
+#[cfg(any(test, feature = "fake-upstream"))]
 pub mod fake;
 mod value;
 

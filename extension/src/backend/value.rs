@@ -126,6 +126,27 @@ fn render(value: &impl Serialize, secret_len: usize) -> SecretBytes {
     SecretBytes::new(buf)
 }
 
+/// The bare value as a view into `body` when the body holds it verbatim (no JSON
+/// escaping was needed), so a cached value is stored once; otherwise its own buffer.
+/// `field` is the JSON key whose string value it is. Quotes inside earlier values
+/// are escaped, so the first `"field":"` in the body is the key itself.
+fn raw_view(body: &Bytes, field: &str, raw: String) -> Bytes {
+    let needle = format!("\"{field}\":\"");
+    let start = body
+        .windows(needle.len())
+        .position(|w| w == needle.as_bytes())
+        .map(|i| i + needle.len());
+    if let Some(start) = start {
+        let end = start + raw.len();
+        let verbatim = body.get(start..end) == Some(raw.as_bytes()) && body.get(end) == Some(&b'"');
+        if verbatim {
+            SecretBytes::from_string(raw).wipe_now();
+            return body.slice(start..end);
+        }
+    }
+    SecretBytes::from_string(raw).into_shared()
+}
+
 impl Value {
     /// Builds a value from a GetSecretValue / BatchGetSecretValue result, wiping
     /// the SDK's copies of the secret once they are rendered.
@@ -152,19 +173,20 @@ impl Value {
         if let Some(b) = b64.as_mut() {
             b.zeroize();
         }
+        let body = body.into_shared();
         let raw = match (f.secret_string.take(), f.secret_binary.take()) {
             (Some(s), bin) => {
                 if let Some(mut b) = bin {
                     b.zeroize();
                 }
-                SecretBytes::from_string(s)
+                raw_view(&body, "SecretString", s)
             }
-            (None, Some(b)) => SecretBytes::new(b),
-            (None, None) => SecretBytes::new(Vec::new()),
+            (None, Some(b)) => SecretBytes::new(b).into_shared(),
+            (None, None) => Bytes::new(),
         };
         Value {
-            body: body.into_shared(),
-            raw: raw.into_shared(),
+            body,
+            raw,
             binary,
             version: Arc::from(f.version_id.as_deref().unwrap_or("")),
             arn: Arc::from(f.arn),
@@ -194,9 +216,11 @@ impl Value {
         if let Some(mut s) = f.source_result {
             s.zeroize();
         }
+        let body = body.into_shared();
+        let raw = raw_view(&body, "Value", f.value);
         Value {
-            body: body.into_shared(),
-            raw: SecretBytes::from_string(f.value).into_shared(),
+            body,
+            raw,
             binary: false,
             version: Arc::from(f.version.to_string()),
             secure: f.kind == "SecureString",
@@ -310,6 +334,20 @@ mod tests {
         assert_eq!(p["DataType"], "text");
         assert!(v.secure);
         assert_eq!(&*v.version, "4");
+    }
+
+    #[test]
+    fn plain_values_share_the_body_and_escaped_ones_do_not() {
+        let plain = secret(Some("AbC123-xyz"), None);
+        let start = plain.raw.as_ptr() as usize - plain.body.as_ptr() as usize;
+        assert!(start < plain.body.len(), "the raw value points into the body");
+        assert_eq!(&plain.raw[..], b"AbC123-xyz");
+        let escaped = secret(Some("a\"quoted\"\nvalue"), None);
+        let inside = (escaped.raw.as_ptr() as usize).wrapping_sub(escaped.body.as_ptr() as usize) < escaped.body.len();
+        assert!(!inside, "an escaped value needs its own buffer");
+        assert_eq!(&escaped.raw[..], b"a\"quoted\"\nvalue");
+        let unicode = secret(Some("caf\u{e9}-\u{1F510}"), None);
+        assert_eq!(&unicode.raw[..], "caf\u{e9}-\u{1F510}".as_bytes());
     }
 
     #[test]

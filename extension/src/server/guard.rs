@@ -8,6 +8,10 @@
 //! request arrived, handler not yet called) or busy (handler running). Only the
 //! head phase is timed; a watchdog closes the connection when a head takes longer
 //! than the limit, and sleeps (no wake-ups at all) while the connection is idle.
+//!
+//! The phase also lets the server reclaim a slot: when the connection cap is reached,
+//! the connection idle the longest is asked to close, so idle keep-alive connections
+//! cannot lock authorised callers out.
 
 use std::io;
 use std::pin::Pin;
@@ -28,8 +32,12 @@ pub struct ConnState {
     phase: AtomicU8,
     /// When the current head started, in ms since `epoch`.
     head_since_ms: AtomicU64,
+    /// When the connection last became idle (or was accepted), in ms since `epoch`.
+    idle_since_ms: AtomicU64,
     epoch: Instant,
     head_started: Notify,
+    /// Asked to close (the server needs the slot for a new connection).
+    close: Notify,
 }
 
 impl ConnState {
@@ -37,8 +45,10 @@ impl ConnState {
         Arc::new(ConnState {
             phase: AtomicU8::new(IDLE),
             head_since_ms: AtomicU64::new(0),
+            idle_since_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             head_started: Notify::new(),
+            close: Notify::new(),
         })
     }
 
@@ -60,7 +70,23 @@ impl ConnState {
 
     /// The handler returned: the connection waits for the next request.
     pub fn end_request(&self) {
+        self.idle_since_ms.store(self.now_ms(), Relaxed);
         self.phase.store(IDLE, Relaxed);
+    }
+
+    /// How long the connection has been idle (no request in progress), if it is.
+    pub fn idle_for(&self) -> Option<Duration> {
+        (self.phase.load(Relaxed) == IDLE)
+            .then(|| Duration::from_millis(self.now_ms().saturating_sub(self.idle_since_ms.load(Relaxed))))
+    }
+
+    /// Asks the connection to close once it is idle (an idle keep-alive closes at once).
+    pub fn request_close(&self) {
+        self.close.notify_one();
+    }
+
+    pub async fn close_requested(&self) {
+        self.close.notified().await;
     }
 
     /// Resolves when a request head has been arriving for longer than `limit`.

@@ -14,7 +14,7 @@ pub mod routes;
 
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use hyper::server::conn::http1;
@@ -59,6 +59,46 @@ pub async fn bind(port: u16) -> std::io::Result<TcpListener> {
     TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await
 }
 
+/// A connection idle at least this long may be closed to make room for a new one
+/// (a just-accepted connection gets this long to send its first request).
+const RECLAIM_AFTER: Duration = Duration::from_secs(1);
+/// How long a connection over the cap waits for a reclaimed slot before its 503.
+const RECLAIM_WAIT: Duration = Duration::from_millis(250);
+
+/// The open connections, so an idle one can be closed when the cap is reached.
+#[derive(Default)]
+struct Open {
+    conns: Mutex<Vec<Weak<ConnState>>>,
+}
+
+impl Open {
+    fn add(&self, state: &Arc<ConnState>) {
+        let mut conns = self.conns.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if conns.len() >= 64 && conns.len().is_power_of_two() {
+            conns.retain(|w| w.strong_count() > 0);
+        }
+        conns.push(Arc::downgrade(state));
+    }
+
+    /// Asks the longest-idle connection (idle at least `RECLAIM_AFTER`) to close.
+    fn reclaim_one(&self) -> bool {
+        let mut conns = self.conns.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        conns.retain(|w| w.strong_count() > 0);
+        let victim = conns
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter_map(|s| s.idle_for().filter(|d| *d >= RECLAIM_AFTER).map(|d| (d, s)))
+            .max_by_key(|(d, _)| *d);
+        match victim {
+            Some((_, state)) => {
+                state.request_close();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 74\r\nconnection: close\r\n\r\n{\"error\":\"TooManyConnections\",\"message\":\"connection limit reached; retry\"}";
 
 /// Serves until `shutdown` fires, then drains.
@@ -66,6 +106,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationT
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     // Refusals are cheap but not free: past this many in progress, excess connects are just closed.
     let refusals = Arc::new(Semaphore::new(64));
+    let open = Arc::new(Open::default());
     let tracker = TaskTracker::new();
     loop {
         let stream = tokio::select! {
@@ -81,25 +122,42 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationT
                 }
             },
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
+        let _ = stream.set_nodelay(true);
+        let conn = Conn {
+            app: app.clone(),
+            shutdown: shutdown.clone(),
+            limits: limits.clone(),
+            open: open.clone(),
+        };
+        if let Ok(permit) = permits.clone().try_acquire_owned() {
+            tracker.spawn(conn.serve(stream, permit));
+            continue;
+        }
+        // At the cap: close the longest-idle connection and take its slot, or refuse.
+        let Ok(slot) = refusals.clone().try_acquire_owned() else {
             app.metrics.connection_refused();
-            if let Ok(slot) = refusals.clone().try_acquire_owned() {
-                tokio::spawn(async move {
-                    let _slot = slot;
-                    refuse(stream).await;
-                });
-            }
             continue;
         };
-        let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let shutdown = shutdown.clone();
-        let limits = limits.clone();
+        let permits = permits.clone();
+        let open = open.clone();
         tracker.spawn(async move {
-            let _permit = permit;
-            app.metrics.connection_opened();
-            serve_connection(stream, app.clone(), shutdown, &limits).await;
-            app.metrics.connection_closed();
+            let _slot = slot;
+            let reclaimed = open.reclaim_one();
+            let permit = if reclaimed {
+                tokio::time::timeout(RECLAIM_WAIT, permits.acquire_owned())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            } else {
+                None
+            };
+            match permit {
+                Some(permit) => conn.serve(stream, permit).await,
+                None => {
+                    conn.app.metrics.connection_refused();
+                    refuse(stream).await;
+                }
+            }
         });
     }
     drop(listener);
@@ -109,8 +167,32 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationT
     }
 }
 
-async fn serve_connection(stream: TcpStream, app: Arc<App>, shutdown: CancellationToken, limits: &Limits) {
-    let state = ConnState::new();
+/// What a connection task needs.
+struct Conn {
+    app: Arc<App>,
+    shutdown: CancellationToken,
+    limits: Limits,
+    open: Arc<Open>,
+}
+
+impl Conn {
+    async fn serve(self, stream: TcpStream, permit: tokio::sync::OwnedSemaphorePermit) {
+        let _permit = permit;
+        self.app.metrics.connection_opened();
+        let state = ConnState::new();
+        self.open.add(&state);
+        serve_connection(stream, self.app.clone(), self.shutdown, &self.limits, state).await;
+        self.app.metrics.connection_closed();
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    app: Arc<App>,
+    shutdown: CancellationToken,
+    limits: &Limits,
+    state: Arc<ConnState>,
+) {
     let service = {
         let state = state.clone();
         service_fn(move |req| {
@@ -130,7 +212,10 @@ async fn serve_connection(stream: TcpStream, app: Arc<App>, shutdown: Cancellati
     builder
         .header_read_timeout(None)
         .max_buf_size(limits.max_head_bytes.max(8192))
-        .keep_alive(true);
+        .keep_alive(true)
+        // A client that sends its request and closes its side (`nc`, some scripts)
+        // still gets its answer.
+        .half_close(true);
     let io = TokioIo::new(GuardedIo::new(stream, state.clone()));
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
@@ -143,6 +228,11 @@ async fn serve_connection(stream: TcpStream, app: Arc<App>, shutdown: Cancellati
         () = state.head_overdue(limits.header_read_timeout) => {
             debug!("request head too slow; closing the connection");
         }
+        () = state.close_requested() => {
+            debug!("closing an idle connection to make room");
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
         () = shutdown.cancelled() => {
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
@@ -150,14 +240,15 @@ async fn serve_connection(stream: TcpStream, app: Arc<App>, shutdown: Cancellati
     }
 }
 
-/// Answers 503 to a connection over the cap and closes it without a reset.
+/// Answers 503 to a connection over the cap and closes it without a reset: what the
+/// client already sent is read (briefly) first, since closing a socket with unread
+/// data makes the kernel send a reset that can discard the 503 before it is read.
+/// The wait is short so a flood of silent connections cannot pin the refusal slots.
 async fn refuse(mut stream: TcpStream) {
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        let _ = stream.write_all(REFUSAL).await;
-        let _ = stream.shutdown().await;
-        // Read what the client sent so closing does not turn into a reset that
-        // would discard the 503 before the client reads it.
-        let mut sink = [0u8; 1024];
+    let _ = tokio::time::timeout(Duration::from_millis(250), stream.write_all(REFUSAL)).await;
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 1024];
+    let _ = tokio::time::timeout(Duration::from_millis(20), async {
         while let Ok(n) = stream.read(&mut sink).await {
             if n == 0 {
                 break;

@@ -1,0 +1,144 @@
+//! `make bench`: measures the sidecar against baselines measured in the same run and
+//! writes BENCHMARKS.md (see `report`). Sections: 1 warm hit (`warm`), 2 cold start
+//! (`cold`), 3 cold key under concurrency (`burst`), 4 refresh-ahead (`refresh`),
+//! 5 cost (`cost`), 6 memory and size (`memory`), 7 where the time goes (`profile`).
+//!
+//! `bench --smoke` runs every section in seconds (part of `make test`: it checks the
+//! benchmarks still run, never their numbers) and writes to `--out` (default
+//! `target/bench-smoke.md`), leaving BENCHMARKS.md alone.
+
+mod burst;
+mod cold;
+mod cost;
+mod load;
+mod memory;
+mod profile;
+mod refresh;
+mod report;
+mod warm;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Result};
+
+/// The binaries under test, from the same target directory as this one.
+pub struct Tools {
+    pub sidecar: PathBuf,
+    pub baseline: PathBuf,
+    pub probe_runtime: PathBuf,
+    pub probe_extension: PathBuf,
+    /// `--profile profiling` builds (symbols kept), when present.
+    pub profiling_sidecar: Option<PathBuf>,
+    pub profiling_baseline: Option<PathBuf>,
+}
+
+fn tools() -> Result<Tools> {
+    let find = |name: &str, var: &str| harness::bins::find(name, var);
+    let exe = std::env::current_exe()?;
+    let profiling = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .map(|t| t.join("profiling"))
+        .filter(|d| d.is_dir());
+    let prof = |name: &str| profiling.as_ref().map(|d| d.join(name)).filter(|p| p.is_file());
+    Ok(Tools {
+        sidecar: find("secrets-sidecar", "SIDECAR_BIN")?,
+        baseline: find("baseline-server", "BASELINE_BIN")?,
+        probe_runtime: find("probe-runtime", "PROBE_RUNTIME_BIN")?,
+        probe_extension: find("probe-extension", "PROBE_EXTENSION_BIN")?,
+        profiling_sidecar: prof("secrets-sidecar"),
+        profiling_baseline: prof("baseline-server"),
+    })
+}
+
+struct Opts {
+    smoke: bool,
+    out: PathBuf,
+}
+
+fn opts() -> Result<Opts> {
+    let mut smoke = false;
+    let mut out = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--smoke" => smoke = true,
+            "--out" => out = Some(PathBuf::from(args.next().ok_or_else(|| anyhow!("--out needs a file"))?)),
+            other => return Err(anyhow!("unknown argument {other} (use --smoke, --out FILE)")),
+        }
+    }
+    let root = harness::venv::repo_root();
+    let out = out.unwrap_or_else(|| {
+        if smoke {
+            root.join("target/bench-smoke.md")
+        } else {
+            root.join("BENCHMARKS.md")
+        }
+    });
+    Ok(Opts { smoke, out })
+}
+
+fn now_utc() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+async fn run() -> Result<bool> {
+    let opts = opts()?;
+    let tools = tools()?;
+    let mut report = report::Report::new(&report::machine_line(), opts.smoke, &now_utc());
+    let mut all_ran = true;
+    let mut record = |report: &mut report::Report, title: &str, result: Result<String>| match result {
+        Ok(body) => {
+            println!("== {title}\n{body}");
+            report.section(title, &body);
+        }
+        Err(e) => {
+            all_ran = false;
+            eprintln!("== {title}: FAILED: {e:#}");
+            report.section(title, &format!("This section failed to run: {e:#}"));
+        }
+    };
+    record(&mut report, "1. Warm hit", warm::run(&tools, opts.smoke).await);
+    record(&mut report, "2. Cold start", cold::run(&tools, opts.smoke).await);
+    record(
+        &mut report,
+        "3. Cold key under concurrency",
+        burst::run(&tools, opts.smoke).await,
+    );
+    let refreshed = refresh::run(opts.smoke).await;
+    let cost = refreshed
+        .as_ref()
+        .map(cost::run)
+        .map_err(|e| anyhow!("needs section 4: {e:#}"));
+    record(&mut report, "4. Refresh-ahead", refreshed.map(|m| m.text));
+    record(&mut report, "5. Cost", cost);
+    record(&mut report, "6. Memory and size", memory::run(&tools, opts.smoke).await);
+    record(
+        &mut report,
+        "7. Where the time goes",
+        profile::run(&tools, opts.smoke).await,
+    );
+    if let Some(dir) = opts.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&opts.out, &report.text)?;
+    println!("wrote {}", opts.out.display());
+    Ok(all_ran)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

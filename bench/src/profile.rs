@@ -1,0 +1,200 @@
+//! Section 7 — Where the time goes: instructions per cache hit, counted by callgrind (`perf`
+//! counters are not available on this kind of machine), for the sidecar and for the
+//! minimal hyper server. Instruction counts are repeatable whatever else the machine
+//! does, so the gap between the two is measured exactly. Each program runs twice under
+//! callgrind, with 0 and with N requests on one keep-alive connection; the difference
+//! divided by N is the cost of one request. The sidecar's top functions follow.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Result};
+use harness::moto::Moto;
+use harness::net::{free_port, HttpClient};
+use harness::process::Proc;
+use harness::sidecar::TOKEN_HEADER;
+
+use crate::report::Table;
+use crate::Tools;
+
+fn have_valgrind() -> bool {
+    Command::new("valgrind")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// The `totals:` (or `summary:`) instruction count of a callgrind output file.
+pub fn total_instructions(file: &Path) -> Result<u64> {
+    let text = std::fs::read_to_string(file)?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("totals:").or_else(|| l.strip_prefix("summary:")))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| anyhow!("no totals in {}", file.display()))
+}
+
+struct Run<'a> {
+    bin: &'a Path,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    port: u16,
+    path: &'a str,
+    token: Option<&'a str>,
+}
+
+async fn callgrind(run: &Run<'_>, requests: usize, out: &Path) -> Result<u64> {
+    let mut cmd = tokio::process::Command::new("valgrind");
+    cmd.arg("--tool=callgrind")
+        .arg(format!("--callgrind-out-file={}", out.display()))
+        .arg(run.bin)
+        .args(&run.args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in &run.env {
+        cmd.env(k, v);
+    }
+    let mut proc = Proc::spawn("callgrind", cmd)?;
+    let http = HttpClient::new();
+    let url = format!("http://127.0.0.1:{}{}", run.port, run.path);
+    let headers: Vec<(&str, &str)> = run.token.map(|t| vec![(TOKEN_HEADER, t)]).unwrap_or_default();
+    // Under valgrind start-up is slow: wait until it answers (the ping is not counted
+    // differently between the two runs, both make it).
+    let started = Instant::now();
+    loop {
+        if http.get(&url, &headers).await.is_ok_and(|r| r.status == 200) {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(120),
+            "not answering under valgrind"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for _ in 0..requests {
+        let r = http.get(&url, &headers).await?;
+        anyhow::ensure!(r.status == 200, "status {}", r.status);
+    }
+    proc.signal("TERM").await?;
+    proc.wait_exit(Duration::from_secs(60)).await?;
+    total_instructions(out)
+}
+
+fn annotate(file: &Path, lines: usize) -> String {
+    let out = Command::new("callgrind_annotate")
+        .arg("--inclusive=no")
+        .arg(file)
+        .output();
+    let text = out
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    text.lines()
+        .skip_while(|l| !l.contains("file:function"))
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .take(lines)
+        .map(|l| l.trim().to_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub async fn run(tools: &Tools, smoke: bool) -> Result<String> {
+    if !have_valgrind() {
+        return Ok("valgrind is not installed (Debian's `valgrind`): no profile this run.\n".into());
+    }
+    let n = if smoke { 20 } else { 2000 };
+    let dir = std::env::temp_dir().join(format!("bench-callgrind-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let moto = Moto::start().await?;
+    let value = serde_json::json!({ "username": "app", "password": "p".repeat(900) }).to_string();
+    moto.create_secret("bench/profile", &value).await?;
+    let sidecar_bin: PathBuf = tools.profiling_sidecar.clone().unwrap_or_else(|| tools.sidecar.clone());
+    let baseline_bin: PathBuf = tools
+        .profiling_baseline
+        .clone()
+        .unwrap_or_else(|| tools.baseline.clone());
+    let path = "/secretsmanager/get?secretId=bench/profile";
+
+    let sc_port = free_port();
+    let token = "profile-token";
+    let sidecar = Run {
+        bin: &sidecar_bin,
+        args: vec![],
+        env: vec![
+            ("AWS_ENDPOINT_URL".into(), moto.endpoint()),
+            ("AWS_REGION".into(), "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID".into(), "x".into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), "x".into()),
+            ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+            ("HOME".into(), "/nonexistent".into()),
+            ("SECRETS_SIDECAR_TOKEN".into(), token.into()),
+            ("SECRETS_SIDECAR_PREFETCH".into(), "secretsmanager:bench/profile".into()),
+            ("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT".into(), sc_port.to_string()),
+            ("PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL".into(), "info".into()),
+        ],
+        port: sc_port,
+        path,
+        token: Some(token),
+    };
+    let body = {
+        // The ceiling answers exactly what the sidecar answers.
+        let file = dir.join("body.json");
+        let probe = harness::sidecar::SidecarBuilder::new(&tools.sidecar)
+            .endpoint(&moto.endpoint())
+            .var("SECRETS_SIDECAR_PREFETCH", "secretsmanager:bench/profile")
+            .spawn()
+            .await?;
+        std::fs::write(&file, &probe.get(path).await?.body)?;
+        file
+    };
+    let bl_port = free_port();
+    let baseline = Run {
+        bin: &baseline_bin,
+        args: vec![bl_port.to_string(), body.display().to_string()],
+        env: vec![],
+        port: bl_port,
+        path,
+        token: None,
+    };
+    let mut t = Table::new(&[
+        "program",
+        "instructions, start + stop",
+        format!("… + {n} hits").as_str(),
+        "per request",
+        "ratio",
+    ]);
+    let mut per = Vec::new();
+    for (name, run) in [("secrets-sidecar", &sidecar), ("baseline-server", &baseline)] {
+        let zero = callgrind(run, 0, &dir.join(format!("{name}.0.out"))).await?;
+        let many = callgrind(run, n, &dir.join(format!("{name}.n.out"))).await?;
+        let each = many.saturating_sub(zero) as f64 / n as f64;
+        per.push(each);
+        t.row(vec![
+            name.into(),
+            zero.to_string(),
+            many.to_string(),
+            format!("{each:.0}"),
+            String::new(),
+        ]);
+    }
+    if let [s, b] = per[..] {
+        t.row(vec![
+            "sidecar / baseline".into(),
+            String::new(),
+            String::new(),
+            String::new(),
+            format!("{:.2}×", s / b),
+        ]);
+    }
+    let top = annotate(&dir.join("secrets-sidecar.n.out"), 25);
+    let symbols = if tools.profiling_sidecar.is_some() {
+        "built with `--profile profiling` (the release profile with symbols kept)"
+    } else {
+        "release build without symbols (build `--profile profiling` for function names)"
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(format!(
+        "{}\nCommand: `valgrind --tool=callgrind --callgrind-out-file=F <binary>`, requests sent one after another on one keep-alive connection, then SIGTERM; per request = (instructions with {n} requests − instructions with none) / {n}. Binaries {symbols}.\n\nThe sidecar's costliest functions over the {n}-request run (self cost, `callgrind_annotate --inclusive=no`; start-up work is included in these totals):\n\n```\n{top}\n```\n",
+        t.render()
+    ))
+}

@@ -1,0 +1,21 @@
+//! `name:selector` splitting and the reference grammar: no panics, and splitting
+//! never loses or invents characters.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use secrets_sidecar::query::split_ssm_selector;
+use secrets_sidecar::refs::parse_ref_list;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(s) = std::str::from_utf8(data) else { return };
+    let (name, sel) = split_ssm_selector(s);
+    let rebuilt = match sel {
+        Some(x) => format!("{name}:{x}"),
+        None => name.to_owned(),
+    };
+    assert_eq!(rebuilt, s);
+    let _ = parse_ref_list(s);
+    if let Ok(list) = secrets_sidecar::allow::AllowList::parse(s) {
+        let _ = list.permits(secrets_sidecar::refs::Source::Ssm, s);
+    }
+});
