@@ -91,7 +91,7 @@ async fn registered_once(extension: &Path, name: &str, tools: &Tools) -> Result<
 /// BatchGetSecretValue refused so the sidecar fetches one secret per call.
 async fn prefetch_ready(tools: &Tools, moto: &Moto, n: usize, batched: bool) -> Result<(Duration, u64)> {
     let proxy = FaultProxy::start(moto.port).await?;
-    proxy.inject(None, Fault::Latency(RTT), None);
+    // Rules apply first match first: the refusal must come before the latency.
     if !batched {
         proxy.inject(
             Some("BatchGetSecretValue"),
@@ -99,6 +99,7 @@ async fn prefetch_ready(tools: &Tools, moto: &Moto, n: usize, batched: bool) -> 
             None,
         );
     }
+    proxy.inject(None, Fault::Latency(RTT), None);
     let refs: Vec<String> = (0..n).map(|i| format!("secretsmanager:bench/cold/{i}")).collect();
     let b = SidecarBuilder::new(&tools.sidecar)
         .endpoint(&proxy.endpoint())
