@@ -55,17 +55,36 @@ fn tools() -> Result<Tools> {
 struct Opts {
     smoke: bool,
     out: PathBuf,
+    /// Sections to run (1–7); all when empty.
+    only: Vec<u8>,
 }
 
 fn opts() -> Result<Opts> {
     let mut smoke = false;
     let mut out = None;
+    let mut only = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--smoke" => smoke = true,
             "--out" => out = Some(PathBuf::from(args.next().ok_or_else(|| anyhow!("--out needs a file"))?)),
-            other => return Err(anyhow!("unknown argument {other} (use --smoke, --out FILE)")),
+            "--only" => {
+                let list = args
+                    .next()
+                    .ok_or_else(|| anyhow!("--only needs section numbers, e.g. 1,7"))?;
+                for n in list.split(',') {
+                    only.push(
+                        n.trim()
+                            .parse()
+                            .map_err(|_| anyhow!("--only: '{n}' is not a section number"))?,
+                    );
+                }
+            }
+            other => {
+                return Err(anyhow!(
+                    "unknown argument {other} (use --smoke, --out FILE, --only 1,7)"
+                ))
+            }
         }
     }
     let root = harness::venv::repo_root();
@@ -76,7 +95,7 @@ fn opts() -> Result<Opts> {
             root.join("BENCHMARKS.md")
         }
     });
-    Ok(Opts { smoke, out })
+    Ok(Opts { smoke, out, only })
 }
 
 fn now_utc() -> String {
@@ -103,26 +122,39 @@ async fn run() -> Result<bool> {
             report.section(title, &format!("This section failed to run: {e:#}"));
         }
     };
-    record(&mut report, "1. Warm hit", warm::run(&tools, opts.smoke).await);
-    record(&mut report, "2. Cold start", cold::run(&tools, opts.smoke).await);
-    record(
-        &mut report,
-        "3. Cold key under concurrency",
-        burst::run(&tools, opts.smoke).await,
-    );
-    let refreshed = refresh::run(opts.smoke).await;
-    let cost = refreshed
-        .as_ref()
-        .map(cost::run)
-        .map_err(|e| anyhow!("needs section 4: {e:#}"));
-    record(&mut report, "4. Refresh-ahead", refreshed.map(|m| m.text));
-    record(&mut report, "5. Cost", cost);
-    record(&mut report, "6. Memory and size", memory::run(&tools, opts.smoke).await);
-    record(
-        &mut report,
-        "7. Where the time goes",
-        profile::run(&tools, opts.smoke).await,
-    );
+    let wanted = |n: u8| opts.only.is_empty() || opts.only.contains(&n);
+    if wanted(1) {
+        record(&mut report, "1. Warm hit", warm::run(&tools, opts.smoke).await);
+    }
+    if wanted(2) {
+        record(&mut report, "2. Cold start", cold::run(&tools, opts.smoke).await);
+    }
+    if wanted(3) {
+        record(
+            &mut report,
+            "3. Cold key under concurrency",
+            burst::run(&tools, opts.smoke).await,
+        );
+    }
+    if wanted(4) || wanted(5) {
+        let refreshed = refresh::run(opts.smoke).await;
+        let cost = refreshed
+            .as_ref()
+            .map(cost::run)
+            .map_err(|e| anyhow!("needs section 4: {e:#}"));
+        record(&mut report, "4. Refresh-ahead", refreshed.map(|m| m.text));
+        record(&mut report, "5. Cost", cost);
+    }
+    if wanted(6) {
+        record(&mut report, "6. Memory and size", memory::run(&tools, opts.smoke).await);
+    }
+    if wanted(7) {
+        record(
+            &mut report,
+            "7. Where the time goes",
+            profile::run(&tools, opts.smoke).await,
+        );
+    }
     if let Some(dir) = opts.out.parent() {
         std::fs::create_dir_all(dir)?;
     }

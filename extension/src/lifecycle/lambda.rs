@@ -1,6 +1,6 @@
 //! Lambda mode (`AWS_LAMBDA_RUNTIME_API` set): the Extensions API lifecycle.
 //!
-//! bind → serve → register (INVOKE, SHUTDOWN) → prefetch while the runtime starts →
+//! bind → register (INVOKE, SHUTDOWN) → serve → prefetch while the runtime starts →
 //! first `event/next` once the prefetch has settled, so a snapshotted or provisioned
 //! environment is frozen warm. Each INVOKE runs refresh-ahead and returns before the
 //! next `event/next`; SHUTDOWN stops everything and exits 0. Invalid configuration,
@@ -9,7 +9,7 @@
 //! `lambda-extension`'s run loop keeps polling after SHUTDOWN, so the loop is raced
 //! against a "stopped" signal and main returns as soon as the stop is done.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use lambda_extension::requests::{init_error, ErrorRequest};
@@ -46,24 +46,29 @@ pub async fn run(config: Result<Config, ConfigErrors>) -> std::process::ExitCode
         Ok(l) => l,
         Err(msg) => return fail_before_start(&msg, "Extension.ListenFailed").await,
     };
-    let running = Running::start(config, token, listener).await;
-
+    // Register first, then build the AWS clients: loading the TLS trust store takes
+    // milliseconds, and Lambda starts the runtime's init as soon as we register. The
+    // socket is already bound, so connections made meanwhile wait in its backlog.
+    let cell: Arc<OnceLock<Arc<Running>>> = Arc::new(OnceLock::new());
     let (stopped_tx, stopped_rx) = oneshot::channel::<()>();
     let stopped_tx = Arc::new(Mutex::new(Some(stopped_tx)));
     let processor = {
-        let running = running.clone();
+        let cell = cell.clone();
         service_fn(move |event: LambdaEvent| {
-            let running = running.clone();
+            let cell = cell.clone();
             let stopped_tx = stopped_tx.clone();
             async move {
-                on_event(&running, event.next).await;
-                if running.stopping().is_cancelled() {
-                    let tx = stopped_tx
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .take();
-                    if let Some(tx) = tx {
-                        let _ = tx.send(());
+                // Events only come once `run` polls, after `cell` is set.
+                if let Some(running) = cell.get() {
+                    on_event(running, event.next).await;
+                    if running.stopping().is_cancelled() {
+                        let tx = stopped_tx
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .take();
+                        if let Some(tx) = tx {
+                            let _ = tx.send(());
+                        }
                     }
                 }
                 Ok::<(), lambda_extension::Error>(())
@@ -82,6 +87,8 @@ pub async fn run(config: Result<Config, ConfigErrors>) -> std::process::ExitCode
             return std::process::ExitCode::FAILURE;
         }
     };
+    let running = Running::start(config, token, listener).await;
+    let _ = cell.set(running.clone());
     info!(port = running.config.http_port, "registered");
 
     let missing = running.prefetch().await;

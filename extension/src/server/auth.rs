@@ -3,16 +3,20 @@
 //! `X-Forwarded-For` means a proxy relayed the request from elsewhere; the sidecar
 //! only serves the processes beside it, so such requests are refused outright.
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 
 use crate::error::ApiError;
-use crate::token::{Token, HEADER};
+use crate::token::Token;
+
+// Pre-built names: looking headers up by `&str` parses and hashes the name each time.
+const TOKEN: HeaderName = HeaderName::from_static(crate::token::HEADER);
+const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 pub fn check(token: &Token, headers: &HeaderMap) -> Result<(), ApiError> {
-    if headers.contains_key("x-forwarded-for") {
+    if headers.contains_key(FORWARDED_FOR) {
         return Err(ApiError::ForwardedFor);
     }
-    let mut presented = headers.get_all(HEADER).iter();
+    let mut presented = headers.get_all(TOKEN).iter();
     let Some(first) = presented.next() else {
         return Err(ApiError::MissingToken);
     };
@@ -26,6 +30,7 @@ pub fn check(token: &Token, headers: &HeaderMap) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::token::HEADER;
     use http::HeaderValue;
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {

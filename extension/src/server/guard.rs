@@ -35,9 +35,9 @@ pub struct ConnState {
     /// When the connection last became idle (or was accepted), in ms since `epoch`.
     idle_since_ms: AtomicU64,
     epoch: Instant,
-    head_started: Notify,
-    /// Asked to close (the server needs the slot for a new connection).
-    close: Notify,
+    /// Told to drop the connection now (its head is overdue, or it is idle and its
+    /// slot is needed).
+    kill: Notify,
 }
 
 impl ConnState {
@@ -47,8 +47,7 @@ impl ConnState {
             head_since_ms: AtomicU64::new(0),
             idle_since_ms: AtomicU64::new(0),
             epoch: Instant::now(),
-            head_started: Notify::new(),
-            close: Notify::new(),
+            kill: Notify::new(),
         })
     }
 
@@ -57,9 +56,9 @@ impl ConnState {
     }
 
     fn on_bytes(&self) {
-        if self.phase.compare_exchange(IDLE, HEAD, Relaxed, Relaxed).is_ok() {
+        if self.phase.load(Relaxed) == IDLE {
             self.head_since_ms.store(self.now_ms(), Relaxed);
-            self.head_started.notify_one();
+            self.phase.store(HEAD, Relaxed);
         }
     }
 
@@ -80,29 +79,18 @@ impl ConnState {
             .then(|| Duration::from_millis(self.now_ms().saturating_sub(self.idle_since_ms.load(Relaxed))))
     }
 
-    /// Asks the connection to close once it is idle (an idle keep-alive closes at once).
-    pub fn request_close(&self) {
-        self.close.notify_one();
+    /// Whether a request head has been arriving for longer than `limit`.
+    pub fn head_overdue(&self, limit: Duration) -> bool {
+        self.phase.load(Relaxed) == HEAD
+            && self.now_ms().saturating_sub(self.head_since_ms.load(Relaxed)) > limit.as_millis() as u64
     }
 
-    pub async fn close_requested(&self) {
-        self.close.notified().await;
+    pub fn request_kill(&self) {
+        self.kill.notify_one();
     }
 
-    /// Resolves when a request head has been arriving for longer than `limit`.
-    pub async fn head_overdue(&self, limit: Duration) {
-        loop {
-            if self.phase.load(Relaxed) != HEAD {
-                self.head_started.notified().await;
-                continue;
-            }
-            let since = self.head_since_ms.load(Relaxed);
-            let deadline = self.epoch + Duration::from_millis(since) + limit;
-            tokio::time::sleep_until(deadline).await;
-            if self.phase.load(Relaxed) == HEAD && self.head_since_ms.load(Relaxed) == since {
-                return;
-            }
-        }
+    pub async fn killed(&self) {
+        self.kill.notified().await;
     }
 }
 
@@ -163,23 +151,22 @@ mod tests {
     async fn only_a_head_in_progress_is_timed() {
         let state = ConnState::new();
         let limit = Duration::from_secs(5);
-        let watch = {
-            let state = state.clone();
-            tokio::spawn(async move { state.head_overdue(limit).await })
-        };
         // Idle for a long time: never overdue.
-        tokio::time::sleep(Duration::from_secs(3600)).await;
-        assert!(!watch.is_finished());
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        assert!(!state.head_overdue(limit));
         // A head that completes in time, then a busy handler that takes long.
         state.on_bytes();
-        tokio::time::sleep(Duration::from_secs(4)).await;
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert!(!state.head_overdue(limit));
         state.begin_request();
-        tokio::time::sleep(Duration::from_secs(60)).await;
-        assert!(!watch.is_finished());
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert!(!state.head_overdue(limit));
         state.end_request();
+        assert!(state.idle_for().is_some());
         // A head that never completes.
         state.on_bytes();
-        tokio::time::sleep(Duration::from_secs(6)).await;
-        assert!(watch.is_finished());
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert!(state.head_overdue(limit));
+        assert!(state.idle_for().is_none());
     }
 }

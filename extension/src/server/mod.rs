@@ -80,6 +80,16 @@ impl Open {
         conns.push(Arc::downgrade(state));
     }
 
+    /// Drops every connection whose request head is overdue.
+    fn sweep_slow_heads(&self, limit: Duration) {
+        let conns = self.conns.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for state in conns.iter().filter_map(Weak::upgrade) {
+            if state.head_overdue(limit) {
+                state.request_kill();
+            }
+        }
+    }
+
     /// Asks the longest-idle connection (idle at least `RECLAIM_AFTER`) to close.
     fn reclaim_one(&self) -> bool {
         let mut conns = self.conns.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -91,7 +101,10 @@ impl Open {
             .max_by_key(|(d, _)| *d);
         match victim {
             Some((_, state)) => {
-                state.request_close();
+                // Idle means no request in progress: dropping the connection loses
+                // nothing, and (unlike hyper's graceful shutdown) does not wait for a
+                // first request from a connection that never sent one.
+                state.request_kill();
                 true
             }
             None => false,
@@ -108,6 +121,20 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationT
     let refusals = Arc::new(Semaphore::new(64));
     let open = Arc::new(Open::default());
     let tracker = TaskTracker::new();
+    // One sweeper for every connection's head timer: nothing is woken per request.
+    let sweeper = {
+        let (open, shutdown, limit) = (open.clone(), shutdown.clone(), limits.header_read_timeout);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(limit / 10);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    _ = tick.tick() => open.sweep_slow_heads(limit),
+                }
+            }
+        })
+    };
     loop {
         let stream = tokio::select! {
             biased;
@@ -161,6 +188,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationT
         });
     }
     drop(listener);
+    sweeper.abort();
     tracker.close();
     if tokio::time::timeout(limits.drain, tracker.wait()).await.is_err() {
         debug!("drain time over; closing remaining connections");
@@ -225,13 +253,8 @@ async fn serve_connection(
                 debug!(error = %e, "connection ended with an error");
             }
         }
-        () = state.head_overdue(limits.header_read_timeout) => {
-            debug!("request head too slow; closing the connection");
-        }
-        () = state.close_requested() => {
-            debug!("closing an idle connection to make room");
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+        () = state.killed() => {
+            debug!("connection closed: request head too slow, or idle and its slot needed");
         }
         () = shutdown.cancelled() => {
             conn.as_mut().graceful_shutdown();

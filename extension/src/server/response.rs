@@ -4,7 +4,7 @@
 //! a hit formats nothing. Every response says `Cache-Control: no-store`.
 
 use bytes::Bytes;
-use http::header::{HeaderValue, AGE, CACHE_CONTROL, CONTENT_TYPE};
+use http::header::{HeaderName, HeaderValue, AGE, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Response, StatusCode};
 use http_body_util::Full;
 
@@ -15,7 +15,7 @@ use crate::query::Output;
 pub type Body = Full<Bytes>;
 
 /// How the cache answered: `hit`, `miss`, `stale` or `bypass`.
-pub const CACHE_HEADER: &str = "x-secrets-sidecar-cache";
+pub const CACHE_HEADER: HeaderName = HeaderName::from_static("x-secrets-sidecar-cache");
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 const TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
