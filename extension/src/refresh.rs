@@ -129,7 +129,7 @@ mod tests {
                 .get(&parse_secrets_manager(&format!("secretId=s{i}")).expect("q"))
                 .await
                 .expect("v");
-            assert_eq!((s.outcome, &s.value.raw[..]), (Outcome::Hit, &b"v2"[..]));
+            assert_eq!((s.outcome, &s.value.raw()[..]), (Outcome::Hit, &b"v2"[..]));
         }
         assert_eq!(fake.calls(), 4);
     }

@@ -20,8 +20,9 @@ use crate::secret::SecretBytes;
 pub struct Value {
     /// The AWS response shape (GetSecretValue output, or `{"Parameter": …}`).
     pub body: Bytes,
-    /// The bare value: SecretString, SecretBinary bytes, or the parameter's Value.
-    pub raw: Bytes,
+    /// The bare value when it is stored apart from `body` or as a view into it;
+    /// `None` when it must be unescaped from `body` on demand (see [`Value::raw`]).
+    raw: Option<Bytes>,
     /// Whether `raw` is SecretBinary (served as application/octet-stream).
     pub binary: bool,
     /// The full ARN: the canonical id of the cache entry.
@@ -31,6 +32,8 @@ pub struct Value {
     pub version: Arc<str>,
     /// An SSM SecureString: the decryption flag of a request changes the answer.
     pub secure: bool,
+    /// An SSM parameter (its bare value is `Parameter.Value` rather than `SecretString`).
+    parameter: bool,
 }
 
 impl fmt::Debug for Value {
@@ -40,7 +43,7 @@ impl fmt::Debug for Value {
             .field("version", &self.version)
             .field("binary", &self.binary)
             .field("secure", &self.secure)
-            .field("raw", &format_args!("<redacted {} bytes>", self.raw.len()))
+            .field("raw", &"<redacted>")
             .finish()
     }
 }
@@ -113,13 +116,30 @@ struct ParameterEnvelope<'a> {
     parameter: ParameterJson<'a>,
 }
 
-/// Serializes into a buffer sized up front, so growth does not leave unwiped
-/// copies of the value behind in freed memory.
-fn render(value: &impl Serialize, secret_len: usize) -> SecretBytes {
-    let mut buf = Vec::with_capacity(secret_len * 2 + 512);
-    // Serializing plain structs of strings and numbers into a Vec cannot fail,
-    // except on a non-finite float, which the callers never pass.
-    if serde_json::to_writer(&mut buf, value).is_err() {
+/// Counts bytes instead of storing them.
+struct Counting(usize);
+
+impl std::io::Write for Counting {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Serializes into a buffer of exactly the right size: one pass counts, the second
+/// writes. No growth means no unwiped copies left behind in freed memory, and no
+/// spare capacity kept for as long as the value is cached.
+fn render(value: &impl Serialize) -> SecretBytes {
+    let mut counting = Counting(0);
+    let sized = serde_json::to_writer(&mut counting, value).is_ok();
+    let mut buf = Vec::with_capacity(counting.0);
+    // Serializing plain structs of strings and numbers cannot fail, except on a
+    // non-finite float, which the callers never pass.
+    if !sized || serde_json::to_writer(&mut buf, value).is_err() {
         buf.zeroize();
         buf.extend_from_slice(b"{}");
     }
@@ -127,10 +147,12 @@ fn render(value: &impl Serialize, secret_len: usize) -> SecretBytes {
 }
 
 /// The bare value as a view into `body` when the body holds it verbatim (no JSON
-/// escaping was needed), so a cached value is stored once; otherwise its own buffer.
+/// escaping was needed), so a cached value is stored once. Otherwise `None`: the
+/// value is unescaped from the body when a request asks for it bare (rare), rather
+/// than kept twice for as long as it is cached. Either way `raw` is wiped here.
 /// `field` is the JSON key whose string value it is. Quotes inside earlier values
 /// are escaped, so the first `"field":"` in the body is the key itself.
-fn raw_view(body: &Bytes, field: &str, raw: String) -> Bytes {
+fn raw_view(body: &Bytes, field: &str, raw: String) -> Option<Bytes> {
     let needle = format!("\"{field}\":\"");
     let start = body
         .windows(needle.len())
@@ -141,10 +163,30 @@ fn raw_view(body: &Bytes, field: &str, raw: String) -> Bytes {
         let verbatim = body.get(start..end) == Some(raw.as_bytes()) && body.get(end) == Some(&b'"');
         if verbatim {
             SecretBytes::from_string(raw).wipe_now();
-            return body.slice(start..end);
+            return Some(body.slice(start..end));
         }
     }
-    SecretBytes::from_string(raw).into_shared()
+    SecretBytes::from_string(raw).wipe_now();
+    None
+}
+
+/// Only the string value of the body, borrowed when it needs no unescaping.
+#[derive(serde::Deserialize)]
+struct SecretOnly<'a> {
+    #[serde(rename = "SecretString", borrow)]
+    secret_string: std::borrow::Cow<'a, str>,
+}
+
+#[derive(serde::Deserialize)]
+struct ParameterOnly<'a> {
+    #[serde(rename = "Parameter", borrow)]
+    parameter: ParameterValueOnly<'a>,
+}
+
+#[derive(serde::Deserialize)]
+struct ParameterValueOnly<'a> {
+    #[serde(rename = "Value", borrow)]
+    value: std::borrow::Cow<'a, str>,
 }
 
 impl Value {
@@ -157,19 +199,15 @@ impl Value {
             .as_ref()
             .filter(|_| binary)
             .map(|b| base64::engine::general_purpose::STANDARD.encode(b));
-        let secret_len = f.secret_string.as_ref().map_or(0, String::len) + b64.as_ref().map_or(0, String::len);
-        let body = render(
-            &SecretJson {
-                arn: &f.arn,
-                name: &f.name,
-                version_id: f.version_id.as_deref(),
-                secret_string: f.secret_string.as_deref(),
-                secret_binary: b64.as_deref(),
-                version_stages: &f.version_stages,
-                created_date: f.created_date.filter(|d| d.is_finite()),
-            },
-            secret_len,
-        );
+        let body = render(&SecretJson {
+            arn: &f.arn,
+            name: &f.name,
+            version_id: f.version_id.as_deref(),
+            secret_string: f.secret_string.as_deref(),
+            secret_binary: b64.as_deref(),
+            version_stages: &f.version_stages,
+            created_date: f.created_date.filter(|d| d.is_finite()),
+        });
         if let Some(b) = b64.as_mut() {
             b.zeroize();
         }
@@ -181,8 +219,8 @@ impl Value {
                 }
                 raw_view(&body, "SecretString", s)
             }
-            (None, Some(b)) => SecretBytes::new(b).into_shared(),
-            (None, None) => Bytes::new(),
+            (None, Some(b)) => Some(SecretBytes::new(b).into_shared()),
+            (None, None) => Some(Bytes::new()),
         };
         Value {
             body,
@@ -192,27 +230,25 @@ impl Value {
             arn: Arc::from(f.arn),
             name: Arc::from(f.name),
             secure: false,
+            parameter: false,
         }
     }
 
     /// Builds a value from a GetParameter / GetParameters / GetParametersByPath result.
     pub fn from_parameter(f: ParameterFields) -> Value {
-        let body = render(
-            &ParameterEnvelope {
-                parameter: ParameterJson {
-                    arn: &f.arn,
-                    data_type: f.data_type.as_deref(),
-                    last_modified_date: f.last_modified_date.filter(|d| d.is_finite()),
-                    name: &f.name,
-                    selector: f.selector.as_deref(),
-                    source_result: f.source_result.as_deref(),
-                    kind: &f.kind,
-                    value: &f.value,
-                    version: f.version,
-                },
+        let body = render(&ParameterEnvelope {
+            parameter: ParameterJson {
+                arn: &f.arn,
+                data_type: f.data_type.as_deref(),
+                last_modified_date: f.last_modified_date.filter(|d| d.is_finite()),
+                name: &f.name,
+                selector: f.selector.as_deref(),
+                source_result: f.source_result.as_deref(),
+                kind: &f.kind,
+                value: &f.value,
+                version: f.version,
             },
-            f.value.len() + f.source_result.as_ref().map_or(0, String::len),
-        );
+        });
         if let Some(mut s) = f.source_result {
             s.zeroize();
         }
@@ -224,8 +260,26 @@ impl Value {
             binary: false,
             version: Arc::from(f.version.to_string()),
             secure: f.kind == "SecureString",
+            parameter: true,
             arn: Arc::from(f.arn),
             name: Arc::from(f.name),
+        }
+    }
+
+    /// The bare value: SecretString, SecretBinary bytes, or the parameter's Value.
+    pub fn raw(&self) -> Bytes {
+        if let Some(raw) = &self.raw {
+            return raw.clone();
+        }
+        let decoded = if self.parameter {
+            serde_json::from_slice::<ParameterOnly>(&self.body).map(|p| p.parameter.value)
+        } else {
+            serde_json::from_slice::<SecretOnly>(&self.body).map(|s| s.secret_string)
+        };
+        match decoded {
+            Ok(text) => SecretBytes::from_string(text.into_owned()).into_shared(),
+            // The body was rendered by us from these very fields; it always parses.
+            Err(_) => Bytes::new(),
         }
     }
 
@@ -237,7 +291,8 @@ impl Value {
             return Err(NotJsonObject);
         }
         // Borrowing the fields as raw JSON avoids copying any value but the one asked for.
-        let map: BTreeMap<String, &RawValue> = serde_json::from_slice(&self.raw).map_err(|_| NotJsonObject)?;
+        let raw = self.raw();
+        let map: BTreeMap<String, &RawValue> = serde_json::from_slice(&raw).map_err(|_| NotJsonObject)?;
         let Some(field) = map.get(key) else {
             return Ok(None);
         };
@@ -286,7 +341,7 @@ mod tests {
         assert_eq!(body["CreatedDate"], 1_700_000_000.5);
         assert!(body.get("SecretBinary").is_none());
         assert!(!v.binary);
-        assert_eq!(&v.raw[..], b"{\"user\":\"u\",\"password\":\"p\\\"w\"}");
+        assert_eq!(&v.raw()[..], b"{\"user\":\"u\",\"password\":\"p\\\"w\"}");
     }
 
     #[test]
@@ -296,7 +351,7 @@ mod tests {
         assert_eq!(body["SecretBinary"], "AJ+Slg==");
         assert!(body.get("SecretString").is_none());
         assert!(v.binary);
-        assert_eq!(&v.raw[..], &[0, 159, 146, 150]);
+        assert_eq!(&v.raw()[..], &[0, 159, 146, 150]);
     }
 
     #[test]
@@ -339,15 +394,32 @@ mod tests {
     #[test]
     fn plain_values_share_the_body_and_escaped_ones_do_not() {
         let plain = secret(Some("AbC123-xyz"), None);
-        let start = plain.raw.as_ptr() as usize - plain.body.as_ptr() as usize;
+        let start = plain.raw().as_ptr() as usize - plain.body.as_ptr() as usize;
         assert!(start < plain.body.len(), "the raw value points into the body");
-        assert_eq!(&plain.raw[..], b"AbC123-xyz");
+        assert_eq!(&plain.raw()[..], b"AbC123-xyz");
         let escaped = secret(Some("a\"quoted\"\nvalue"), None);
-        let inside = (escaped.raw.as_ptr() as usize).wrapping_sub(escaped.body.as_ptr() as usize) < escaped.body.len();
-        assert!(!inside, "an escaped value needs its own buffer");
-        assert_eq!(&escaped.raw[..], b"a\"quoted\"\nvalue");
+        assert!(escaped.raw.is_none(), "an escaped value is not kept twice");
+        assert_eq!(&escaped.raw()[..], b"a\"quoted\"\nvalue");
         let unicode = secret(Some("caf\u{e9}-\u{1F510}"), None);
-        assert_eq!(&unicode.raw[..], "caf\u{e9}-\u{1F510}".as_bytes());
+        assert_eq!(&unicode.raw()[..], "caf\u{e9}-\u{1F510}".as_bytes());
+    }
+
+    #[test]
+    fn escaped_parameter_values_are_unescaped_on_demand() {
+        let v = Value::from_parameter(ParameterFields {
+            arn: "arn:aws:ssm:us-east-1:1:parameter/j".into(),
+            name: "/j".into(),
+            kind: "String".into(),
+            value: "{\"k\":\"v\"}".into(),
+            version: 1,
+            data_type: None,
+            last_modified_date: None,
+            selector: None,
+            source_result: None,
+        });
+        assert!(v.raw.is_none());
+        assert_eq!(&v.raw()[..], b"{\"k\":\"v\"}");
+        assert_eq!(v.json_field("k").expect("object").as_deref(), Some(&b"v"[..]));
     }
 
     #[test]

@@ -42,7 +42,7 @@ fn ssm(q: &str) -> Lookup {
 }
 
 fn raw(s: &Served) -> String {
-    String::from_utf8(s.value.raw.to_vec()).expect("utf8")
+    String::from_utf8(s.value.raw().to_vec()).expect("utf8")
 }
 
 #[tokio::test(start_paused = true)]

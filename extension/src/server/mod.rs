@@ -168,7 +168,6 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationT
         let permits = permits.clone();
         let open = open.clone();
         tracker.spawn(async move {
-            let _slot = slot;
             let reclaimed = open.reclaim_one();
             let permit = if reclaimed {
                 tokio::time::timeout(RECLAIM_WAIT, permits.acquire_owned())
@@ -179,10 +178,15 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationT
                 None
             };
             match permit {
-                Some(permit) => conn.serve(stream, permit).await,
+                Some(permit) => {
+                    // The slot only covers the wait; the connection now holds a permit.
+                    drop(slot);
+                    conn.serve(stream, permit).await;
+                }
                 None => {
                     conn.app.metrics.connection_refused();
                     refuse(stream).await;
+                    drop(slot);
                 }
             }
         });

@@ -37,8 +37,8 @@ pub fn value(served: &Served, output: &Output) -> Result<Response<Body>, ApiErro
     let v = &served.value;
     let (content_type, body) = match output {
         Output::Json => (JSON, v.body.clone()),
-        Output::Raw if v.binary => (OCTETS, v.raw.clone()),
-        Output::Raw => (TEXT, v.raw.clone()),
+        Output::Raw if v.binary => (OCTETS, v.raw()),
+        Output::Raw => (TEXT, v.raw()),
         Output::JsonKey(key) => match v.json_field(key) {
             Ok(Some(field)) => (TEXT, field),
             Ok(None) => return Err(ApiError::JsonKeyMissing),
