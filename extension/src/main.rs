@@ -7,6 +7,14 @@ use std::time::Duration;
 use secrets_sidecar::config::{Config, LogFormat, LogLevel};
 use secrets_sidecar::{lifecycle, logging};
 
+/// At most two workers. The sidecar serves one function on loopback; on a large
+/// function (up to 6 vCPUs) more workers would add no useful throughput, but each
+/// would bring its own stack and its own glibc malloc arena, which keeps freed
+/// memory resident (bench section 6 measures the arenas' cost).
+fn worker_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().min(2))
+}
+
 fn main() -> ExitCode {
     let config = Config::from_process_env();
     let (level, format) = match &config {
@@ -14,7 +22,11 @@ fn main() -> ExitCode {
         Err(_) => (LogLevel::Info, LogFormat::Text),
     };
     logging::init(level, format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(worker_threads())
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("secrets-sidecar: cannot start the async runtime: {e}");
