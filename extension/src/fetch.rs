@@ -4,12 +4,10 @@
 //! BatchGetSecretValue calls of up to 20 secrets and GetParameters calls of up to 10
 //! parameters (decrypted and plain apart); version or label selectors are fetched one
 //! by one. When a batch API is refused outright (a role granted GetSecretValue but
-//! not BatchGetSecretValue, say) its keys fall back to single calls. At most
-//! [`MAX_CALLS_IN_FLIGHT`] calls run at once.
+//! not BatchGetSecretValue, say) its keys fall back to single calls.
 
 use std::sync::Arc;
 
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::debug;
@@ -18,13 +16,6 @@ use crate::backend::{answers, Batch, Upstream, UpstreamError, MAX_PARAMETERS_PER
 use crate::cache::{fetch_one, Cache, Decrypt, FlightHandle};
 use crate::query::Selector;
 use crate::refs::Source;
-
-/// Upstream calls one `fetch_all` runs at once. Unbounded, a prefetch of 1,000
-/// secrets opened 50 TLS connections and held 50 batch answers (each up to 20 × 64 KB
-/// of JSON, then its parsed copy) in memory together: the allocator kept that peak
-/// as resident memory for the life of the process, and the burst invites throttling.
-/// Eight keeps the common case (up to 160 secrets, 80 parameters) in one round trip.
-pub const MAX_CALLS_IN_FLIGHT: usize = 8;
 
 /// What happened to a set of keys.
 #[derive(Debug, Default)]
@@ -86,22 +77,17 @@ pub async fn fetch_all(cache: &Cache, handles: Vec<FlightHandle>, deadline: Inst
         }
     }
     let upstream = cache.upstream().clone();
-    let permits = Arc::new(Semaphore::new(MAX_CALLS_IN_FLIGHT));
     let mut tasks = JoinSet::new();
     for chunk in chunks(secrets, MAX_SECRETS_PER_BATCH) {
-        tasks.spawn(in_turn(
-            permits.clone(),
-            batch(upstream.clone(), chunk, BatchApi::Secrets),
-        ));
+        tasks.spawn(batch(upstream.clone(), chunk, BatchApi::Secrets));
     }
     for (handles, decrypt) in [(decrypted, true), (plain, false)] {
         for chunk in chunks(handles, MAX_PARAMETERS_PER_BATCH) {
-            let call = batch(upstream.clone(), chunk, BatchApi::Parameters { decrypt });
-            tasks.spawn(in_turn(permits.clone(), call));
+            tasks.spawn(batch(upstream.clone(), chunk, BatchApi::Parameters { decrypt }));
         }
     }
     for h in singles {
-        tasks.spawn(in_turn(permits.clone(), one_by_one(upstream.clone(), vec![h])));
+        tasks.spawn(one_by_one(upstream.clone(), vec![h]));
     }
     let mut tally = Tally::default();
     loop {
@@ -119,12 +105,6 @@ pub async fn fetch_all(cache: &Cache, handles: Vec<FlightHandle>, deadline: Inst
         }
     }
     tally
-}
-
-/// Runs `work` once one of the `permits` is free. The permits are never closed.
-async fn in_turn(permits: Arc<Semaphore>, work: impl std::future::Future<Output = Tally>) -> Tally {
-    let _permit = permits.acquire_owned().await;
-    work.await
 }
 
 fn chunks(mut items: Vec<FlightHandle>, size: usize) -> Vec<Vec<FlightHandle>> {
@@ -258,22 +238,6 @@ mod tests {
         assert_eq!(fake.batch_calls.load(SeqCst), 6);
         assert_eq!(fake.calls(), 6);
         assert_eq!(cache.len(), 70);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn calls_in_flight_are_bounded() {
-        let fake = Arc::new(FakeUpstream::new());
-        fake.set_latency(Duration::from_millis(50));
-        let secrets: Vec<String> = (0..400).map(|i| format!("s{i}")).collect();
-        for s in &secrets {
-            fake.put_secret(s, "v");
-        }
-        let cache = cache(fake.clone());
-        let tally = fetch_all(&cache, handles(&cache, Source::SecretsManager, &secrets), far()).await;
-        assert_eq!(tally.ok, 400);
-        assert_eq!(fake.batch_calls.load(SeqCst), 20);
-        // 20 batches wait their turn: never more than the cap at once, and the cap is used.
-        assert_eq!(fake.max_in_flight.load(SeqCst), MAX_CALLS_IN_FLIGHT);
     }
 
     #[tokio::test]

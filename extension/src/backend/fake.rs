@@ -32,9 +32,6 @@ pub struct FakeUpstream {
     latency: Mutex<Duration>,
     pub calls: AtomicUsize,
     pub batch_calls: AtomicUsize,
-    in_flight: AtomicUsize,
-    /// The most calls ever waiting on their latency at once.
-    pub max_in_flight: AtomicUsize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -96,10 +93,7 @@ impl FakeUpstream {
     async fn enter(&self) -> Result<(), UpstreamError> {
         let latency = *lock(&self.latency);
         if !latency.is_zero() {
-            let now = self.in_flight.fetch_add(1, SeqCst) + 1;
-            self.max_in_flight.fetch_max(now, SeqCst);
             tokio::time::sleep(latency).await;
-            self.in_flight.fetch_sub(1, SeqCst);
         }
         let injected = lock(&self.failures).pop_front().or(*lock(&self.fail_all));
         match injected {
