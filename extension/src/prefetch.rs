@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::backend::{ErrorKind, UpstreamError};
-use crate::cache::{Begun, Cache, FetchFor, Key, PathGuard};
+use crate::cache::{Begun, Cache, FetchFor, FlightHandle, Key, PathGuard};
 use crate::fetch::fetch_all;
 use crate::refs::{SecretRef, Source};
 
@@ -29,13 +29,20 @@ pub struct Report {
     pub elapsed: Duration,
 }
 
-/// Fetches `refs` in as few calls as the APIs allow, giving up at `deadline` (what
-/// is unfinished then is reported as timed out).
-pub async fn prefetch(cache: &Cache, refs: &[SecretRef], deadline: Instant) -> Report {
-    let started = Instant::now();
-    if refs.is_empty() {
-        return Report::default();
-    }
+/// The start-up keys and paths, registered as fetches in flight but not started.
+///
+/// Made before the listener accepts its first connection: a request that arrives
+/// during INIT (the runtime starts as soon as the extensions have registered) then
+/// joins the batch instead of racing it with a call of its own.
+pub struct Plan {
+    refs: Vec<SecretRef>,
+    handles: Vec<FlightHandle>,
+    paths: Vec<(String, PathGuard)>,
+    started: Instant,
+}
+
+/// Registers every key of `refs` as in flight and every path as being fetched.
+pub fn plan(cache: &Cache, refs: &[SecretRef]) -> Plan {
     let mut handles = Vec::new();
     let mut paths = Vec::new();
     for r in refs {
@@ -47,10 +54,35 @@ pub async fn prefetch(cache: &Cache, refs: &[SecretRef], deadline: Instant) -> R
                 continue;
             }
         };
-        // Joined: a request got there first; its fetch stores the value.
+        // Joined: already in flight (a duplicate reference); that fetch stores it.
         if let Begun::New(h) = cache.begin(key, Arc::from(r.id()), FetchFor::PREFETCH) {
             handles.push(h);
         }
+    }
+    Plan {
+        refs: refs.to_vec(),
+        handles,
+        paths,
+        started: Instant::now(),
+    }
+}
+
+/// Fetches `refs` in as few calls as the APIs allow, giving up at `deadline` (what
+/// is unfinished then is reported as timed out).
+pub async fn prefetch(cache: &Cache, refs: &[SecretRef], deadline: Instant) -> Report {
+    run(cache, plan(cache, refs), deadline).await
+}
+
+/// Runs a [`plan`]: the fetches its waiters are already waiting for.
+pub async fn run(cache: &Cache, plan: Plan, deadline: Instant) -> Report {
+    let Plan {
+        refs,
+        handles,
+        paths,
+        started,
+    } = plan;
+    if refs.is_empty() {
+        return Report::default();
     }
     let path_jobs = async {
         let mut results = Vec::new();
@@ -247,6 +279,39 @@ mod tests {
         under_path.await.expect("task").expect("value");
         running.await.expect("task");
         assert_eq!(fake.calls(), 2, "the requests made no calls of their own");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_between_plan_and_run_join_the_batch() {
+        // The lifecycle plans before the first accept and runs after registering:
+        // a request in that gap must wait for the batch, not call on its own.
+        let (cache, fake) = setup();
+        fake.put_secret("db", "pw");
+        fake.put_secret("other", "pw");
+        fake.put_param("/team/a", "String", "v");
+        let refs = crate::refs::parse_ref_list("secretsmanager:db secretsmanager:other ssm-path:/team/").expect("refs");
+        let planned = plan(&cache, &refs);
+        let early: Vec<_> = ["secretId=db", "secretId=other"]
+            .iter()
+            .map(|q| {
+                let cache = cache.clone();
+                let l = parse_secrets_manager(q).expect("q");
+                tokio::spawn(async move { cache.get(&l).await })
+            })
+            .chain(std::iter::once({
+                let cache = cache.clone();
+                let l = parse_ssm("name=/team/a").expect("q");
+                tokio::spawn(async move { cache.get(&l).await })
+            }))
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(fake.calls(), 0, "the early requests are waiting, not calling");
+        let report = run(&cache, planned, Instant::now() + Duration::from_secs(60)).await;
+        assert_eq!(report.stored, 3, "the batch stored every key: {report:?}");
+        for r in early {
+            r.await.expect("task").expect("value");
+        }
+        assert_eq!(fake.calls(), 2, "one batch and one path page, nothing else");
     }
 
     #[tokio::test(start_paused = true)]

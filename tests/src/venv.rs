@@ -8,10 +8,21 @@ use std::process::Command;
 use anyhow::{anyhow, Context, Result};
 
 /// The repository root (this crate lives in `tests/`).
+///
+/// Cargo's runtime `CARGO_MANIFEST_DIR` first (set by `cargo test`, `nextest` and
+/// `cargo run`), then the one compiled in, then the working directory's ancestors:
+/// a target directory shared by clones at different paths can hand a test a binary
+/// compiled in another clone, whose compiled-in path may be gone.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
+    let is_root = |p: &Path| p.join("requirements.txt").is_file() && p.join("tests").is_dir();
+    let from_manifest = |dir: &Path| dir.parent().filter(|p| is_root(p)).map(Path::to_path_buf);
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .and_then(|d| from_manifest(Path::new(&d)))
+        .or_else(|| from_manifest(Path::new(env!("CARGO_MANIFEST_DIR"))))
+        .or_else(|| {
+            let cwd = std::env::current_dir().ok()?;
+            cwd.ancestors().find(|p| is_root(p)).map(Path::to_path_buf)
+        })
         .unwrap_or_else(|| PathBuf::from(".."))
 }
 

@@ -69,8 +69,11 @@ async fn weather_request_through_lambda_simulator() -> anyhow::Result<()> {
     let answer: serde_json::Value = serde_json::from_str(payload["body"].as_str().unwrap_or("{}"))?;
     assert_eq!(answer["temperature"], FakeProviders::celsius(40.71, -74.0));
     // The prefetch made the only calls: the request itself was a cache hit.
-    assert_eq!(proxy.count("BatchGetSecretValue"), 1);
-    assert_eq!(proxy.count("GetSecretValue"), 0);
+    // The runtime starts as soon as the sidecar registers, so its request may race the
+    // prefetch: it must join the batch, not make a call of its own.
+    let counts = proxy.counts();
+    assert_eq!(proxy.count("BatchGetSecretValue"), 1, "{counts:?}");
+    assert_eq!(proxy.count("GetSecretValue"), 0, "{counts:?}");
 
     sim.graceful_shutdown(ShutdownReason::Spindown).await;
     // The simulator's process handle only offers a non-blocking check: poll it, bounded.

@@ -19,7 +19,7 @@ use crate::app::App;
 use crate::backend::aws::{load_sdk_config, AwsUpstream};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::prefetch::{missing_required, prefetch};
+use crate::prefetch::{self, missing_required, Plan};
 use crate::refs::SecretRef;
 use crate::server::{self, Limits};
 use crate::token::Token;
@@ -30,6 +30,8 @@ pub struct Running {
     pub config: Config,
     shutdown: CancellationToken,
     server: Mutex<Option<JoinHandle<()>>>,
+    /// The start-up prefetch, registered before the first accept; taken by `prefetch`.
+    plan: Mutex<Option<Plan>>,
 }
 
 impl Running {
@@ -41,21 +43,31 @@ impl Running {
         let app = App::new(&config, token, upstream, metrics);
         let shutdown = CancellationToken::new();
         let limits = Limits::new(config.max_client_connections.get());
+        // Before serving: a request during INIT must find its key already in flight.
+        let plan = prefetch::plan(&app.cache, &config.startup_refs());
         let server = tokio::spawn(server::serve(listener, app.clone(), shutdown.clone(), limits));
         Arc::new(Running {
             app,
             config,
             shutdown,
             server: Mutex::new(Some(server)),
+            plan: Mutex::new(Some(plan)),
         })
     }
 
     /// Runs the start-up prefetch within the init budget and marks the sidecar
     /// ready. Returns the REQUIRED references that are not available, with why.
     pub async fn prefetch(&self) -> Vec<(SecretRef, String)> {
-        let refs = self.config.startup_refs();
+        let plan = self
+            .plan
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
         let deadline = tokio::time::Instant::now() + self.config.init_timeout;
-        let report = prefetch(&self.app.cache, &refs, deadline).await;
+        let report = match plan {
+            Some(plan) => prefetch::run(&self.app.cache, plan, deadline).await,
+            None => prefetch::Report::default(),
+        };
         self.app.set_ready();
         missing_required(&self.config.required, &report)
     }
