@@ -3,7 +3,8 @@
 //! minimal hyper server. Instruction counts are repeatable whatever else the machine
 //! does, so the gap between the two is measured exactly. Each program runs twice under
 //! callgrind, with 0 and with N requests on one keep-alive connection; the difference
-//! divided by N is the cost of one request. The sidecar's top functions follow.
+//! divided by N is the cost of one request; the same difference per function shows
+//! where the sidecar's extra instructions go.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -80,22 +81,68 @@ async fn callgrind(run: &Run<'_>, requests: usize, out: &Path) -> Result<u64> {
     total_instructions(out)
 }
 
-fn annotate(file: &Path, lines: usize) -> String {
+/// Self cost per function (`callgrind_annotate --inclusive=no`, every function).
+fn self_costs(file: &Path) -> std::collections::HashMap<String, u64> {
     let out = Command::new("callgrind_annotate")
-        .arg("--inclusive=no")
+        .args(["--inclusive=no", "--threshold=100", "--auto=no"])
         .arg(file)
         .output();
     let text = out
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
-    text.lines()
-        .skip_while(|l| !l.contains("file:function"))
-        .skip(1)
-        .filter(|l| !l.trim().is_empty())
-        .take(lines)
-        .map(|l| l.trim().to_owned())
-        .collect::<Vec<_>>()
-        .join("\n")
+    let mut costs = std::collections::HashMap::new();
+    for line in text.lines().skip_while(|l| !l.contains("file:function")).skip(1) {
+        // "1,234 ( 5.67%)  file:function [object]"
+        let line = line.trim();
+        let Some((count, rest)) = line.split_once(' ') else {
+            continue;
+        };
+        let Ok(count) = count.replace(',', "").parse::<u64>() else {
+            continue;
+        };
+        let name = rest.split_once(")").map_or(rest, |(_, n)| n).trim();
+        *costs.entry(short_name(name)).or_insert(0) += count;
+    }
+    costs
+}
+
+/// The function of a `file:function [object]` line (callgrind names the file of the
+/// inlined code, so one function appears under several files: they are summed).
+fn short_name(name: &str) -> String {
+    let name = name.rsplit_once(" [").map_or(name, |(n, _)| n);
+    // File paths hold no ':'; the first one ends the file.
+    name.split_once(':').map_or(name, |(_, f)| f).to_owned()
+}
+
+/// Each function's self cost with `n` requests minus without, per request.
+fn per_request(zero: &Path, many: &Path, n: usize) -> std::collections::HashMap<String, f64> {
+    let base = self_costs(zero);
+    self_costs(many)
+        .into_iter()
+        .map(|(f, c)| {
+            let extra = c.saturating_sub(base.get(&f).copied().unwrap_or(0));
+            (f, extra as f64 / n as f64)
+        })
+        .filter(|(_, c)| *c >= 1.0)
+        .collect()
+}
+
+/// The sidecar's costliest functions per request next to the baseline's cost for the
+/// same function (hyper, tokio and libc are shared; the rest is the sidecar's own).
+fn profile_table(
+    sidecar: &std::collections::HashMap<String, f64>,
+    baseline: &std::collections::HashMap<String, f64>,
+    lines: usize,
+) -> String {
+    let mut rows: Vec<(&String, f64)> = sidecar.iter().map(|(f, c)| (f, *c)).collect();
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let mut t = Table::new(&["function", "sidecar instr / request", "baseline instr / request"]);
+    for (f, c) in rows.into_iter().take(lines) {
+        let shown: String = f.chars().take(110).collect();
+        let b = baseline.get(f).map_or("—".to_owned(), |b| format!("{b:.0}"));
+        t.row(vec![format!("`{shown}`"), format!("{c:.0}"), b]);
+    }
+    t.render()
 }
 
 pub async fn run(tools: &Tools, smoke: bool) -> Result<String> {
@@ -154,7 +201,8 @@ pub async fn run(tools: &Tools, smoke: bool) -> Result<String> {
         env: vec![],
         port: bl_port,
         path,
-        token: None,
+        // The same request bytes as the sidecar gets (the baseline ignores the token).
+        token: Some(token),
     };
     let mut t = Table::new(&[
         "program",
@@ -186,7 +234,19 @@ pub async fn run(tools: &Tools, smoke: bool) -> Result<String> {
             format!("{:.2}×", s / b),
         ]);
     }
-    let top = annotate(&dir.join("secrets-sidecar.n.out"), 25);
+    let top = profile_table(
+        &per_request(
+            &dir.join("secrets-sidecar.0.out"),
+            &dir.join("secrets-sidecar.n.out"),
+            n,
+        ),
+        &per_request(
+            &dir.join("baseline-server.0.out"),
+            &dir.join("baseline-server.n.out"),
+            n,
+        ),
+        30,
+    );
     let symbols = if tools.profiling_sidecar.is_some() {
         "built with `--profile profiling` (the release profile with symbols kept)"
     } else {
@@ -194,7 +254,7 @@ pub async fn run(tools: &Tools, smoke: bool) -> Result<String> {
     };
     let _ = std::fs::remove_dir_all(&dir);
     Ok(format!(
-        "{}\nCommand: `valgrind --tool=callgrind --callgrind-out-file=F <binary>`, requests sent one after another on one keep-alive connection, then SIGTERM; per request = (instructions with {n} requests − instructions with none) / {n}. Binaries {symbols}.\n\nThe sidecar's costliest functions over the {n}-request run (self cost, `callgrind_annotate --inclusive=no`; start-up work is included in these totals):\n\n```\n{top}\n```\n",
+        "{}\nCommand: `valgrind --tool=callgrind --callgrind-out-file=F <binary>`, requests sent one after another on one keep-alive connection, then SIGTERM; per request = (instructions with {n} requests − instructions with none) / {n}. Binaries {symbols}.\n\nWhere one request's instructions go: each function's self cost (`callgrind_annotate --inclusive=no --auto=no --threshold=100`, summed over the files its code was inlined from) with {n} requests minus without, divided by {n}; the sidecar's top 30 next to the same function in the baseline:\n\n{top}",
         t.render()
     ))
 }

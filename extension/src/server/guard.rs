@@ -15,7 +15,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -35,9 +35,24 @@ pub struct ConnState {
     /// When the connection last became idle (or was accepted), in ms since `epoch`.
     idle_since_ms: AtomicU64,
     epoch: Instant,
-    /// Told to drop the connection now (its head is overdue, or it is idle and its
-    /// slot is needed).
-    kill: Notify,
+    /// Why the connection was told to stop (`NONE`, `KILL` or `SHUTDOWN`), with
+    /// `stop` to wake it. One signal for both reasons: the connection task then waits
+    /// on one future besides hyper's, and each wake-up polls one instead of two.
+    stop_reason: AtomicU8,
+    stop: Notify,
+}
+
+const NONE: u8 = 0;
+const KILL: u8 = 1;
+const SHUTDOWN: u8 = 2;
+
+/// What a connection was told to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Drop it now: its head is overdue, or it is idle and its slot is needed.
+    Kill,
+    /// The server is shutting down: finish the request in progress, then close.
+    Shutdown,
 }
 
 impl ConnState {
@@ -47,7 +62,8 @@ impl ConnState {
             head_since_ms: AtomicU64::new(0),
             idle_since_ms: AtomicU64::new(0),
             epoch: Instant::now(),
-            kill: Notify::new(),
+            stop_reason: AtomicU8::new(NONE),
+            stop: Notify::new(),
         })
     }
 
@@ -86,11 +102,27 @@ impl ConnState {
     }
 
     pub fn request_kill(&self) {
-        self.kill.notify_one();
+        self.signal(KILL);
     }
 
-    pub async fn killed(&self) {
-        self.kill.notified().await;
+    pub fn request_shutdown(&self) {
+        self.signal(SHUTDOWN);
+    }
+
+    /// The first reason given wins: a kill is not downgraded, nor a shutdown upgraded.
+    fn signal(&self, reason: u8) {
+        if self.stop_reason.compare_exchange(NONE, reason, AcqRel, Acquire).is_ok() {
+            self.stop.notify_one();
+        }
+    }
+
+    /// Waits until the connection is told to stop, and says why.
+    pub async fn stopped(&self) -> Stop {
+        self.stop.notified().await;
+        match self.stop_reason.load(Acquire) {
+            SHUTDOWN => Stop::Shutdown,
+            _ => Stop::Kill,
+        }
     }
 }
 

@@ -28,7 +28,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use crate::app::App;
-use guard::{ConnState, GuardedIo};
+use guard::{ConnState, GuardedIo, Stop};
 
 /// Limits on what one client may do.
 #[derive(Clone, Debug)]
@@ -87,6 +87,14 @@ impl Open {
             if state.head_overdue(limit) {
                 state.request_kill();
             }
+        }
+    }
+
+    /// Tells every open connection that the server is shutting down.
+    fn shut_down_all(&self) {
+        let conns = self.conns.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for state in conns.iter().filter_map(Weak::upgrade) {
+            state.request_shutdown();
         }
     }
 
@@ -192,6 +200,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationT
         });
     }
     drop(listener);
+    open.shut_down_all();
     sweeper.abort();
     tracker.close();
     if tokio::time::timeout(limits.drain, tracker.wait()).await.is_err() {
@@ -213,18 +222,16 @@ impl Conn {
         self.app.metrics.connection_opened();
         let state = ConnState::new();
         self.open.add(&state);
-        serve_connection(stream, self.app.clone(), self.shutdown, &self.limits, state).await;
+        // Added after `shut_down_all` ran: it missed this one.
+        if self.shutdown.is_cancelled() {
+            state.request_shutdown();
+        }
+        serve_connection(stream, self.app.clone(), &self.limits, state).await;
         self.app.metrics.connection_closed();
     }
 }
 
-async fn serve_connection(
-    stream: TcpStream,
-    app: Arc<App>,
-    shutdown: CancellationToken,
-    limits: &Limits,
-    state: Arc<ConnState>,
-) {
+async fn serve_connection(stream: TcpStream, app: Arc<App>, limits: &Limits, state: Arc<ConnState>) {
     let service = {
         let state = state.clone();
         service_fn(move |req| {
@@ -257,13 +264,13 @@ async fn serve_connection(
                 debug!(error = %e, "connection ended with an error");
             }
         }
-        () = state.killed() => {
-            debug!("connection closed: request head too slow, or idle and its slot needed");
-        }
-        () = shutdown.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        }
+        stop = state.stopped() => match stop {
+            Stop::Kill => debug!("connection closed: request head too slow, or idle and its slot needed"),
+            Stop::Shutdown => {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
+        },
     }
 }
 
