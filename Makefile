@@ -64,8 +64,8 @@ lint:
 ## 100,000 distinct ids, a three-minute freeze); see RELIABILITY.md.
 soak: venv
 	$(CARGO) build --locked -p secrets-sidecar -p weather-function -p harness --bins
-	SOAK=1 $(CARGO) test --locked -p secrets-sidecar --test faults --test rotation --test limits -- --test-threads=1
-	SOAK=1 $(CARGO) test --locked -p harness --test lifecycle_faults -- --test-threads=1
+	SOAK=1 $(CARGO) test --locked -p secrets-sidecar --test faults --test rotation --test limits -- --test-threads=1 --nocapture
+	SOAK=1 $(CARGO) test --locked -p harness --test lifecycle_faults -- --test-threads=1 --nocapture
 
 ## fuzz: each cargo-fuzz target for FUZZ_SECONDS (60) with nightly; installs cargo-fuzz when missing.
 fuzz:
