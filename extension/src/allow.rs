@@ -6,7 +6,16 @@
 //! `arn:aws:secretsmanager:…:secret:app/db-AbCdEf`. The check happens before any
 //! upstream call, so a refused id costs nothing and reveals nothing.
 
-use crate::refs::{SecretRef, Source};
+use crate::model::{SecretRef, Source};
+
+/// Why `SECRETS_SIDECAR_ALLOW` was refused. Patterns are ids, never values.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AllowError {
+    #[error("'{0}' has an empty pattern")]
+    EmptyPattern(String),
+    #[error("no patterns given")]
+    Empty,
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Pattern {
@@ -21,7 +30,7 @@ pub struct AllowList {
 }
 
 impl AllowList {
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, AllowError> {
         let mut patterns = Vec::new();
         for item in text
             .split(|c: char| c == ',' || c.is_whitespace())
@@ -34,7 +43,7 @@ impl AllowList {
                 _ => (None, item),
             };
             if glob.is_empty() {
-                return Err(format!("'{item}' has an empty pattern"));
+                return Err(AllowError::EmptyPattern(item.to_owned()));
             }
             patterns.push(Pattern {
                 source,
@@ -42,7 +51,7 @@ impl AllowList {
             });
         }
         if patterns.is_empty() {
-            return Err("no patterns given".to_owned());
+            return Err(AllowError::Empty);
         }
         Ok(AllowList { patterns })
     }
@@ -179,8 +188,8 @@ mod tests {
 
     #[test]
     fn empty_lists_are_errors() {
-        assert!(AllowList::parse(" , ").is_err());
-        assert!(AllowList::parse("ssm:").is_err());
+        assert_eq!(AllowList::parse(" , "), Err(AllowError::Empty));
+        assert_eq!(AllowList::parse("ssm:"), Err(AllowError::EmptyPattern("ssm:".into())));
     }
 
     proptest! {

@@ -3,30 +3,24 @@
 //! `http://127.0.0.1:2773`, drop-in compatible with AWS's Parameters and Secrets
 //! Lambda Extension.
 //!
-//! How a request flows:
-//! `server` (accept, limits) → `server::routes` (method, path) → `server::auth`
-//! (token, X-Forwarded-For) → `query` (parse) → `allow` (allowlist) → `cache`
-//! (hit, single-flight miss, stale-if-error) → `backend` (AWS SDK) →
-//! `server::response` (shape the answer), with `error` mapping failures to statuses.
-//!
-//! Around it: `config` (environment), `token`, `lifecycle` (Lambda Extensions API or
-//! standalone), `prefetch` and `refresh` (both batched by `fetch`), `metrics`,
-//! `logging`, and `secret` (zeroizing storage).
+//! The layers, bottom up (imports point down only):
+//! - `model`: the shared vocabulary (sources, selectors, scopes, references);
+//!   `secret`: zeroizing byte storage.
+//! - `backend`: the AWS clients behind the `Upstream` seam, values and their errors.
+//! - `cache`: storage, single-flight, stale-if-error, batching, prefetch, refresh.
+//! - `allow` (the allowlist), `token`, `config` (environment → each layer's settings).
+//! - `server`: the front door, where a request goes: accept → `routes` → `auth` →
+//!   `query` → allowlist → cache → `response`, with `error` mapping failures to HTTP.
+//! - `lifecycle`: Lambda's Extensions API or standalone mode: start, refresh, stop.
+//! - `logging`; `main.rs` wires.
 
 pub mod allow;
-pub mod app;
 pub mod backend;
 pub mod cache;
 pub mod config;
-pub mod error;
-pub mod fetch;
 pub mod lifecycle;
 pub mod logging;
-pub mod metrics;
-pub mod prefetch;
-pub mod query;
-pub mod refresh;
-pub mod refs;
+pub mod model;
 pub mod secret;
 pub mod server;
 pub mod token;

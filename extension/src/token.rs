@@ -39,50 +39,56 @@ impl Token {
 }
 
 /// Why no token could be set up. Messages name variables and paths, never values.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenError(pub String);
-
-impl fmt::Display for TokenError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("{0} is not valid UTF-8")]
+    NotUnicode(&'static str),
+    #[error("{SESSION_TOKEN} is not set; Lambda always sets it for the function's role")]
+    NoSessionToken,
+    #[error("{}: cannot read the token file {path}: {reason}", vars::TOKEN)]
+    Unreadable { path: String, reason: String },
+    #[error("{var}: the token file {path} is empty", var = vars::TOKEN, path = .0)]
+    EmptyFile(String),
+    #[error("{} is empty", vars::TOKEN)]
+    Empty,
+    #[error(
+        "no token: set {} (a value or file:///path), {CONTAINER_TOKEN} or {SESSION_TOKEN}",
+        vars::TOKEN
+    )]
+    NoToken,
 }
 
-fn var(env: &impl Env, name: &str) -> Result<Option<String>, TokenError> {
+fn var(env: &impl Env, name: &'static str) -> Result<Option<String>, TokenError> {
     env.get(name)
-        .map_err(|_| TokenError(format!("{name} is not valid UTF-8")))
+        .map_err(|_| TokenError::NotUnicode(name))
         .map(|v| v.filter(|s| !s.trim().is_empty()))
 }
 
 /// The token in Lambda: the function's session token.
 pub fn for_lambda(env: &impl Env) -> Result<Token, TokenError> {
-    var(env, SESSION_TOKEN)?.and_then(|v| Token::new(&v)).ok_or_else(|| {
-        TokenError(format!(
-            "{SESSION_TOKEN} is not set; Lambda always sets it for the function's role"
-        ))
-    })
+    var(env, SESSION_TOKEN)?
+        .and_then(|v| Token::new(&v))
+        .ok_or(TokenError::NoSessionToken)
 }
 
 /// The token outside Lambda.
 pub fn for_standalone(env: &impl Env) -> Result<Token, TokenError> {
     if let Some(v) = var(env, vars::TOKEN)? {
         if let Some(path) = v.strip_prefix("file://") {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| TokenError(format!("{}: cannot read the token file {path}: {e}", vars::TOKEN)))?;
-            return Token::new(&text)
-                .ok_or_else(|| TokenError(format!("{}: the token file {path} is empty", vars::TOKEN)));
+            let text = std::fs::read_to_string(path).map_err(|e| TokenError::Unreadable {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            })?;
+            return Token::new(&text).ok_or_else(|| TokenError::EmptyFile(path.to_owned()));
         }
-        return Token::new(&v).ok_or_else(|| TokenError(format!("{} is empty", vars::TOKEN)));
+        return Token::new(&v).ok_or(TokenError::Empty);
     }
     for name in [CONTAINER_TOKEN, SESSION_TOKEN] {
         if let Some(t) = var(env, name)?.and_then(|v| Token::new(&v)) {
             return Ok(t);
         }
     }
-    Err(TokenError(format!(
-        "no token: set {} (a value or file:///path), {CONTAINER_TOKEN} or {SESSION_TOKEN}",
-        vars::TOKEN
-    )))
+    Err(TokenError::NoToken)
 }
 
 #[cfg(test)]
@@ -122,7 +128,7 @@ mod tests {
         assert!(for_standalone(&env(&all[1..])).expect("token").matches(b"container"));
         assert!(for_standalone(&env(&all[2..])).expect("token").matches(b"sess"));
         let err = for_standalone(&env(&[])).expect_err("no token");
-        assert!(err.0.contains(vars::TOKEN));
+        assert!(err.to_string().contains(vars::TOKEN));
     }
 
     #[test]
@@ -134,7 +140,7 @@ mod tests {
         let t = for_standalone(&env(&[(vars::TOKEN, &format!("file://{}", path.display()))])).expect("token");
         assert!(t.matches(b"from-file"));
         let err = for_standalone(&env(&[(vars::TOKEN, "file:///nonexistent/token")])).expect_err("missing file");
-        assert!(err.0.contains("/nonexistent/token"));
+        assert!(err.to_string().contains("/nonexistent/token"));
         std::fs::remove_dir_all(dir).ok();
     }
 

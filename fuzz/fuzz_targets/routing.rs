@@ -8,11 +8,11 @@ use std::sync::{Arc, OnceLock};
 
 use http_body_util::BodyExt;
 use libfuzzer_sys::fuzz_target;
-use secrets_sidecar::app::App;
 use secrets_sidecar::backend::fake::FakeUpstream;
+use secrets_sidecar::backend::CallStats;
+use secrets_sidecar::cache::Cache;
 use secrets_sidecar::config::Config;
-use secrets_sidecar::metrics::Metrics;
-use secrets_sidecar::server::routes;
+use secrets_sidecar::server::{routes, App};
 use secrets_sidecar::token::Token;
 
 fn app() -> &'static (Arc<App>, tokio::runtime::Runtime) {
@@ -24,7 +24,8 @@ fn app() -> &'static (Arc<App>, tokio::runtime::Runtime) {
         let env: HashMap<String, String> = [("SECRETS_SIDECAR_ALLOW".to_owned(), "secretsmanager:app/* ssm:/app/*".to_owned())].into();
         let config = Config::from_env(&env).expect("config");
         let token = Token::new("fuzz-token").expect("token");
-        let app = App::new(&config, token, fake, Arc::new(Metrics::default()));
+        let cache = Cache::new(config.cache_settings(), fake);
+        let app = App::new(cache, token, config.allow.clone(), Arc::new(CallStats::default()));
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         (app, rt)
     })

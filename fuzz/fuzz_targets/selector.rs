@@ -3,8 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use secrets_sidecar::query::split_ssm_selector;
-use secrets_sidecar::refs::parse_ref_list;
+use secrets_sidecar::model::{parse_ref_list, split_ssm_selector};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(s) = std::str::from_utf8(data) else { return };
@@ -16,6 +15,6 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(rebuilt, s);
     let _ = parse_ref_list(s);
     if let Ok(list) = secrets_sidecar::allow::AllowList::parse(s) {
-        let _ = list.permits(secrets_sidecar::refs::Source::Ssm, s);
+        let _ = list.permits(secrets_sidecar::model::Source::Ssm, s);
     }
 });

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::{Batch, BoxFuture, ErrorKind, Page, ParameterFields, SecretFields, Upstream, UpstreamError, Value};
-use crate::query::Selector;
+use crate::model::Selector;
 
 #[derive(Clone)]
 struct FakeSecret {
@@ -30,6 +30,8 @@ pub struct FakeUpstream {
     failures: Mutex<VecDeque<ErrorKind>>,
     fail_all: Mutex<Option<ErrorKind>>,
     latency: Mutex<Duration>,
+    /// The next call panics (a bug in a batch task, as the cache must survive it).
+    panic_next: std::sync::atomic::AtomicBool,
     pub calls: AtomicUsize,
     pub batch_calls: AtomicUsize,
 }
@@ -82,6 +84,11 @@ impl FakeUpstream {
         *lock(&self.fail_all) = kind;
     }
 
+    /// The next call panics.
+    pub fn panic_next(&self) {
+        self.panic_next.store(true, SeqCst);
+    }
+
     pub fn set_latency(&self, d: Duration) {
         *lock(&self.latency) = d;
     }
@@ -91,6 +98,7 @@ impl FakeUpstream {
     }
 
     async fn enter(&self) -> Result<(), UpstreamError> {
+        assert!(!self.panic_next.swap(false, SeqCst), "injected panic");
         let latency = *lock(&self.latency);
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;

@@ -1,11 +1,14 @@
 //! The upstream seam: everything the cache asks of Secrets Manager and SSM.
 //!
 //! [`Upstream`] is the one trait between the cache and AWS. [`aws::AwsUpstream`]
-//! implements it with the AWS SDK; unit tests implement it with in-memory fakes, so
-//! cache logic is tested without a network and the real client code is tested
-//! against moto in the integration tests.
+//! implements it with the AWS SDK (unit-tested through the SDK's own replay HTTP
+//! client, and against moto in the integration tests); [`fake::FakeUpstream`] is an
+//! in-memory stand-in so cache logic is tested without a network. What comes back is
+//! a [`Value`] (rendered once, zeroized on drop) or an [`UpstreamError`] sorted into
+//! transient and definitive; [`CallStats`] counts every HTTP attempt by [`Api`].
 
 pub mod aws;
+mod calls;
 mod error;
 #[cfg(any(test, feature = "fake-upstream"))]
 pub mod fake;
@@ -13,11 +16,24 @@ mod value;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
+pub use calls::{Api, CallStats};
 pub use error::{ErrorKind, UpstreamError};
-pub use value::{NotJsonObject, ParameterFields, SecretFields, Value};
+pub use value::{NotJsonObject, ParameterFields, SecretFields, Value, ValueMeter};
 
-use crate::query::Selector;
+use crate::model::Selector;
+
+/// The backend's view of the configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BackendSettings {
+    /// Calls in flight per service (`PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS`).
+    pub max_connections: usize,
+    /// Overall limit per Secrets Manager call; `None`: the SDK's default.
+    pub secrets_manager_timeout: Option<Duration>,
+    /// Overall limit per SSM call; `None`: the SDK's default.
+    pub ssm_timeout: Option<Duration>,
+}
 
 /// BatchGetSecretValue takes at most 20 ids.
 pub const MAX_SECRETS_PER_BATCH: usize = 20;

@@ -18,20 +18,20 @@ pub const BACKOFF_BASE: Duration = Duration::from_secs(1);
 /// Longest wait between retries while upstream keeps failing.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
-pub struct Entry {
-    pub value: Arc<Value>,
+pub(super) struct Entry {
+    pub(super) value: Arc<Value>,
     /// The id refreshes are fetched with: the one the first request used.
-    pub fetch_id: Arc<str>,
-    pub fetched_at: Instant,
-    pub fresh_until: Instant,
-    pub refresh_at: Instant,
+    pub(super) fetch_id: Arc<str>,
+    pub(super) fetched_at: Instant,
+    pub(super) fresh_until: Instant,
+    pub(super) refresh_at: Instant,
     /// Kept warm by refresh-ahead even when unused (prefetched at start-up).
-    pub pinned: bool,
-    pub failures: u32,
-    pub retry_at: Option<Instant>,
-    pub last_error: Option<UpstreamError>,
+    pub(super) pinned: bool,
+    pub(super) failures: u32,
+    pub(super) retry_at: Option<Instant>,
+    pub(super) last_error: Option<UpstreamError>,
     /// When a `refreshNow` request last went upstream, for its rate limit.
-    pub forced_at: Option<Instant>,
+    pub(super) forced_at: Option<Instant>,
     /// Milliseconds since the cache's epoch.
     last_access: AtomicU64,
     /// Served at least once since this value was fetched.
@@ -39,7 +39,7 @@ pub struct Entry {
 }
 
 impl Entry {
-    pub fn fresh(
+    pub(super) fn fresh(
         value: Arc<Value>,
         fetch_id: Arc<str>,
         now: Instant,
@@ -64,7 +64,7 @@ impl Entry {
     }
 
     /// The same value after one more failed refresh: retry later, with jitter.
-    pub fn failed(&self, now: Instant, error: UpstreamError) -> Entry {
+    pub(super) fn failed(&self, now: Instant, error: UpstreamError) -> Entry {
         let failures = self.failures.saturating_add(1);
         Entry {
             value: self.value.clone(),
@@ -84,7 +84,7 @@ impl Entry {
 
     /// Records a use. Stores are skipped when nothing changes, which keeps the
     /// cache line shared between cores on hot keys.
-    pub fn touch(&self, now_ms: u64) {
+    pub(super) fn touch(&self, now_ms: u64) {
         if self.last_access.load(Relaxed) != now_ms {
             self.last_access.store(now_ms, Relaxed);
         }
@@ -94,24 +94,24 @@ impl Entry {
     }
 
     /// Keeps the eviction age of the value this entry replaces, without counting a use.
-    pub fn inherit_access(&self, last_access_ms: u64) {
+    pub(super) fn inherit_access(&self, last_access_ms: u64) {
         self.last_access.store(last_access_ms, Relaxed);
     }
 
-    pub fn used(&self) -> bool {
+    pub(super) fn used(&self) -> bool {
         self.used.load(Relaxed)
     }
 
-    pub fn last_access(&self) -> u64 {
+    pub(super) fn last_access(&self) -> u64 {
         self.last_access.load(Relaxed)
     }
 
     /// Whether the value may still be served, stale, while upstream fails.
-    pub fn within_stale_limit(&self, now: Instant, max_stale: Duration) -> bool {
+    pub(super) fn within_stale_limit(&self, now: Instant, max_stale: Duration) -> bool {
         now < self.fresh_until + max_stale
     }
 
-    pub fn backing_off(&self, now: Instant) -> bool {
+    pub(super) fn backing_off(&self, now: Instant) -> bool {
         self.retry_at.is_some_and(|t| now < t)
     }
 }

@@ -1,15 +1,16 @@
-//! Cache keys: source, canonical id, version selector and decryption flag.
+//! Cache keys: scope (account, region, role), source, id, version selector and
+//! decryption flag.
 //!
-//! The id in a stored key is the value's full ARN, so a secret asked for by name,
-//! by partial ARN and by full ARN shares one entry once the first answer has told us
-//! the ARN (see the alias map in `cache/mod.rs`). The decryption flag only matters for
-//! SSM SecureStrings: every other value is stored as [`Decrypt::Irrelevant`] and
-//! serves requests with or without `withDecryption`.
+//! A request's key carries the id as the caller gave it; the cache resolves it
+//! through its alias map to the id it stores under (the full ARN for a secret, the
+//! name for a parameter), so a secret asked for by name, by partial ARN and by full
+//! ARN shares one entry once the first answer has told us the ARN. The decryption
+//! flag only matters for SSM SecureStrings: every other value is stored as
+//! [`Decrypt::Irrelevant`] and serves requests with or without `withDecryption`.
 
 use std::sync::Arc;
 
-use crate::query::{Lookup, Selector};
-use crate::refs::Source;
+use crate::model::{Scope, Selector, Source};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Decrypt {
@@ -28,6 +29,7 @@ impl Decrypt {
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Key {
+    pub scope: Scope,
     pub source: Source,
     pub id: Arc<str>,
     pub selector: Selector,
@@ -35,81 +37,87 @@ pub struct Key {
 }
 
 impl Key {
-    /// The key a request is looked up under, given its (alias-resolved) id.
-    pub fn for_lookup(lookup: &Lookup, id: Arc<str>) -> Key {
-        let decrypt = match (lookup.source, lookup.decrypt) {
+    /// A request for `id` from `source` in the home scope. `decrypt` is SSM's
+    /// `WithDecryption`; secrets ignore it.
+    pub fn new(source: Source, id: Arc<str>, selector: Selector, decrypt: bool) -> Key {
+        let decrypt = match (source, decrypt) {
             (Source::SecretsManager, _) => Decrypt::Irrelevant,
             (Source::Ssm, true) => Decrypt::Yes,
             (Source::Ssm, false) => Decrypt::No,
         };
         Key {
-            source: lookup.source,
+            scope: Scope::HOME,
+            source,
             id,
-            selector: lookup.selector.clone(),
+            selector,
             decrypt,
         }
     }
 
     /// The latest/AWSCURRENT value of `id`, as prefetched (parameters decrypted).
     pub fn current(source: Source, id: Arc<str>) -> Key {
+        Key::new(source, id, Selector::Current, true)
+    }
+
+    pub fn with_scope(self, scope: Scope) -> Key {
+        Key { scope, ..self }
+    }
+
+    pub(super) fn with_id(&self, id: Arc<str>) -> Key {
         Key {
-            source,
+            scope: self.scope.clone(),
+            source: self.source,
             id,
-            selector: Selector::Current,
-            decrypt: match source {
-                Source::SecretsManager => Decrypt::Irrelevant,
-                Source::Ssm => Decrypt::Yes,
-            },
+            selector: self.selector.clone(),
+            decrypt: self.decrypt,
         }
     }
 
-    pub fn with_id(&self, id: Arc<str>) -> Key {
-        Key { id, ..self.clone() }
-    }
-
-    pub fn with_decrypt(&self, decrypt: Decrypt) -> Key {
+    pub(super) fn with_decrypt(&self, decrypt: Decrypt) -> Key {
         Key {
             decrypt,
             ..self.clone()
         }
+    }
+
+    /// Whether a batch API can fetch this key (only the current version can be batched).
+    pub(super) fn batchable(&self) -> bool {
+        self.selector == Selector::Current
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::query::{parse_secrets_manager, parse_ssm};
     use proptest::prelude::*;
 
     #[test]
     fn secrets_ignore_decryption() {
-        let l = parse_secrets_manager("secretId=a").expect("valid");
-        assert_eq!(Key::for_lookup(&l, "a".into()).decrypt, Decrypt::Irrelevant);
-        let l = parse_ssm("name=/a&withDecryption=true").expect("valid");
-        assert_eq!(Key::for_lookup(&l, "/a".into()).decrypt, Decrypt::Yes);
-        let l = parse_ssm("name=/a").expect("valid");
-        assert_eq!(Key::for_lookup(&l, "/a".into()).decrypt, Decrypt::No);
+        let k = |source, d| Key::new(source, "a".into(), Selector::Current, d).decrypt;
+        assert_eq!(k(Source::SecretsManager, true), Decrypt::Irrelevant);
+        assert_eq!(k(Source::SecretsManager, false), Decrypt::Irrelevant);
+        assert_eq!(k(Source::Ssm, true), Decrypt::Yes);
+        assert_eq!(k(Source::Ssm, false), Decrypt::No);
+        assert!(Decrypt::Irrelevant.as_flag() && Decrypt::Yes.as_flag() && !Decrypt::No.as_flag());
+    }
+
+    #[test]
+    fn the_scope_separates_keys() {
+        let home = Key::current(Source::SecretsManager, "app/db".into());
+        let eu = home.clone().with_scope(Scope::new(None, Some("eu-west-1"), None));
+        assert_ne!(home, eu);
+        assert_eq!(eu.clone().with_scope(Scope::HOME), home);
     }
 
     proptest! {
-        /// Two lookups share a key exactly when they ask for the same thing.
+        /// Two keys are equal exactly when they ask for the same thing.
         #[test]
-        fn keys_distinguish_selectors_and_flags(name in "/[a-z]{1,8}", v1 in 1u64..5, v2 in 1u64..5, d1: bool, d2: bool) {
-            let q = |v: u64, d: bool| parse_ssm(&format!("name={name}:{v}&withDecryption={d}")).expect("valid");
-            let (a, b) = (q(v1, d1), q(v2, d2));
-            let ka = Key::for_lookup(&a, a.id.as_str().into());
-            let kb = Key::for_lookup(&b, b.id.as_str().into());
-            prop_assert_eq!(ka == kb, v1 == v2 && d1 == d2);
-        }
-
-        #[test]
-        fn output_shape_and_refresh_do_not_change_the_key(id in "[a-z/]{1,12}", raw: bool, refresh: bool) {
-            let plain = parse_secrets_manager(&format!("secretId={id}")).expect("valid");
-            let other = parse_secrets_manager(&format!("secretId={id}&raw={raw}&refreshNow={refresh}&jsonKey=k")).expect("valid");
-            prop_assert_eq!(
-                Key::for_lookup(&plain, plain.id.as_str().into()),
-                Key::for_lookup(&other, other.id.as_str().into())
-            );
+        fn keys_distinguish_ids_selectors_and_flags(
+            a in "/[a-z]{1,3}", b in "/[a-z]{1,3}", v1 in 1u64..4, v2 in 1u64..4, d1: bool, d2: bool,
+        ) {
+            let ka = Key::new(Source::Ssm, a.as_str().into(), Selector::Version(v1), d1);
+            let kb = Key::new(Source::Ssm, b.as_str().into(), Selector::Version(v2), d2);
+            prop_assert_eq!(ka == kb, a == b && v1 == v2 && d1 == d2);
         }
     }
 }

@@ -1,45 +1,55 @@
-//! The cache: fresh hits from memory, one upstream call per key however many ask
-//! (single-flight), stale-if-error with backoff, refresh-ahead bookkeeping, LRU-like
-//! eviction at the size bound.
+//! The cache: one entry per key, filled by single-flight fetches, kept warm ahead of
+//! expiry, served stale while upstream fails.
 //!
-//! How a lookup goes (`Cache::get`):
-//! - fresh entry: answered from memory, no lock, no allocation beyond the key;
-//! - no entry, an expired one, or `refreshNow`: joins the fetch in flight for that
-//!   key or starts one in a tracked task (so a caller that hangs up does not cancel
-//!   the fetch the others wait on);
-//! - the fetch fails transiently and a value is held within `MAX_STALE`: the held
-//!   value is served, marked stale, and the entry backs off before the next try;
-//! - definitive failures (not found, access denied) remove the entry and are returned.
+//! The story of a key (`Cache::get`):
+//! 1. the caller's [`Key`] is resolved through the alias map (`store`) to the id the
+//!    value is stored under (a secret's ARN, a parameter's name);
+//! 2. a fresh entry answers from memory: no lock, no allocation (`policy`);
+//! 3. otherwise the key joins the fetch in flight for it or starts one, in a task the
+//!    cache owns, so a caller that hangs up cancels nothing (`flight`); start-up
+//!    prefetch (`prefetch`) and refresh-ahead (`refresh`) register their keys the same
+//!    way and fetch them in as few calls as the APIs allow (`batch`);
+//! 4. the result is stored under its canonical id, with aliases from every id that
+//!    named it, evicting the least recently used entries past the size bound (`store`);
+//! 5. a transient failure with a value held within `MAX_STALE` serves that value,
+//!    marked stale, and backs the entry off; a definitive one (not found, access
+//!    denied) removes the entry and is returned (`policy`, `entry`).
 //!
-//! Entries are keyed by the value's canonical id (ARN for secrets, name for
-//! parameters); the alias maps send names, partial ARNs and ARNs there.
+//! Every [`Answer`] carries the identity AWS returned (name, ARN) so a caller can
+//! decide on it before serving. `shutdown` cancels and waits for every task the
+//! cache started; `wipe` then drops every value (each buffer is zeroized as its last
+//! reference goes) and [`Cache::live_value_bytes`] says whether any is still alive.
 
+mod batch;
 mod entry;
+mod flight;
 mod key;
+mod policy;
+mod prefetch;
+mod refresh;
+mod stats;
+mod store;
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
-use dashmap::DashMap;
-use foldhash::fast::RandomState;
-use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, warn};
 
-pub use entry::{backoff, Entry, BACKOFF_BASE, BACKOFF_MAX};
+pub use entry::{backoff, BACKOFF_BASE, BACKOFF_MAX};
 pub use key::{Decrypt, Key};
+pub use prefetch::{missing_required, Plan, Report};
+pub use refresh::Refreshed;
+pub use stats::{CacheStats, Outcome};
 
-use crate::backend::{ErrorKind, Upstream, UpstreamError, Value};
-use crate::config::Config;
-use crate::metrics::{Metrics, Outcome};
-use crate::query::Lookup;
-use crate::refs::Source;
+use crate::backend::{Upstream, UpstreamError, Value, ValueMeter};
+use crate::model::{SecretRef, Source};
+use flight::Flights;
+use store::Store;
 
-/// The cache's view of the configuration.
+/// What the cache needs to know, built once from the configuration.
 #[derive(Clone, Debug)]
 pub struct CacheSettings {
     pub capacity: usize,
@@ -52,18 +62,6 @@ pub struct CacheSettings {
 }
 
 impl CacheSettings {
-    pub fn from_config(c: &Config) -> Self {
-        CacheSettings {
-            capacity: c.cache_size,
-            enabled: c.cache_enabled,
-            secrets_manager_ttl: c.secrets_manager.ttl,
-            ssm_ttl: c.ssm.ttl,
-            max_stale: c.max_stale,
-            refresh_ahead: c.refresh_ahead,
-            refresh_now_interval: c.refresh_now_interval,
-        }
-    }
-
     pub fn ttl(&self, source: Source) -> Duration {
         match source {
             Source::SecretsManager => self.secrets_manager_ttl,
@@ -71,45 +69,40 @@ impl CacheSettings {
         }
     }
 
+    /// Whether values of `source` are kept at all.
     pub fn caches(&self, source: Source) -> bool {
         self.enabled && self.capacity > 0 && !self.ttl(source).is_zero()
     }
 }
 
-/// A value as served, with how it was obtained.
+/// How fresh an answer must be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Freshness {
+    /// A fresh cached value, or (expired) a new one with stale-if-error.
+    Cached,
+    /// `refreshNow`: go upstream, at most once per key per `refresh_now_interval`.
+    Latest,
+}
+
+/// A value as answered, with how it was obtained.
 #[derive(Clone, Debug)]
-pub struct Served {
+pub struct Answer {
     pub value: Arc<Value>,
     pub outcome: Outcome,
     /// Time since the value was fetched.
     pub age: Duration,
 }
 
-impl Served {
-    fn from_entry(entry: &Entry, outcome: Outcome, now: Instant) -> Served {
-        Served {
-            value: entry.value.clone(),
-            outcome,
-            age: now.saturating_duration_since(entry.fetched_at),
-        }
+impl Answer {
+    /// The name AWS returned for the value.
+    pub fn name(&self) -> &str {
+        &self.value.name
     }
 
-    fn fetched(value: Arc<Value>, outcome: Outcome) -> Served {
-        Served {
-            value,
-            outcome,
-            age: Duration::ZERO,
-        }
+    /// The full ARN AWS returned for the value.
+    pub fn arn(&self) -> &str {
+        &self.value.arn
     }
-}
-
-type FlightResult = Result<Arc<Value>, UpstreamError>;
-type FlightRx = watch::Receiver<Option<FlightResult>>;
-
-/// The outcome of [`Cache::begin`]: the caller owns a new fetch, or one was already under way.
-pub enum Begun {
-    New(FlightHandle),
-    Joined(FlightRx),
 }
 
 #[derive(Clone)]
@@ -117,57 +110,82 @@ pub struct Cache {
     inner: Arc<Inner>,
 }
 
-/// foldhash instead of SipHash: several times cheaper per lookup, and still seeded
-/// per process (only token holders choose keys, within the allowlist).
-type Map<K, V> = DashMap<K, V, RandomState>;
-
 struct Inner {
     settings: CacheSettings,
-    entries: Map<Key, Arc<Entry>>,
-    /// Per source: requested id → canonical id.
-    aliases: [Map<Box<str>, Arc<str>>; 2],
-    flights: Mutex<HashMap<Key, FlightRx>>,
-    /// SSM path prefetches under way; a request for a name below one waits for it.
-    paths: Mutex<Vec<(String, watch::Receiver<bool>)>>,
+    store: Store,
+    flights: Flights,
     upstream: Arc<dyn Upstream>,
-    metrics: Arc<Metrics>,
+    stats: CacheStats,
+    /// Counts the bytes of every value the cache has produced that is still alive.
+    meter: ValueMeter,
     tasks: TaskTracker,
     cancel: CancellationToken,
-    epoch: Instant,
-}
-
-/// Locks a std mutex, surviving poisoning: the maps it guards stay consistent
-/// because no code panics while holding them.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Waits for a fetch in flight; a fetch abandoned without a result (shutdown,
-/// refresh budget spent) reads as a transient `Aborted` error.
-async fn wait(mut rx: FlightRx) -> FlightResult {
-    match rx.wait_for(Option::is_some).await {
-        Ok(done) => done
-            .clone()
-            .unwrap_or_else(|| Err(UpstreamError::aborted("fetch abandoned"))),
-        Err(_) => Err(UpstreamError::aborted("fetch abandoned")),
-    }
 }
 
 impl Cache {
-    pub fn new(settings: CacheSettings, upstream: Arc<dyn Upstream>, metrics: Arc<Metrics>) -> Cache {
+    pub fn new(settings: CacheSettings, upstream: Arc<dyn Upstream>) -> Cache {
         Cache {
             inner: Arc::new(Inner {
+                store: Store::new(settings.capacity),
                 settings,
-                entries: Map::default(),
-                aliases: [Map::default(), Map::default()],
-                flights: Mutex::new(HashMap::new()),
-                paths: Mutex::new(Vec::new()),
+                flights: Flights::default(),
                 upstream,
-                metrics,
+                stats: CacheStats::default(),
+                meter: ValueMeter::default(),
                 tasks: TaskTracker::new(),
                 cancel: CancellationToken::new(),
-                epoch: Instant::now(),
             }),
+        }
+    }
+
+    /// Answers one request for `key`.
+    pub async fn get(&self, key: &Key, freshness: Freshness) -> Result<Answer, UpstreamError> {
+        policy::get(self, key, freshness).await
+    }
+
+    /// Answers many keys at once: hits from memory, the rest fetched together in as
+    /// few upstream calls as the APIs allow. Results are in the order of `keys`.
+    pub async fn get_many(&self, keys: &[Key], freshness: Freshness) -> Vec<Result<Answer, UpstreamError>> {
+        policy::get_many(self, keys, freshness).await
+    }
+
+    /// Registers the start-up keys and paths as fetches in flight without starting
+    /// them, so requests that arrive before [`Cache::prefetch`] runs wait for it.
+    pub fn plan_prefetch(&self, refs: &[SecretRef]) -> Plan {
+        prefetch::plan(self, refs)
+    }
+
+    /// Runs a [`Plan`], giving up at `deadline`; what is unfinished then is reported
+    /// as timed out.
+    pub async fn prefetch(&self, plan: Plan, deadline: Instant) -> Report {
+        prefetch::run(self, plan, deadline).await
+    }
+
+    /// Refreshes, within `budget`, the entries past their refresh-ahead point.
+    pub async fn refresh_due(&self, budget: Duration) -> Refreshed {
+        refresh::refresh_due(self, budget).await
+    }
+
+    /// The earliest refresh-ahead point among entries worth keeping warm (standalone timer).
+    pub fn next_refresh_at(&self) -> Option<Instant> {
+        self.inner.store.next_refresh_at()
+    }
+
+    /// Drops every value (each buffer is zeroized as its last reference goes).
+    pub fn wipe(&self) {
+        self.inner.store.clear();
+    }
+
+    /// Cancels every task the cache started (fetches, batches) and waits for them,
+    /// at most `within`. Nothing is stored after this begins.
+    pub async fn shutdown(&self, within: Duration) {
+        self.inner.cancel.cancel();
+        self.inner.tasks.close();
+        if tokio::time::timeout(within, self.inner.tasks.wait()).await.is_err() {
+            tracing::warn!(
+                tasks = self.inner.tasks.len(),
+                "cache tasks still running at the end of the shutdown budget"
+            );
         }
     }
 
@@ -175,192 +193,34 @@ impl Cache {
         &self.inner.settings
     }
 
-    pub fn upstream(&self) -> &Arc<dyn Upstream> {
-        &self.inner.upstream
+    pub fn stats(&self) -> &CacheStats {
+        &self.inner.stats
     }
 
     pub fn len(&self) -> usize {
-        self.inner.entries.len()
+        self.inner.store.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.inner.entries.is_empty()
+        self.len() == 0
     }
 
-    fn now_ms(&self, now: Instant) -> u64 {
-        u64::try_from(now.saturating_duration_since(self.inner.epoch).as_millis()).unwrap_or(u64::MAX)
+    /// Bytes of the values this cache produced that are still alive anywhere (stored,
+    /// or held by a request in progress). Zero after `shutdown` and `wipe`.
+    pub fn live_value_bytes(&self) -> usize {
+        self.inner.meter.live_bytes()
     }
 
-    /// Answers one request.
-    pub async fn get(&self, lookup: &Lookup) -> Result<Served, UpstreamError> {
-        let now = Instant::now();
-        let key = Key::for_lookup(lookup, self.resolve(lookup.source, &lookup.id));
-        if !self.inner.settings.caches(lookup.source) {
-            let value = self.fly(key, Arc::from(lookup.id.as_str()), false, false).await?;
-            return Ok(Served::fetched(value, Outcome::Bypass));
-        }
-        let Some((stored_key, entry)) = self.find(&key) else {
-            return self.miss(key, lookup).await;
-        };
-        entry.touch(self.now_ms(now));
-        if lookup.refresh_now {
-            return self.forced(stored_key, entry, now).await;
-        }
-        if now < entry.fresh_until {
-            return Ok(Served::from_entry(&entry, Outcome::Hit, now));
-        }
-        if entry.backing_off(now) {
-            return self.stale_or_error(&entry, now);
-        }
-        self.revalidate(stored_key, entry, now, false).await
+    fn upstream(&self) -> &Arc<dyn Upstream> {
+        &self.inner.upstream
     }
 
-    /// The entry for `key`, or the decryption-independent one for a parameter.
-    pub fn find(&self, key: &Key) -> Option<(Key, Arc<Entry>)> {
-        if let Some(e) = self.inner.entries.get(key) {
-            return Some((key.clone(), e.value().clone()));
-        }
-        if key.source == Source::Ssm && key.decrypt != Decrypt::Irrelevant {
-            let k = key.with_decrypt(Decrypt::Irrelevant);
-            let e = self.inner.entries.get(&k).map(|e| e.value().clone());
-            return e.map(|e| (k, e));
-        }
-        None
-    }
-
-    /// `key` with its id resolved through the aliases.
-    pub fn canonical(&self, key: &Key) -> Key {
-        key.with_id(self.resolve(key.source, &key.id))
-    }
-
-    fn resolve(&self, source: Source, id: &str) -> Arc<str> {
-        match self.inner.aliases[source as usize].get(id) {
-            Some(canonical) => canonical.value().clone(),
-            None => Arc::from(id),
-        }
-    }
-
-    async fn miss(&self, key: Key, lookup: &Lookup) -> Result<Served, UpstreamError> {
-        if key.source == Source::Ssm {
-            // A path prefetch covering this name may be about to store it.
-            self.wait_for_paths(&lookup.id).await;
-            if let Some((_, entry)) = self.find(&key) {
-                let now = Instant::now();
-                entry.touch(self.now_ms(now));
-                return Ok(Served::from_entry(&entry, Outcome::Hit, now));
-            }
-            // A decrypted fetch in flight answers a plain request too, unless the
-            // parameter turns out to be a SecureString.
-            if key.decrypt == Decrypt::No {
-                if let Some(rx) = self.flight_rx(&key.with_decrypt(Decrypt::Yes)) {
-                    if let Ok(value) = wait(rx).await {
-                        if !value.secure {
-                            return Ok(Served::fetched(value, Outcome::Miss));
-                        }
-                    }
-                }
-            }
-        }
-        let value = self.fly(key, Arc::from(lookup.id.as_str()), false, true).await?;
-        Ok(Served::fetched(value, Outcome::Miss))
-    }
-
-    /// `refreshNow`: at most one forced upstream call per key per interval; within
-    /// it, join the forced fetch in flight or serve what it stored.
-    async fn forced(&self, key: Key, entry: Arc<Entry>, now: Instant) -> Result<Served, UpstreamError> {
-        let interval = self.inner.settings.refresh_now_interval;
-        let limited = entry.forced_at.is_some_and(|t| now < t + interval);
-        if limited && now < entry.fresh_until {
-            if let Some(rx) = self.flight_rx(&key) {
-                return match wait(rx).await {
-                    Ok(value) => Ok(Served::fetched(value, Outcome::Miss)),
-                    Err(_) => Ok(Served::from_entry(&entry, Outcome::Stale, now)),
-                };
-            }
-            return Ok(Served::from_entry(&entry, Outcome::Hit, now));
-        }
-        self.revalidate(key, entry, now, true).await
-    }
-
-    async fn revalidate(
-        &self,
-        key: Key,
-        entry: Arc<Entry>,
-        now: Instant,
-        forced: bool,
-    ) -> Result<Served, UpstreamError> {
-        match self.fly(key, entry.fetch_id.clone(), forced, true).await {
-            Ok(value) => Ok(Served::fetched(value, Outcome::Miss)),
-            Err(e) if e.kind.is_transient() && entry.within_stale_limit(now, self.inner.settings.max_stale) => {
-                Ok(Served::from_entry(&entry, Outcome::Stale, now))
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    fn stale_or_error(&self, entry: &Entry, now: Instant) -> Result<Served, UpstreamError> {
-        if entry.within_stale_limit(now, self.inner.settings.max_stale) {
-            return Ok(Served::from_entry(entry, Outcome::Stale, now));
-        }
-        Err(entry
-            .last_error
-            .clone()
-            .unwrap_or_else(|| UpstreamError::new(ErrorKind::Unavailable, "upstream is failing")))
-    }
-
-    fn flight_rx(&self, key: &Key) -> Option<FlightRx> {
-        lock(&self.inner.flights).get(key).cloned()
-    }
-
-    /// Registers a fetch for `key` unless one is under way. The owner of the returned
-    /// handle must `finish` it; dropping it abandons the fetch and wakes the waiters.
-    pub fn begin(&self, key: Key, fetch_id: Arc<str>, how: FetchFor) -> Begun {
-        let mut flights = lock(&self.inner.flights);
-        if let Some(rx) = flights.get(&key) {
-            return Begun::Joined(rx.clone());
-        }
-        let (tx, rx) = watch::channel(None);
-        flights.insert(key.clone(), rx);
-        Begun::New(FlightHandle {
-            cache: self.clone(),
-            key,
-            fetch_id,
-            how,
-            tx: Some(tx),
-        })
-    }
-
-    /// Single-flight fetch of one key in a tracked task.
-    fn fly(
-        &self,
-        key: Key,
-        fetch_id: Arc<str>,
-        forced: bool,
-        store: bool,
-    ) -> impl Future<Output = FlightResult> + Send {
-        let how = FetchFor {
-            forced,
-            store,
-            pinned: false,
-            served: true,
-        };
-        let rx = match self.begin(key, fetch_id, how) {
-            Begun::Joined(rx) => rx,
-            Begun::New(handle) => {
-                let rx = handle.subscribe();
-                let upstream = self.inner.upstream.clone();
-                self.spawn(async move {
-                    let result = fetch_one(&*upstream, &handle.key, &handle.fetch_id).await;
-                    let _ = handle.finish(result);
-                });
-                rx
-            }
-        };
-        wait(rx)
+    fn closed(&self) -> bool {
+        self.inner.cancel.is_cancelled()
     }
 
     /// Runs `fut` as a task that shutdown cancels and waits for.
-    pub fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) {
+    fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) {
         let cancel = self.inner.cancel.clone();
         self.inner.tasks.spawn(async move {
             tokio::select! {
@@ -370,319 +230,22 @@ impl Cache {
         });
     }
 
-    /// Stores a fetched value under its canonical key and records the aliases that lead there.
-    pub fn store(&self, flight_key: &Key, fetch_id: &Arc<str>, value: Arc<Value>, how: FetchFor) {
-        let settings = &self.inner.settings;
-        let source = flight_key.source;
-        if !settings.caches(source) {
-            return;
-        }
-        let now = Instant::now();
-        let canonical = canonical_id(source, &value);
-        let decrypt = match (source, value.secure, flight_key.decrypt) {
-            (Source::SecretsManager, _, _) | (Source::Ssm, false, _) => Decrypt::Irrelevant,
-            (Source::Ssm, true, Decrypt::No) => Decrypt::No,
-            (Source::Ssm, true, _) => Decrypt::Yes,
-        };
-        let key = Key {
-            id: canonical.clone(),
-            decrypt,
-            ..flight_key.clone()
-        };
-        self.alias(source, fetch_id, &canonical);
-        self.alias(source, &value.name, &canonical);
-        self.alias(source, &value.arn, &canonical);
-        if key != *flight_key {
-            self.inner.entries.remove(flight_key);
-        }
-        let prev = self.inner.entries.get(&key).map(|e| e.value().clone());
-        let mut entry = Entry::fresh(
-            value,
-            fetch_id.clone(),
-            now,
-            settings.ttl(source),
-            settings.refresh_ahead,
-            self.now_ms(now),
-        );
-        entry.forced_at = if how.forced {
-            Some(now)
-        } else {
-            prev.as_ref().and_then(|p| p.forced_at)
-        };
-        entry.pinned = how.pinned || prev.as_ref().is_some_and(|p| p.pinned);
-        if how.served {
-            entry.touch(self.now_ms(now));
-        } else if let Some(p) = &prev {
-            entry.inherit_access(p.last_access());
-        }
-        self.inner.entries.insert(key, Arc::new(entry));
-        self.enforce_capacity();
-        self.inner.metrics.set_entries(self.inner.entries.len());
-    }
-
-    fn alias(&self, source: Source, from: &str, to: &Arc<str>) {
-        if from == &**to {
-            return;
-        }
-        let map = &self.inner.aliases[source as usize];
-        // Aliases are only a shortcut: when they outgrow the cache, forget them all.
-        if map.len() > 4 * self.inner.settings.capacity + 64 {
-            map.clear();
-        }
-        if map.get(from).is_none_or(|t| t.value() != to) {
-            map.insert(from.into(), to.clone());
-        }
-    }
-
-    /// Records a failed fetch of `key`: back off (transient) or drop the entry (definitive).
-    fn record_failure(&self, key: &Key, error: &UpstreamError) {
-        self.inner.metrics.upstream_error(error.kind);
-        let existing = self.inner.entries.get(key).map(|e| e.value().clone());
-        let Some(entry) = existing else {
-            return;
-        };
-        if error.kind.is_transient() {
-            let failed = entry.failed(Instant::now(), error.clone());
-            self.inner.entries.insert(key.clone(), Arc::new(failed));
-        } else {
-            self.inner.entries.remove(key);
-            self.inner.metrics.set_entries(self.inner.entries.len());
-        }
-    }
-
-    /// Evicts the least recently used entries once the size bound is passed. Large
-    /// caches evict 5% at a time so the scan is paid once per many inserts.
-    fn enforce_capacity(&self) {
-        let cap = self.inner.settings.capacity;
-        if self.inner.entries.len() <= cap {
-            return;
-        }
-        let target = if cap >= 100 { cap - cap / 20 } else { cap };
-        let mut ages: Vec<(u64, Key)> = self
-            .inner
-            .entries
-            .iter()
-            .map(|e| (e.value().last_access(), e.key().clone()))
-            .collect();
-        let excess = ages.len().saturating_sub(target);
-        if excess == 0 {
-            return;
-        }
-        ages.select_nth_unstable_by_key(excess - 1, |(t, _)| *t);
-        let mut evicted = 0;
-        for (_, key) in ages.into_iter().take(excess) {
-            if self.inner.entries.remove(&key).is_some() {
-                evicted += 1;
+    /// `fut` wrapped so that the cache's tracker counts it and shutdown cancels it
+    /// (`None` then), for work spawned into a caller's `JoinSet`.
+    fn tracked<T>(
+        &self,
+        fut: impl Future<Output = T> + Send + 'static,
+    ) -> impl Future<Output = Option<T>> + Send + 'static
+    where
+        T: Send + 'static,
+    {
+        let cancel = self.inner.cancel.clone();
+        self.inner.tasks.track_future(async move {
+            tokio::select! {
+                () = cancel.cancelled() => None,
+                out = fut => Some(out),
             }
-        }
-        self.inner.metrics.evicted(evicted);
-        debug!(evicted, capacity = cap, "evicted least recently used entries");
-    }
-
-    /// Entries whose refresh-ahead point has passed and that are worth keeping warm:
-    /// prefetched ones, and ones used since their last fetch.
-    pub fn due_for_refresh(&self, now: Instant) -> Vec<(Key, Arc<str>)> {
-        let flights = lock(&self.inner.flights);
-        self.inner
-            .entries
-            .iter()
-            .filter(|e| {
-                let entry = e.value();
-                now >= entry.refresh_at
-                    && !entry.backing_off(now)
-                    && (entry.pinned || entry.used())
-                    && !flights.contains_key(e.key())
-            })
-            .map(|e| (e.key().clone(), e.value().fetch_id.clone()))
-            .collect()
-    }
-
-    /// The earliest refresh-ahead point among entries worth keeping warm (standalone timer).
-    pub fn next_refresh_at(&self) -> Option<Instant> {
-        self.inner
-            .entries
-            .iter()
-            .filter(|e| e.value().pinned || e.value().used())
-            .map(|e| {
-                e.value()
-                    .retry_at
-                    .unwrap_or(e.value().refresh_at)
-                    .max(e.value().refresh_at)
-            })
-            .min()
-    }
-
-    /// Marks an SSM path prefetch as under way until the guard drops.
-    pub fn begin_path(&self, prefix: &str) -> PathGuard {
-        let (tx, rx) = watch::channel(false);
-        lock(&self.inner.paths).push((prefix.to_owned(), rx));
-        PathGuard {
-            cache: self.clone(),
-            prefix: prefix.to_owned(),
-            tx,
-        }
-    }
-
-    async fn wait_for_paths(&self, name: &str) {
-        let pending: Vec<watch::Receiver<bool>> = lock(&self.inner.paths)
-            .iter()
-            .filter(|(prefix, _)| name.starts_with(prefix.as_str()))
-            .map(|(_, rx)| rx.clone())
-            .collect();
-        for mut rx in pending {
-            let _ = rx.wait_for(|done| *done).await;
-        }
-    }
-
-    /// Drops every value (each buffer is zeroized as its last reference goes).
-    pub fn wipe(&self) {
-        self.inner.entries.clear();
-        for map in &self.inner.aliases {
-            map.clear();
-        }
-        self.inner.metrics.set_entries(0);
-    }
-
-    /// Cancels fetches in flight and waits (bounded) for their tasks to end.
-    pub async fn shutdown(&self, within: Duration) {
-        self.inner.cancel.cancel();
-        self.inner.tasks.close();
-        let _ = tokio::time::timeout(within, self.inner.tasks.wait()).await;
-    }
-}
-
-/// Fetches one key upstream with the id refreshes use.
-pub async fn fetch_one(upstream: &dyn Upstream, key: &Key, id: &str) -> Result<Value, UpstreamError> {
-    match key.source {
-        Source::SecretsManager => upstream.get_secret(id, &key.selector).await,
-        Source::Ssm => upstream.get_parameter(id, &key.selector, key.decrypt.as_flag()).await,
-    }
-}
-
-/// Secrets are identified by ARN (names can be reused after deletion, and partial
-/// ARNs exist); parameters by name (unique, and unambiguous where ARNs are not).
-fn canonical_id(source: Source, value: &Value) -> Arc<str> {
-    match source {
-        Source::SecretsManager => value.arn.clone(),
-        Source::Ssm => value.name.clone(),
-    }
-}
-
-/// Why a fetch happens, which decides what its result does to the entry.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct FetchFor {
-    /// A `refreshNow` request: starts the rate-limit interval.
-    pub forced: bool,
-    /// Keep the result (false when caching is off for the source).
-    pub store: bool,
-    /// Prefetched: refresh-ahead keeps it warm even when unused.
-    pub pinned: bool,
-    /// A request is waiting for it, so the new value counts as used.
-    pub served: bool,
-}
-
-impl FetchFor {
-    /// Start-up prefetch.
-    pub const PREFETCH: FetchFor = FetchFor {
-        forced: false,
-        store: true,
-        pinned: true,
-        served: false,
-    };
-    /// Background refresh-ahead.
-    pub const REFRESH: FetchFor = FetchFor {
-        forced: false,
-        store: true,
-        pinned: false,
-        served: false,
-    };
-}
-
-/// A fetch the owner must complete with [`FlightHandle::finish`].
-pub struct FlightHandle {
-    cache: Cache,
-    key: Key,
-    fetch_id: Arc<str>,
-    how: FetchFor,
-    tx: Option<watch::Sender<Option<FlightResult>>>,
-}
-
-impl FlightHandle {
-    pub fn key(&self) -> &Key {
-        &self.key
-    }
-
-    pub fn fetch_id(&self) -> &Arc<str> {
-        &self.fetch_id
-    }
-
-    fn subscribe(&self) -> FlightRx {
-        match &self.tx {
-            Some(tx) => tx.subscribe(),
-            None => watch::channel(None).1,
-        }
-    }
-
-    /// Stores or records the result, then wakes everyone waiting on this key.
-    pub fn finish(mut self, result: Result<Value, UpstreamError>) -> FlightResult {
-        let cache = self.cache.clone();
-        let result = match result {
-            Ok(value) => {
-                let value = Arc::new(value);
-                if self.how.store {
-                    cache.store(&self.key, &self.fetch_id, value.clone(), self.how);
-                }
-                debug!(
-                    source = self.key.source.label(),
-                    id = %self.fetch_id,
-                    version = %value.version,
-                    "fetched"
-                );
-                Ok(value)
-            }
-            Err(error) => {
-                cache.record_failure(&self.key, &error);
-                warn!(
-                    source = self.key.source.label(),
-                    id = %self.fetch_id,
-                    kind = error.kind.label(),
-                    detail = %error.detail,
-                    "upstream fetch failed"
-                );
-                Err(error)
-            }
-        };
-        // Stored first, then unregistered: a newcomer finds either the flight or the entry.
-        lock(&cache.inner.flights).remove(&self.key);
-        if let Some(tx) = self.tx.take() {
-            tx.send_replace(Some(result.clone()));
-        }
-        result
-    }
-}
-
-impl Drop for FlightHandle {
-    fn drop(&mut self) {
-        if self.tx.take().is_some() {
-            lock(&self.cache.inner.flights).remove(&self.key);
-        }
-    }
-}
-
-/// Holds an SSM path prefetch open; dropping it releases the requests waiting on it.
-pub struct PathGuard {
-    cache: Cache,
-    prefix: String,
-    tx: watch::Sender<bool>,
-}
-
-impl Drop for PathGuard {
-    fn drop(&mut self) {
-        let mut paths = lock(&self.cache.inner.paths);
-        if let Some(i) = paths.iter().position(|(p, _)| *p == self.prefix) {
-            paths.swap_remove(i);
-        }
-        self.tx.send_replace(true);
+        })
     }
 }
 

@@ -20,7 +20,6 @@ use tracing::{error, info};
 
 use super::{bind, describe_missing, until_deadline, Running};
 use crate::config::{Config, ConfigErrors, ProcessEnv};
-use crate::refresh::refresh_due;
 use crate::token;
 
 /// Longest refresh-ahead per INVOKE: it delays this invoke's end (not its response).
@@ -40,7 +39,7 @@ pub async fn run(config: Result<Config, ConfigErrors>) -> std::process::ExitCode
     };
     let token = match token::for_lambda(&ProcessEnv) {
         Ok(t) => t,
-        Err(e) => return fail_before_start(&e.0, "Extension.ConfigInvalid").await,
+        Err(e) => return fail_before_start(&e.to_string(), "Extension.ConfigInvalid").await,
     };
     let listener = match bind(&config).await {
         Ok(l) => l,
@@ -128,7 +127,7 @@ async fn on_event(running: &Running, event: NextEvent) {
         NextEvent::Invoke(invoke) => {
             let budget = until_deadline(invoke.deadline_ms, INVOKE_MARGIN, REFRESH_CAP);
             if !budget.is_zero() {
-                refresh_due(&running.app.cache, &running.app.metrics, budget).await;
+                running.refresh(budget).await;
             }
         }
         NextEvent::Shutdown(shutdown) => {

@@ -1,28 +1,39 @@
-//! Start-up and shutdown shared by both modes: build the app on a bound listener,
-//! serve, prefetch within the init budget, stop within a deadline.
+//! Start-up and shutdown shared by both modes: build the layers on a bound listener,
+//! serve, prefetch within the init budget, refresh ahead, stop within a deadline.
 //!
 //! `lambda` drives these from the Extensions API (INVOKE, SHUTDOWN, init/error);
-//! `standalone` from timers and SIGTERM/SIGINT.
+//! `standalone` from a timer and SIGTERM/SIGINT. [`Running`] owns every task it
+//! starts (the server, the refresher) and stops them all before it wipes the cache.
 
 pub mod lambda;
 pub mod standalone;
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
-use crate::app::App;
 use crate::backend::aws::{load_sdk_config, AwsUpstream};
+use crate::backend::CallStats;
+use crate::cache::{missing_required, Cache, Plan, Report};
 use crate::config::Config;
-use crate::metrics::Metrics;
-use crate::prefetch::{self, missing_required, Plan};
-use crate::refs::SecretRef;
-use crate::server::{self, Limits};
+use crate::model::SecretRef;
+use crate::server::{self, App, Limits};
 use crate::token::Token;
+
+/// Longest pause between timer-driven refresh-ahead passes (entries added by
+/// requests are picked up at the next pass).
+const REFRESH_TICK: Duration = Duration::from_secs(1);
+/// Longest timer-driven refresh-ahead pass.
+const REFRESH_BUDGET: Duration = Duration::from_secs(30);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// A started sidecar: serving, with its prefetch possibly still running.
 pub struct Running {
@@ -32,19 +43,25 @@ pub struct Running {
     server: Mutex<Option<JoinHandle<()>>>,
     /// The start-up prefetch, registered before the first accept; taken by `prefetch`.
     plan: Mutex<Option<Plan>>,
+    /// The timer-driven refresher, when one runs (standalone).
+    refresher: Mutex<Option<JoinHandle<()>>>,
+    /// Held by every refresh-ahead pass, timer or INVOKE: `stop` takes it, so no
+    /// pass is still running when the cache is wiped.
+    refreshing: tokio::sync::Mutex<()>,
 }
 
 impl Running {
-    /// Builds the upstream clients and starts serving on `listener`.
+    /// Builds the upstream clients and the cache, and starts serving on `listener`.
     pub async fn start(config: Config, token: Token, listener: TcpListener) -> Arc<Running> {
-        let metrics = Arc::new(Metrics::default());
+        let calls = Arc::new(CallStats::default());
         let sdk = load_sdk_config().await;
-        let upstream = Arc::new(AwsUpstream::new(&sdk, &config, metrics.clone()));
-        let app = App::new(&config, token, upstream, metrics);
+        let upstream = Arc::new(AwsUpstream::new(&sdk, config.backend_settings(), calls.clone()));
+        let cache = Cache::new(config.cache_settings(), upstream);
+        let app = App::new(cache, token, config.allow.clone(), calls);
         let shutdown = CancellationToken::new();
         let limits = Limits::new(config.max_client_connections.get());
         // Before serving: a request during INIT must find its key already in flight.
-        let plan = prefetch::plan(&app.cache, &config.startup_refs());
+        let plan = app.cache.plan_prefetch(&config.startup_refs());
         let server = tokio::spawn(server::serve(listener, app.clone(), shutdown.clone(), limits));
         Arc::new(Running {
             app,
@@ -52,41 +69,80 @@ impl Running {
             shutdown,
             server: Mutex::new(Some(server)),
             plan: Mutex::new(Some(plan)),
+            refresher: Mutex::new(None),
+            refreshing: tokio::sync::Mutex::new(()),
         })
     }
 
     /// Runs the start-up prefetch within the init budget and marks the sidecar
     /// ready. Returns the REQUIRED references that are not available, with why.
     pub async fn prefetch(&self) -> Vec<(SecretRef, String)> {
-        let plan = self
-            .plan
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        let deadline = tokio::time::Instant::now() + self.config.init_timeout;
+        let plan = lock(&self.plan).take();
+        let deadline = Instant::now() + self.config.init_timeout;
         let report = match plan {
-            Some(plan) => prefetch::run(&self.app.cache, plan, deadline).await,
-            None => prefetch::Report::default(),
+            Some(plan) => self.app.cache.prefetch(plan, deadline).await,
+            None => Report::default(),
         };
         self.app.set_ready();
         missing_required(&self.config.required, &report)
     }
 
-    /// Stops accepting, abandons upstream calls, drains connections, wipes every
-    /// cached value and logs one summary line, all within `budget`.
+    /// One refresh-ahead pass within `budget` (Lambda: on INVOKE, before the next
+    /// `event/next`). Skipped once stopping.
+    pub async fn refresh(&self, budget: Duration) {
+        let _pass = self.refreshing.lock().await;
+        if !self.shutdown.is_cancelled() {
+            self.app.cache.refresh_due(budget).await;
+        }
+    }
+
+    /// Starts refresh-ahead on a timer (standalone, where nothing else wakes the
+    /// sidecar): it sleeps until the earliest refresh point, at most a tick.
+    pub fn start_refresh_timer(self: &Arc<Self>) {
+        let running = self.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let tick = Instant::now() + REFRESH_TICK;
+                let next = running.app.cache.next_refresh_at().map_or(tick, |t| t.min(tick));
+                tokio::select! {
+                    () = running.shutdown.cancelled() => break,
+                    () = tokio::time::sleep_until(next) => {}
+                }
+                running.refresh(REFRESH_BUDGET).await;
+            }
+        });
+        *lock(&self.refresher) = Some(task);
+    }
+
+    /// Stops accepting, cancels upstream work, stops the refresher, drains
+    /// connections, wipes every cached value and logs one summary line, all within
+    /// `budget`.
     pub async fn stop(&self, budget: Duration) {
         self.shutdown.cancel();
+        // Cancels fetches and batches (a refresh pass in progress then ends at once)
+        // and waits for them: nothing stores a value after this.
         self.app.cache.shutdown(budget / 4).await;
-        let server = self
-            .server
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
+        let refresher = lock(&self.refresher).take();
+        if let Some(task) = refresher {
+            let abort = task.abort_handle();
+            match tokio::time::timeout(budget / 8, task).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => warn!(error = %e, "the refresher task failed"),
+                Err(_) => {
+                    warn!("the refresher did not stop in time; aborted");
+                    abort.abort();
+                }
+            }
+        }
+        if tokio::time::timeout(budget / 8, self.refreshing.lock()).await.is_err() {
+            warn!("a refresh-ahead pass did not stop in time");
+        }
+        let server = lock(&self.server).take();
         if let Some(server) = server {
             let _ = tokio::time::timeout(budget / 2, server).await;
         }
         self.app.cache.wipe();
-        info!(summary = %self.app.metrics.summary(), "stopped");
+        info!(summary = %self.app.snapshot().summary(), "stopped");
     }
 
     pub fn stopping(&self) -> &CancellationToken {

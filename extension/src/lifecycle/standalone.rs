@@ -8,18 +8,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::time::Instant;
 use tracing::{error, info};
 
 use super::{bind, describe_missing, Running};
 use crate::config::{Config, ConfigErrors, ProcessEnv};
-use crate::refresh::refresh_due;
 use crate::token;
 
-/// Longest pause between refresh-ahead passes (entries added by requests are
-/// picked up at the next pass).
-const REFRESH_TICK: Duration = Duration::from_secs(1);
-const REFRESH_BUDGET: Duration = Duration::from_secs(30);
 const STOP_BUDGET: Duration = Duration::from_secs(2);
 
 pub async fn run(config: Result<Config, ConfigErrors>) -> ExitCode {
@@ -60,29 +54,12 @@ pub async fn run(config: Result<Config, ConfigErrors>) -> ExitCode {
         return ExitCode::FAILURE;
     }
 
-    let refresher = {
-        let running = running.clone();
-        tokio::spawn(async move {
-            loop {
-                let next = running
-                    .app
-                    .cache
-                    .next_refresh_at()
-                    .map_or(Instant::now() + REFRESH_TICK, |t| t.min(Instant::now() + REFRESH_TICK));
-                tokio::select! {
-                    () = running.stopping().cancelled() => break,
-                    () = tokio::time::sleep_until(next) => {}
-                }
-                refresh_due(&running.app.cache, &running.app.metrics, REFRESH_BUDGET).await;
-            }
-        })
-    };
+    running.start_refresh_timer();
 
     tokio::select! {
         _ = term.recv() => info!(signal = "SIGTERM", "shutdown"),
         _ = int.recv() => info!(signal = "SIGINT", "shutdown"),
     }
     running.stop(STOP_BUDGET).await;
-    refresher.abort();
     ExitCode::SUCCESS
 }

@@ -5,7 +5,7 @@
 
 use http::{HeaderMap, HeaderName};
 
-use crate::error::ApiError;
+use super::error::ApiError;
 use crate::token::Token;
 
 // Pre-built names: looking headers up by `&str` parses and hashes the name each time.

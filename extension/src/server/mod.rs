@@ -1,4 +1,10 @@
-//! The local HTTP server: accept loop, connection cap, per-connection limits, drain.
+//! The front door: the local HTTP server and the extension API behind it.
+//!
+//! Where a request goes: this file (accept loop, connection cap, drain) → `guard`
+//! (slow request heads) → `routes` (method and path) → `auth` (token,
+//! X-Forwarded-For) → `query` (parse into a cache key) → the allowlist → the cache
+//! → `response` (shape the answer); `error` is the one mapping from failure to HTTP
+//! status, `metrics` counts and renders `/metrics`, `app` is the shared state.
 //!
 //! Listens on 127.0.0.1 only. Each connection is served by hyper's HTTP/1.1 server
 //! with a bound on how large the request head may be and (see `guard`) how long it
@@ -7,8 +13,12 @@
 //! closes at once (new connects are refused), open connections finish the request in
 //! progress and close, and the drain is bounded.
 
+pub mod app;
 pub mod auth;
+pub mod error;
 pub mod guard;
+pub mod metrics;
+pub mod query;
 pub mod response;
 pub mod routes;
 
@@ -27,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
-use crate::app::App;
+pub use app::App;
 use guard::{ConnState, GuardedIo, Stop};
 
 /// Limits on what one client may do.

@@ -8,9 +8,9 @@ use http::header::{HeaderName, HeaderValue, AGE, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Response, StatusCode};
 use http_body_util::Full;
 
-use crate::cache::Served;
-use crate::error::ApiError;
-use crate::query::Output;
+use super::error::ApiError;
+use super::query::Output;
+use crate::cache::Answer;
 
 pub type Body = Full<Bytes>;
 
@@ -33,8 +33,8 @@ fn build(status: StatusCode, content_type: HeaderValue, body: Bytes) -> Response
 }
 
 /// A value, shaped by `output`.
-pub fn value(served: &Served, output: &Output) -> Result<Response<Body>, ApiError> {
-    let v = &served.value;
+pub fn value(answer: &Answer, output: &Output) -> Result<Response<Body>, ApiError> {
+    let v = &answer.value;
     let (content_type, body) = match output {
         Output::Json => (JSON, v.body.clone()),
         Output::Raw if v.binary => (OCTETS, v.raw()),
@@ -47,13 +47,13 @@ pub fn value(served: &Served, output: &Output) -> Result<Response<Body>, ApiErro
     };
     let mut resp = build(StatusCode::OK, content_type, body);
     let h = resp.headers_mut();
-    h.insert(CACHE_HEADER, HeaderValue::from_static(served.outcome.label()));
-    h.insert(AGE, HeaderValue::from(served.age.as_secs()));
+    h.insert(CACHE_HEADER, HeaderValue::from_static(answer.outcome.label()));
+    h.insert(AGE, HeaderValue::from(answer.age.as_secs()));
     Ok(resp)
 }
 
 pub fn error(e: &ApiError) -> Response<Body> {
-    let body = serde_json::json!({ "error": e.code(), "message": e.message() });
+    let body = serde_json::json!({ "error": e.code(), "message": e.to_string() });
     let mut resp = build(e.status(), JSON, Bytes::from(body.to_string()));
     if matches!(e, ApiError::MethodNotAllowed) {
         resp.headers_mut()
@@ -79,12 +79,12 @@ pub fn metrics(text: String) -> Response<Body> {
 mod tests {
     use super::*;
     use crate::backend::{SecretFields, UpstreamError, Value};
-    use crate::metrics::Outcome;
+    use crate::cache::Outcome;
     use std::sync::Arc;
     use std::time::Duration;
 
-    fn served(s: Option<&str>, b: Option<&[u8]>) -> Served {
-        Served {
+    fn served(s: Option<&str>, b: Option<&[u8]>) -> Answer {
+        Answer {
             value: Arc::new(Value::from_secret(SecretFields {
                 arn: "arn".into(),
                 name: "n".into(),

@@ -3,12 +3,12 @@
 use http::{Method, Request, Response};
 use tracing::{debug, warn};
 
+use super::app::App;
 use super::auth;
+use super::error::ApiError;
+use super::metrics::Route;
+use super::query::{self, Lookup};
 use super::response::{self, Body};
-use crate::app::App;
-use crate::error::ApiError;
-use crate::metrics::Route;
-use crate::query::{self, Lookup};
 
 /// The AWS-compatible paths (same as AWS's extension).
 pub const SECRETS_MANAGER_PATH: &str = "/secretsmanager/get";
@@ -53,20 +53,21 @@ async fn dispatch<B>(app: &App, req: &Request<B>, route: Route) -> Result<Respon
     match route {
         Route::SecretsManager => serve_value(app, query::parse_secrets_manager(query)?).await,
         Route::Ssm => serve_value(app, query::parse_ssm(query)?).await,
-        _ => Ok(response::metrics(app.metrics.render())),
+        _ => Ok(response::metrics(app.snapshot().render())),
     }
 }
 
 async fn serve_value(app: &App, lookup: Lookup) -> Result<Response<Body>, ApiError> {
+    let key = &lookup.key;
     if let Some(allow) = &app.allow {
-        if !allow.permits(lookup.source, &lookup.id) {
-            warn!(source = lookup.source.label(), id = %lookup.id, "refused: not in the allowlist");
+        if !allow.permits(key.source, &key.id) {
+            warn!(source = key.source.label(), id = %key.id, "refused: not in the allowlist");
             return Err(ApiError::NotAllowed);
         }
     }
-    let served = app.cache.get(&lookup).await?;
-    app.metrics.outcome(served.outcome);
-    response::value(&served, &lookup.output)
+    let answer = app.cache.get(key, lookup.freshness).await?;
+    app.metrics.outcome(answer.outcome);
+    response::value(&answer, &lookup.output)
 }
 
 /// Logs a refused request. Ids may appear; values never do (errors carry none).
@@ -78,7 +79,7 @@ fn note(app: &App, e: &ApiError, route: Route) {
         }
         // Upstream failures were logged where they happened, with the id.
         ApiError::Upstream(_) | ApiError::NotAllowed => {}
-        _ => debug!(?route, code = e.code(), message = %e.message(), "bad request"),
+        _ => debug!(?route, code = e.code(), message = %e, "bad request"),
     }
 }
 
@@ -86,8 +87,9 @@ fn note(app: &App, e: &ApiError, route: Route) {
 mod tests {
     use super::*;
     use crate::backend::fake::FakeUpstream;
+    use crate::backend::CallStats;
+    use crate::cache::Cache;
     use crate::config::Config;
-    use crate::metrics::Metrics;
     use crate::token::Token;
     use std::collections::HashMap;
     use std::sync::Arc;
@@ -101,10 +103,9 @@ mod tests {
         let env: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let config = Config::from_env(&env).expect("config");
         let token = Token::new(TOKEN).expect("token");
-        (
-            App::new(&config, token, fake.clone(), Arc::new(Metrics::default())),
-            fake,
-        )
+        let cache = Cache::new(config.cache_settings(), fake.clone());
+        let app = App::new(cache, token, config.allow.clone(), Arc::new(CallStats::default()));
+        (app, fake)
     }
 
     fn get(uri: &str) -> Request<()> {

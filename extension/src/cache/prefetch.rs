@@ -12,10 +12,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use super::batch::fetch_all;
+use super::flight::{Begun, FetchFor, FlightHandle, PathGuard};
+use super::{Cache, Key};
 use crate::backend::{ErrorKind, UpstreamError};
-use crate::cache::{Begun, Cache, FetchFor, FlightHandle, Key, PathGuard};
-use crate::fetch::fetch_all;
-use crate::refs::{SecretRef, Source};
+use crate::model::{SecretRef, Source};
 
 /// Stops a path prefetch from filling the cache with more than it can hold.
 const MAX_PATH_PAGES: usize = 1000;
@@ -42,7 +43,7 @@ pub struct Plan {
 }
 
 /// Registers every key of `refs` as in flight and every path as being fetched.
-pub fn plan(cache: &Cache, refs: &[SecretRef]) -> Plan {
+pub(super) fn plan(cache: &Cache, refs: &[SecretRef]) -> Plan {
     let mut handles = Vec::new();
     let mut paths = Vec::new();
     for r in refs {
@@ -50,7 +51,7 @@ pub fn plan(cache: &Cache, refs: &[SecretRef]) -> Plan {
             SecretRef::Secret(id) => Key::current(Source::SecretsManager, Arc::from(id.as_str())),
             SecretRef::Parameter(name) => Key::current(Source::Ssm, Arc::from(name.as_str())),
             SecretRef::Path(prefix) => {
-                paths.push((prefix.clone(), cache.begin_path(prefix)));
+                paths.push((prefix.clone(), cache.inner.flights.begin_path(cache, prefix)));
                 continue;
             }
         };
@@ -67,14 +68,9 @@ pub fn plan(cache: &Cache, refs: &[SecretRef]) -> Plan {
     }
 }
 
-/// Fetches `refs` in as few calls as the APIs allow, giving up at `deadline` (what
-/// is unfinished then is reported as timed out).
-pub async fn prefetch(cache: &Cache, refs: &[SecretRef], deadline: Instant) -> Report {
-    run(cache, plan(cache, refs), deadline).await
-}
-
-/// Runs a [`plan`]: the fetches its waiters are already waiting for.
-pub async fn run(cache: &Cache, plan: Plan, deadline: Instant) -> Report {
+/// Runs a [`plan`]: the fetches its waiters are already waiting for, in as few calls
+/// as the APIs allow, giving up at `deadline`.
+pub(super) async fn run(cache: &Cache, plan: Plan, deadline: Instant) -> Report {
     let Plan {
         refs,
         handles,
@@ -87,8 +83,11 @@ pub async fn run(cache: &Cache, plan: Plan, deadline: Instant) -> Report {
     let path_jobs = async {
         let mut results = Vec::new();
         for (prefix, guard) in paths {
-            let result = match tokio::time::timeout_at(deadline, fetch_path(cache, &prefix, guard)).await {
-                Ok(r) => r,
+            // Tracked like the batches: shutdown cancels it and waits for it.
+            let job = cache.tracked(fetch_path(cache.clone(), prefix.clone(), guard));
+            let result = match tokio::time::timeout_at(deadline, job).await {
+                Ok(Some(r)) => r,
+                Ok(None) => Err(UpstreamError::aborted("shutting down")),
                 Err(_) => Err(timed_out()),
             };
             results.push((prefix, result));
@@ -100,7 +99,7 @@ pub async fn run(cache: &Cache, plan: Plan, deadline: Instant) -> Report {
         .filter(|r| !matches!(r, SecretRef::Path(_)))
         .cloned()
         .collect();
-    let (tally, path_results) = tokio::join!(fetch_all(cache, handles, deadline), path_jobs);
+    let (tally, path_results) = tokio::join!(fetch_all(cache, handles, Some(deadline)), path_jobs);
 
     let mut report = Report {
         stored: tally.ok,
@@ -153,23 +152,24 @@ fn timed_out() -> UpstreamError {
 
 fn cache_holds(cache: &Cache, r: &SecretRef) -> bool {
     let key = Key::current(r.source(), Arc::from(r.id()));
-    cache.find(&cache.canonical(&key)).is_some()
+    let store = &cache.inner.store;
+    store.find(&store.canonical(&key)).is_some()
 }
 
 /// Stores every parameter under `prefix`, page by page; the guard holds requests
 /// for names under the path until it is done.
-async fn fetch_path(cache: &Cache, prefix: &str, guard: PathGuard) -> Result<usize, UpstreamError> {
+async fn fetch_path(cache: Cache, prefix: String, guard: PathGuard) -> Result<usize, UpstreamError> {
     let upstream = cache.upstream().clone();
     let mut token: Option<String> = None;
     let mut stored = 0;
     for _ in 0..MAX_PATH_PAGES {
-        let page = upstream.get_parameters_by_path(prefix, true, token.as_deref()).await?;
+        let page = upstream.get_parameters_by_path(&prefix, true, token.as_deref()).await?;
         for value in page.values {
             let name = value.name.clone();
-            cache.store(
+            cache.keep(
                 &Key::current(Source::Ssm, name.clone()),
                 &name,
-                Arc::new(value),
+                value,
                 FetchFor::PREFETCH,
             );
             stored += 1;
@@ -198,9 +198,20 @@ pub fn missing_required(required: &[SecretRef], report: &Report) -> Vec<(SecretR
 mod tests {
     use super::*;
     use crate::backend::fake::FakeUpstream;
-    use crate::cache::CacheSettings;
-    use crate::metrics::{Metrics, Outcome};
-    use crate::query::{parse_secrets_manager, parse_ssm};
+    use crate::cache::{CacheSettings, Freshness, Outcome};
+    use crate::model::{parse_ref_list, Selector};
+
+    fn secret(id: &str) -> Key {
+        Key::new(Source::SecretsManager, id.into(), Selector::Current, false)
+    }
+
+    fn param(name: &str, decrypt: bool) -> Key {
+        Key::new(Source::Ssm, name.into(), Selector::Current, decrypt)
+    }
+
+    async fn prefetch(cache: &Cache, refs: &[SecretRef], deadline: Instant) -> Report {
+        cache.prefetch(cache.plan_prefetch(refs), deadline).await
+    }
 
     fn setup() -> (Cache, Arc<FakeUpstream>) {
         let fake = Arc::new(FakeUpstream::new());
@@ -213,7 +224,7 @@ mod tests {
             refresh_ahead: 0.5,
             refresh_now_interval: Duration::from_secs(1),
         };
-        (Cache::new(settings, fake.clone(), Arc::new(Metrics::default())), fake)
+        (Cache::new(settings, fake.clone()), fake)
     }
 
     #[tokio::test]
@@ -224,26 +235,20 @@ mod tests {
         for i in 0..5 {
             fake.put_param(&format!("/team/here/{i}"), "String", "v");
         }
-        let refs = crate::refs::parse_ref_list("secretsmanager:db ssm:/k ssm-path:/team/").expect("refs");
+        let refs = parse_ref_list("secretsmanager:db ssm:/k ssm-path:/team/").expect("refs");
         let report = prefetch(&cache, &refs, Instant::now() + Duration::from_secs(60)).await;
         assert_eq!(report.stored, 7);
         assert!(report.failures.is_empty());
         let calls = fake.calls();
         assert_eq!(calls, 5, "one batch per API, three pages for the path");
+        let hit = cache.get(&secret("db"), Freshness::Cached).await.expect("value");
+        assert_eq!(hit.outcome, Outcome::Hit);
         let hit = cache
-            .get(&parse_secrets_manager("secretId=db").expect("q"))
+            .get(&param("/team/here/3", false), Freshness::Cached)
             .await
             .expect("value");
         assert_eq!(hit.outcome, Outcome::Hit);
-        let hit = cache
-            .get(&parse_ssm("name=/team/here/3").expect("q"))
-            .await
-            .expect("value");
-        assert_eq!(hit.outcome, Outcome::Hit);
-        let hit = cache
-            .get(&parse_ssm("name=/k&withDecryption=true").expect("q"))
-            .await
-            .expect("value");
+        let hit = cache.get(&param("/k", true), Freshness::Cached).await.expect("value");
         assert_eq!(hit.outcome, Outcome::Hit);
         assert_eq!(fake.calls(), calls);
     }
@@ -254,24 +259,24 @@ mod tests {
         fake.put_secret("db", "pw");
         fake.put_param("/team/a", "String", "v");
         fake.set_latency(Duration::from_millis(300));
-        let refs = crate::refs::parse_ref_list("secretsmanager:db ssm-path:/team/").expect("refs");
+        let refs = parse_ref_list("secretsmanager:db ssm-path:/team/").expect("refs");
         let running = {
             let cache = cache.clone();
             tokio::spawn(async move { prefetch(&cache, &refs, Instant::now() + Duration::from_secs(60)).await })
         };
         tokio::task::yield_now().await;
-        let waiting: Vec<_> = ["secretId=db", "secretId=db"]
+        let waiting: Vec<_> = ["db", "db"]
             .iter()
-            .map(|q| {
+            .map(|id| {
                 let cache = cache.clone();
-                let l = parse_secrets_manager(q).expect("q");
-                tokio::spawn(async move { cache.get(&l).await })
+                let key = secret(id);
+                tokio::spawn(async move { cache.get(&key, Freshness::Cached).await })
             })
             .collect();
         let under_path = {
             let cache = cache.clone();
-            let l = parse_ssm("name=/team/a").expect("q");
-            tokio::spawn(async move { cache.get(&l).await })
+            let key = param("/team/a", false);
+            tokio::spawn(async move { cache.get(&key, Freshness::Cached).await })
         };
         for w in waiting {
             w.await.expect("task").expect("value");
@@ -289,24 +294,24 @@ mod tests {
         fake.put_secret("db", "pw");
         fake.put_secret("other", "pw");
         fake.put_param("/team/a", "String", "v");
-        let refs = crate::refs::parse_ref_list("secretsmanager:db secretsmanager:other ssm-path:/team/").expect("refs");
-        let planned = plan(&cache, &refs);
-        let early: Vec<_> = ["secretId=db", "secretId=other"]
+        let refs = parse_ref_list("secretsmanager:db secretsmanager:other ssm-path:/team/").expect("refs");
+        let planned = cache.plan_prefetch(&refs);
+        let early: Vec<_> = ["db", "other"]
             .iter()
-            .map(|q| {
+            .map(|id| {
                 let cache = cache.clone();
-                let l = parse_secrets_manager(q).expect("q");
-                tokio::spawn(async move { cache.get(&l).await })
+                let key = secret(id);
+                tokio::spawn(async move { cache.get(&key, Freshness::Cached).await })
             })
             .chain(std::iter::once({
                 let cache = cache.clone();
-                let l = parse_ssm("name=/team/a").expect("q");
-                tokio::spawn(async move { cache.get(&l).await })
+                let key = param("/team/a", false);
+                tokio::spawn(async move { cache.get(&key, Freshness::Cached).await })
             }))
             .collect();
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(fake.calls(), 0, "the early requests are waiting, not calling");
-        let report = run(&cache, planned, Instant::now() + Duration::from_secs(60)).await;
+        let report = cache.prefetch(planned, Instant::now() + Duration::from_secs(60)).await;
         assert_eq!(report.stored, 3, "the batch stored every key: {report:?}");
         for r in early {
             r.await.expect("task").expect("value");
@@ -320,7 +325,7 @@ mod tests {
         fake.put_secret("db", "pw");
         fake.put_param("/team/a", "String", "v");
         fake.set_latency(Duration::from_secs(30));
-        let refs = crate::refs::parse_ref_list("secretsmanager:db ssm-path:/team/").expect("refs");
+        let refs = parse_ref_list("secretsmanager:db ssm-path:/team/").expect("refs");
         let report = prefetch(&cache, &refs, Instant::now() + Duration::from_secs(1)).await;
         assert_eq!(report.failures.len(), 2);
         assert!(report.failures.iter().all(|(_, e)| e.kind == ErrorKind::Timeout));
@@ -331,7 +336,7 @@ mod tests {
     async fn required_failures_are_named() {
         let (cache, fake) = setup();
         fake.put_secret("db", "pw");
-        let refs = crate::refs::parse_ref_list("secretsmanager:db secretsmanager:gone ssm-path:/empty/").expect("refs");
+        let refs = parse_ref_list("secretsmanager:db secretsmanager:gone ssm-path:/empty/").expect("refs");
         let report = prefetch(&cache, &refs, Instant::now() + Duration::from_secs(60)).await;
         let missing = missing_required(&refs, &report);
         let names: Vec<String> = missing.iter().map(|(r, _)| r.to_string()).collect();

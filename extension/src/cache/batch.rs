@@ -1,31 +1,33 @@
 //! Fetching many keys at once, in as few upstream calls as the APIs allow.
 //!
-//! Used by the start-up prefetch and by refresh-ahead. Keys are grouped into
+//! Used by the start-up prefetch, refresh-ahead and `get_many`. Keys are grouped into
 //! BatchGetSecretValue calls of up to 20 secrets and GetParameters calls of up to 10
 //! parameters (decrypted and plain apart); version or label selectors are fetched one
 //! by one. When a batch API is refused outright (a role granted GetSecretValue but
-//! not BatchGetSecretValue, say) its keys fall back to single calls.
+//! not BatchGetSecretValue, say) its keys fall back to single calls. Every batch runs
+//! under the cache's task tracker, so shutdown cancels it and waits for it.
 
 use std::sync::Arc;
 
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tracing::debug;
+use tracing::{debug, error};
 
-use crate::backend::{answers, Batch, Upstream, UpstreamError, MAX_PARAMETERS_PER_BATCH, MAX_SECRETS_PER_BATCH};
-use crate::cache::{fetch_one, Cache, Decrypt, FlightHandle};
-use crate::query::Selector;
-use crate::refs::Source;
+use super::flight::{fetch_one, FlightHandle};
+use super::key::Decrypt;
+use super::Cache;
+use crate::backend::{answers, Batch, Upstream, UpstreamError, Value, MAX_PARAMETERS_PER_BATCH, MAX_SECRETS_PER_BATCH};
+use crate::model::Source;
 
 /// What happened to a set of keys.
 #[derive(Debug, Default)]
-pub struct Tally {
-    pub ok: usize,
+pub(super) struct Tally {
+    pub(super) ok: usize,
     /// (fetch id, error) per key that failed.
-    pub failed: Vec<(Arc<str>, UpstreamError)>,
-    /// The deadline passed: unfinished keys were abandoned (their waiters saw a
-    /// transient error; their entries are unchanged).
-    pub abandoned: bool,
+    pub(super) failed: Vec<(Arc<str>, UpstreamError)>,
+    /// The deadline passed or the cache shut down: unfinished keys were abandoned
+    /// (their waiters saw a transient error; their entries are unchanged).
+    pub(super) abandoned: bool,
 }
 
 impl Tally {
@@ -34,7 +36,7 @@ impl Tally {
         self.failed.extend(other.failed);
     }
 
-    fn finish(&mut self, handle: FlightHandle, result: Result<crate::backend::Value, UpstreamError>) {
+    fn finish(&mut self, handle: FlightHandle, result: Result<Value, UpstreamError>) {
         let id = handle.fetch_id().clone();
         match handle.finish(result) {
             Ok(_) => self.ok += 1,
@@ -43,61 +45,83 @@ impl Tally {
     }
 }
 
-enum Group {
+#[derive(Clone, Copy, Debug)]
+enum Api {
     Secrets,
     Parameters { decrypt: bool },
     Single,
 }
 
-fn group_of(h: &FlightHandle) -> Group {
+fn api_of(h: &FlightHandle) -> Api {
     let key = h.key();
-    match (key.source, &key.selector) {
-        (Source::SecretsManager, Selector::Current) => Group::Secrets,
-        (Source::Ssm, Selector::Current) => Group::Parameters {
+    match (key.source, key.batchable()) {
+        (Source::SecretsManager, true) => Api::Secrets,
+        (Source::Ssm, true) => Api::Parameters {
             decrypt: key.decrypt != Decrypt::No,
         },
-        _ => Group::Single,
+        (_, false) => Api::Single,
     }
 }
 
-/// Fetches every key of `handles`, finishing each handle, until `deadline`. Work
-/// still in flight then is cancelled and waited for, so on return no fetch of these
-/// keys is registered any more.
-pub async fn fetch_all(cache: &Cache, handles: Vec<FlightHandle>, deadline: Instant) -> Tally {
+/// Fetches every key of `handles`, finishing each handle, until `deadline` (none:
+/// until done; the SDK's own timeouts bound each call). Work still in flight then is
+/// cancelled and waited for, so on return no fetch of these keys is registered any more.
+pub(super) async fn fetch_all(cache: &Cache, handles: Vec<FlightHandle>, deadline: Option<Instant>) -> Tally {
     let mut secrets = Vec::new();
     let mut decrypted = Vec::new();
     let mut plain = Vec::new();
     let mut singles = Vec::new();
     for h in handles {
-        match group_of(&h) {
-            Group::Secrets => secrets.push(h),
-            Group::Parameters { decrypt: true } => decrypted.push(h),
-            Group::Parameters { decrypt: false } => plain.push(h),
-            Group::Single => singles.push(h),
+        match api_of(&h) {
+            Api::Secrets => secrets.push(h),
+            Api::Parameters { decrypt: true } => decrypted.push(h),
+            Api::Parameters { decrypt: false } => plain.push(h),
+            Api::Single => singles.push(h),
         }
     }
+    let mut jobs: Vec<(Api, Vec<FlightHandle>)> = Vec::new();
+    jobs.extend(
+        chunks(secrets, MAX_SECRETS_PER_BATCH)
+            .into_iter()
+            .map(|c| (Api::Secrets, c)),
+    );
+    for (handles, decrypt) in [(decrypted, true), (plain, false)] {
+        let api = Api::Parameters { decrypt };
+        jobs.extend(chunks(handles, MAX_PARAMETERS_PER_BATCH).into_iter().map(|c| (api, c)));
+    }
+    jobs.extend(singles.into_iter().map(|h| (Api::Single, vec![h])));
+
     let upstream = cache.upstream().clone();
     let mut tasks = JoinSet::new();
-    for chunk in chunks(secrets, MAX_SECRETS_PER_BATCH) {
-        tasks.spawn(batch(upstream.clone(), chunk, BatchApi::Secrets));
-    }
-    for (handles, decrypt) in [(decrypted, true), (plain, false)] {
-        for chunk in chunks(handles, MAX_PARAMETERS_PER_BATCH) {
-            tasks.spawn(batch(upstream.clone(), chunk, BatchApi::Parameters { decrypt }));
-        }
-    }
-    for h in singles {
-        tasks.spawn(one_by_one(upstream.clone(), vec![h]));
+    // What each task fetches, to name it if it panics.
+    let mut names = std::collections::HashMap::new();
+    for (api, handles) in jobs {
+        let name = describe(api, &handles);
+        let id = tasks.spawn(cache.tracked(batch(upstream.clone(), handles, api))).id();
+        names.insert(id, name);
     }
     let mut tally = Tally::default();
+    let expired = async {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(expired);
     loop {
         tokio::select! {
-            done = tasks.join_next() => match done {
-                Some(Ok(t)) => tally.merge(t),
-                Some(Err(_)) => {}
+            done = tasks.join_next_with_id() => match done {
+                Some(Ok((_, Some(t)))) => tally.merge(t),
+                // Cancelled by shutdown: its handles dropped, waking their waiters.
+                Some(Ok((_, None))) => tally.abandoned = true,
+                Some(Err(e)) => {
+                    let batch = names.get(&e.id()).map_or("?", String::as_str);
+                    error!(%batch, error = %e, "batch fetch task failed; its keys were abandoned");
+                    tally.abandoned = true;
+                }
                 None => break,
             },
-            () = tokio::time::sleep_until(deadline) => {
+            () = &mut expired => {
                 tasks.shutdown().await;
                 tally.abandoned = true;
                 break;
@@ -105,6 +129,12 @@ pub async fn fetch_all(cache: &Cache, handles: Vec<FlightHandle>, deadline: Inst
         }
     }
     tally
+}
+
+/// A batch named for logs: its API, size and first id.
+fn describe(api: Api, handles: &[FlightHandle]) -> String {
+    let first = handles.first().map_or("", |h| &**h.fetch_id());
+    format!("{api:?} of {} (first: {first})", handles.len())
 }
 
 fn chunks(mut items: Vec<FlightHandle>, size: usize) -> Vec<Vec<FlightHandle>> {
@@ -116,17 +146,12 @@ fn chunks(mut items: Vec<FlightHandle>, size: usize) -> Vec<Vec<FlightHandle>> {
     out
 }
 
-#[derive(Clone, Copy)]
-enum BatchApi {
-    Secrets,
-    Parameters { decrypt: bool },
-}
-
-async fn batch(upstream: Arc<dyn Upstream>, handles: Vec<FlightHandle>, api: BatchApi) -> Tally {
+async fn batch(upstream: Arc<dyn Upstream>, handles: Vec<FlightHandle>, api: Api) -> Tally {
     let ids: Vec<String> = handles.iter().map(|h| h.fetch_id().to_string()).collect();
     let result = match api {
-        BatchApi::Secrets => upstream.batch_get_secrets(&ids).await,
-        BatchApi::Parameters { decrypt } => upstream.get_parameters(&ids, decrypt).await,
+        Api::Secrets => upstream.batch_get_secrets(&ids).await,
+        Api::Parameters { decrypt } => upstream.get_parameters(&ids, decrypt).await,
+        Api::Single => return one_by_one(upstream, handles).await,
     };
     match result {
         Ok(b) => settle(upstream, handles, b).await,
@@ -180,8 +205,8 @@ mod tests {
     use super::*;
     use crate::backend::fake::FakeUpstream;
     use crate::backend::ErrorKind;
-    use crate::cache::{Begun, CacheSettings, FetchFor, Key};
-    use crate::metrics::Metrics;
+    use crate::cache::flight::{Begun, FetchFor};
+    use crate::cache::{CacheSettings, Key};
     use std::sync::atomic::Ordering::SeqCst;
     use std::time::Duration;
 
@@ -195,11 +220,11 @@ mod tests {
             refresh_ahead: 0.5,
             refresh_now_interval: Duration::from_secs(1),
         };
-        Cache::new(settings, fake, Arc::new(Metrics::default()))
+        Cache::new(settings, fake)
     }
 
-    fn far() -> Instant {
-        Instant::now() + Duration::from_secs(3600)
+    fn far() -> Option<Instant> {
+        Some(Instant::now() + Duration::from_secs(3600))
     }
 
     fn handles(cache: &Cache, source: Source, ids: &[String]) -> Vec<FlightHandle> {
@@ -264,6 +289,38 @@ mod tests {
         let tally = fetch_all(&cache, handles(&cache, Source::SecretsManager, &ids), far()).await;
         assert_eq!(tally.ok, 2);
         assert_eq!(fake.calls(), 3, "one refused batch, then two single calls");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_batch_abandons_its_keys_and_the_rest_go_on() {
+        let fake = Arc::new(FakeUpstream::new());
+        fake.put_secret("a", "v");
+        fake.put_param("/p", "String", "v");
+        fake.panic_next();
+        let cache = cache(fake.clone());
+        let mut all = handles(&cache, Source::SecretsManager, &["a".to_string()]);
+        all.extend(handles(&cache, Source::Ssm, &["/p".to_string()]));
+        let waiter = match cache.begin(
+            Key::current(Source::SecretsManager, "a".into()),
+            "a".into(),
+            FetchFor::PREFETCH,
+        ) {
+            Begun::Joined(rx) => rx,
+            Begun::New(_) => panic!("the key is in flight"),
+        };
+        let tally = fetch_all(&cache, all, far()).await;
+        assert!(tally.abandoned, "{tally:?}");
+        assert_eq!(tally.ok, 1, "the other batch still stored its key");
+        let woken = crate::cache::flight::wait(waiter).await.expect_err("abandoned");
+        assert_eq!(
+            woken.kind,
+            ErrorKind::Aborted,
+            "waiters of the panicked batch are released"
+        );
+        assert!(!cache
+            .inner
+            .flights
+            .contains(&Key::current(Source::SecretsManager, "a".into())));
     }
 
     #[tokio::test]

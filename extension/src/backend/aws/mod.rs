@@ -5,7 +5,7 @@
 //! so `AWS_ENDPOINT_URL[_SECRETS_MANAGER|_SSM]` points the sidecar at moto or a
 //! proxy. Each service gets `PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS` permits:
 //! at most that many calls are in flight at once, the rest queue. Every HTTP attempt
-//! the SDK sends, retries included, is counted by API in the metrics, since that is
+//! the SDK sends, retries included, is counted by API in [`CallStats`], since that is
 //! what AWS bills.
 
 use std::sync::Arc;
@@ -28,10 +28,11 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use tokio::sync::Semaphore;
 
-use super::{Batch, BoxFuture, ErrorKind, Page, ParameterFields, SecretFields, Upstream, UpstreamError, Value};
-use crate::config::Config;
-use crate::metrics::{Api, Metrics};
-use crate::query::Selector;
+use super::{
+    Api, BackendSettings, Batch, BoxFuture, CallStats, ErrorKind, Page, ParameterFields, SecretFields, Upstream,
+    UpstreamError, Value,
+};
+use crate::model::Selector;
 
 /// SDK retries inside one operation: short, because a request may be waiting and
 /// the cache's own backoff handles longer outages.
@@ -57,19 +58,23 @@ pub async fn load_sdk_config() -> SdkConfig {
         .build_https();
     aws_config::defaults(BehaviorVersion::latest())
         .http_client(http)
-        .retry_config(
-            RetryConfig::standard()
-                .with_max_attempts(MAX_ATTEMPTS)
-                .with_initial_backoff(INITIAL_BACKOFF)
-                .with_max_backoff(MAX_BACKOFF),
-        )
+        .retry_config(retry_config())
         .load()
         .await
 }
 
+fn retry_config() -> RetryConfig {
+    RetryConfig::standard()
+        .with_max_attempts(MAX_ATTEMPTS)
+        .with_initial_backoff(INITIAL_BACKOFF)
+        .with_max_backoff(MAX_BACKOFF)
+}
+
 impl AwsUpstream {
-    pub fn new(sdk: &SdkConfig, config: &Config, metrics: Arc<Metrics>) -> Self {
-        let counter = AttemptCounter { metrics };
+    /// Clients for both services on the shared SDK configuration, counting their
+    /// HTTP attempts on `calls`.
+    pub fn new(sdk: &SdkConfig, settings: BackendSettings, calls: Arc<CallStats>) -> Self {
+        let counter = AttemptCounter { calls };
         let timeouts = |t: Option<Duration>| match t {
             Some(t) => TimeoutConfig::builder()
                 .connect_timeout(CONNECT_TIMEOUT.min(t))
@@ -83,14 +88,14 @@ impl AwsUpstream {
                 .build(),
         };
         let sm_config = sm::config::Builder::from(sdk)
-            .timeout_config(timeouts(config.secrets_manager.timeout))
+            .timeout_config(timeouts(settings.secrets_manager_timeout))
             .interceptor(counter.clone())
             .build();
         let ssm_config = ssm::config::Builder::from(sdk)
-            .timeout_config(timeouts(config.ssm.timeout))
+            .timeout_config(timeouts(settings.ssm_timeout))
             .interceptor(counter)
             .build();
-        let permits = config.max_connections.get();
+        let permits = settings.max_connections.max(1);
         AwsUpstream {
             sm: sm::Client::from_conf(sm_config),
             ssm: ssm::Client::from_conf(ssm_config),
@@ -103,7 +108,7 @@ impl AwsUpstream {
 /// Counts each HTTP attempt by operation name.
 #[derive(Clone)]
 struct AttemptCounter {
-    metrics: Arc<Metrics>,
+    calls: Arc<CallStats>,
 }
 
 impl std::fmt::Debug for AttemptCounter {
@@ -123,10 +128,8 @@ impl Intercept for AttemptCounter {
         _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        if let Some(meta) = cfg.load::<Metadata>() {
-            if let Some(api) = Api::ALL.into_iter().find(|a| a.name() == meta.name()) {
-                self.metrics.upstream_call(api);
-            }
+        if let Some(api) = cfg.load::<Metadata>().and_then(|meta| Api::from_name(meta.name())) {
+            self.calls.record(api);
         }
         Ok(())
     }
@@ -359,3 +362,6 @@ impl Upstream for AwsUpstream {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,4 +1,5 @@
-//! Query strings of the two AWS-compatible routes, parsed into a [`Lookup`].
+//! Query strings of the two AWS-compatible routes, parsed into a [`Lookup`]: the
+//! cache [`Key`] asked for, how fresh it must be, and how to shape the answer.
 //!
 //! Parsing is strict: a missing id, a repeated or unknown parameter, conflicting
 //! selectors or a malformed boolean is a 400 with a message naming the parameter,
@@ -6,38 +7,10 @@
 //! function the wrong secret.
 
 use std::borrow::Cow;
-use std::fmt;
+use std::sync::Arc;
 
-use crate::refs::{Source, MAX_ID_LEN};
-
-/// The AWS stage that a request without selector means.
-pub const AWSCURRENT: &str = "AWSCURRENT";
-
-/// Which version of a value is asked for.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Selector {
-    /// AWSCURRENT for a secret, the latest version for a parameter.
-    Current,
-    /// Secrets Manager `versionId`.
-    VersionId(String),
-    /// Secrets Manager `versionStage` other than AWSCURRENT.
-    VersionStage(String),
-    /// SSM `version` or `name:N`.
-    Version(u64),
-    /// SSM `label` or `name:label`.
-    Label(String),
-}
-
-impl Selector {
-    /// The suffix SSM's GetParameter understands (`:3`, `:prod`), if any.
-    pub fn ssm_suffix(&self) -> Option<String> {
-        match self {
-            Selector::Version(n) => Some(format!(":{n}")),
-            Selector::Label(l) => Some(format!(":{l}")),
-            _ => None,
-        }
-    }
-}
+use crate::cache::{Freshness, Key};
+use crate::model::{split_ssm_selector, Selector, Source, AWSCURRENT, MAX_ID_LEN, MAX_LABEL_LEN};
 
 /// How the answer is shaped.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,25 +26,18 @@ pub enum Output {
 /// A parsed request for one value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Lookup {
-    pub source: Source,
-    /// The secret id or parameter name as given, without selector suffix.
-    pub id: String,
-    pub selector: Selector,
-    /// SSM `withDecryption`; always false for Secrets Manager.
-    pub decrypt: bool,
-    pub refresh_now: bool,
+    /// What is asked for: the id as given (without selector suffix), the selector,
+    /// SSM's `withDecryption`.
+    pub key: Key,
+    /// `refreshNow=true` asks for [`Freshness::Latest`].
+    pub freshness: Freshness,
     pub output: Output,
 }
 
 /// A malformed query. The message is safe to return: it names parameters, never values.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
 pub struct QueryError(pub String);
-
-impl fmt::Display for QueryError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 fn err<T>(msg: impl Into<String>) -> Result<T, QueryError> {
     Err(QueryError(msg.into()))
@@ -165,13 +131,20 @@ impl<'a> Params<'a> {
         Some(value)
     }
 
-    fn text(&mut self, name: &str, max: usize) -> Result<Option<String>, QueryError> {
+    fn text(&mut self, name: &str, max: usize) -> Result<Option<Cow<'a, str>>, QueryError> {
         match self.take(name) {
             None => Ok(None),
             Some(v) if v.is_empty() => err(format!("'{name}' is empty")),
             Some(v) if v.len() > max => err(format!("'{name}' is longer than {max} characters")),
-            Some(v) => Ok(Some(v.into_owned())),
+            Some(v) => Ok(Some(v)),
         }
+    }
+
+    fn freshness(&mut self) -> Result<Freshness, QueryError> {
+        Ok(match self.boolean("refreshNow")? {
+            true => Freshness::Latest,
+            false => Freshness::Cached,
+        })
     }
 
     fn boolean(&mut self, name: &str) -> Result<bool, QueryError> {
@@ -186,7 +159,7 @@ impl<'a> Params<'a> {
     fn output(&mut self) -> Result<Output, QueryError> {
         let raw = self.boolean("raw")?;
         Ok(match self.text("jsonKey", 1024)? {
-            Some(key) => Output::JsonKey(key),
+            Some(key) => Output::JsonKey(key.into_owned()),
             None if raw => Output::Raw,
             None => Output::Json,
         })
@@ -203,17 +176,14 @@ pub fn parse_secrets_manager(query: &str) -> Result<Lookup, QueryError> {
     let version_stage = p.text("versionStage", 256)?;
     let selector = match (version_id, version_stage) {
         (Some(_), Some(_)) => return err("give 'versionId' or 'versionStage', not both"),
-        (Some(v), None) => Selector::VersionId(v),
+        (Some(v), None) => Selector::VersionId(v.into_owned()),
         (None, Some(s)) if s == AWSCURRENT => Selector::Current,
-        (None, Some(s)) => Selector::VersionStage(s),
+        (None, Some(s)) => Selector::VersionStage(s.into_owned()),
         (None, None) => Selector::Current,
     };
     Ok(Lookup {
-        source: Source::SecretsManager,
-        id,
-        selector,
-        decrypt: false,
-        refresh_now: p.boolean("refreshNow")?,
+        key: Key::new(Source::SecretsManager, Arc::from(&*id), selector, false),
+        freshness: p.freshness()?,
         output: p.output()?,
     })
 }
@@ -241,18 +211,16 @@ pub fn parse_ssm(query: &str) -> Result<Lookup, QueryError> {
             _ => return err("'version' must be a whole number from 1"),
         },
     };
-    let label = p.text("label", 100)?.map(Selector::Label);
+    let label = p.text("label", MAX_LABEL_LEN)?.map(|l| Selector::Label(l.into_owned()));
     let selector = match (from_suffix, version, label) {
         (None, None, None) => Selector::Current,
         (Some(s), None, None) | (None, Some(s), None) | (None, None, Some(s)) => s,
         _ => return err("give one selector: 'version', 'label' or a ':' suffix on 'name'"),
     };
+    let decrypt = p.boolean("withDecryption")?;
     Ok(Lookup {
-        source: Source::Ssm,
-        id: name.to_owned(),
-        selector,
-        decrypt: p.boolean("withDecryption")?,
-        refresh_now: p.boolean("refreshNow")?,
+        key: Key::new(Source::Ssm, Arc::from(name), selector, decrypt),
+        freshness: p.freshness()?,
         output: p.output()?,
     })
 }
@@ -264,53 +232,38 @@ fn parse_ssm_selector(s: &str) -> Result<Selector, QueryError> {
             _ => err("the version after ':' must be a whole number from 1"),
         };
     }
-    if s.len() > 100 {
-        return err("the label after ':' is longer than 100 characters");
+    if s.len() > MAX_LABEL_LEN {
+        return err(format!("the label after ':' is longer than {MAX_LABEL_LEN} characters"));
     }
     Ok(Selector::Label(s.to_owned()))
-}
-
-/// Splits `name:selector`. Parameter names cannot contain ':', but ARNs do: in
-/// `arn:aws:ssm:region:account:parameter/x:3` only a ':' after the fifth one counts.
-pub fn split_ssm_selector(name: &str) -> (&str, Option<&str>) {
-    let start = if name.starts_with("arn:") {
-        match name.match_indices(':').nth(4) {
-            Some((i, _)) => i + 1,
-            None => return (name, None),
-        }
-    } else {
-        0
-    };
-    match name[start..].rfind(':') {
-        Some(i) => (&name[..start + i], Some(&name[start + i + 1..])),
-        None => (name, None),
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::Decrypt;
     use proptest::prelude::*;
 
     #[test]
     fn secrets_manager_basics() {
         let l = parse_secrets_manager("secretId=app%2Fdb").expect("valid");
-        assert_eq!(l.id, "app/db");
-        assert_eq!(l.selector, Selector::Current);
+        assert_eq!(&*l.key.id, "app/db");
+        assert_eq!(l.key.selector, Selector::Current);
+        assert_eq!(l.key.decrypt, Decrypt::Irrelevant);
         assert_eq!(l.output, Output::Json);
-        assert!(!l.refresh_now);
+        assert_eq!(l.freshness, Freshness::Cached);
 
         let l = parse_secrets_manager("secretId=x&versionStage=AWSPREVIOUS&refreshNow=true&raw=true").expect("valid");
-        assert_eq!(l.selector, Selector::VersionStage("AWSPREVIOUS".into()));
-        assert!(l.refresh_now);
+        assert_eq!(l.key.selector, Selector::VersionStage("AWSPREVIOUS".into()));
+        assert_eq!(l.freshness, Freshness::Latest);
         assert_eq!(l.output, Output::Raw);
 
         // AWSCURRENT is the default version: same cache entry as no selector.
         let l = parse_secrets_manager("secretId=x&versionStage=AWSCURRENT").expect("valid");
-        assert_eq!(l.selector, Selector::Current);
+        assert_eq!(l.key.selector, Selector::Current);
 
         let l = parse_secrets_manager("secretId=x&versionId=0123&jsonKey=appid").expect("valid");
-        assert_eq!(l.selector, Selector::VersionId("0123".into()));
+        assert_eq!(l.key.selector, Selector::VersionId("0123".into()));
         assert_eq!(l.output, Output::JsonKey("appid".into()));
     }
 
@@ -340,23 +293,24 @@ mod tests {
     fn ssm_selectors() {
         let l = parse_ssm("name=/app/key&withDecryption=true").expect("valid");
         assert_eq!(
-            (l.id.as_str(), &l.selector, l.decrypt),
-            ("/app/key", &Selector::Current, true)
+            (&*l.key.id, &l.key.selector, l.key.decrypt),
+            ("/app/key", &Selector::Current, Decrypt::Yes)
         );
+        assert_eq!(parse_ssm("name=/app/key").expect("valid").key.decrypt, Decrypt::No);
         let l = parse_ssm("name=/app/key:3").expect("valid");
-        assert_eq!(l.selector, Selector::Version(3));
+        assert_eq!(l.key.selector, Selector::Version(3));
         let l = parse_ssm("name=/app/key:prod").expect("valid");
-        assert_eq!(l.selector, Selector::Label("prod".into()));
+        assert_eq!(l.key.selector, Selector::Label("prod".into()));
         let l = parse_ssm("name=/app/key&version=7").expect("valid");
-        assert_eq!(l.selector, Selector::Version(7));
+        assert_eq!(l.key.selector, Selector::Version(7));
         let l = parse_ssm("name=/app/key&label=blue").expect("valid");
-        assert_eq!(l.selector, Selector::Label("blue".into()));
+        assert_eq!(l.key.selector, Selector::Label("blue".into()));
         let l = parse_ssm("name=arn:aws:ssm:us-east-1:123456789012:parameter/app/key").expect("valid");
-        assert_eq!(l.id, "arn:aws:ssm:us-east-1:123456789012:parameter/app/key");
-        assert_eq!(l.selector, Selector::Current);
+        assert_eq!(&*l.key.id, "arn:aws:ssm:us-east-1:123456789012:parameter/app/key");
+        assert_eq!(l.key.selector, Selector::Current);
         let l = parse_ssm("name=arn:aws:ssm:us-east-1:123456789012:parameter/app/key:4").expect("valid");
-        assert_eq!(l.id, "arn:aws:ssm:us-east-1:123456789012:parameter/app/key");
-        assert_eq!(l.selector, Selector::Version(4));
+        assert_eq!(&*l.key.id, "arn:aws:ssm:us-east-1:123456789012:parameter/app/key");
+        assert_eq!(l.key.selector, Selector::Version(4));
     }
 
     #[test]
@@ -364,11 +318,11 @@ mod tests {
         assert!(is_plain("secretId=app/db&versionStage=AWSPREVIOUS"));
         for q in ["secretId=a%20b", "secretId=a+b"] {
             assert!(!is_plain(q), "{q}");
-            assert_eq!(parse_secrets_manager(q).expect(q).id, "a b");
+            assert_eq!(&*parse_secrets_manager(q).expect(q).key.id, "a b");
         }
         assert!(!is_plain("secretId=caf\u{e9}"));
         assert_eq!(
-            parse_secrets_manager("secretId=caf\u{e9}").expect("utf-8").id,
+            &*parse_secrets_manager("secretId=caf\u{e9}").expect("utf-8").key.id,
             "caf\u{e9}"
         );
     }
@@ -413,22 +367,23 @@ mod tests {
         fn encoded_ids_round_trip(id in "[a-zA-Z0-9/_+=.@-]{1,64}") {
             let q: String = form_urlencoded::Serializer::new(String::new()).append_pair("secretId", &id).finish();
             let l = parse_secrets_manager(&q).expect("valid id");
-            prop_assert_eq!(l.id, id);
+            prop_assert_eq!(&*l.key.id, id.as_str());
         }
 
         #[test]
         fn ssm_names_and_versions_round_trip(name in "/[a-zA-Z0-9_.-]{1,20}(/[a-zA-Z0-9_.-]{1,20}){0,3}", v in 1u64..1_000_000) {
             let q = format!("name={}:{v}", name);
             let l = parse_ssm(&q).expect("valid");
-            prop_assert_eq!(l.id, name);
-            prop_assert_eq!(l.selector, Selector::Version(v));
+            prop_assert_eq!(&*l.key.id, name.as_str());
+            prop_assert_eq!(l.key.selector, Selector::Version(v));
         }
 
+        /// Output shape and `refreshNow` never change which entry is asked for.
         #[test]
-        fn split_never_loses_characters(s in "[a-z:/]{0,40}") {
-            let (name, sel) = split_ssm_selector(&s);
-            let rebuilt = match sel { Some(x) => format!("{name}:{x}"), None => name.to_string() };
-            prop_assert_eq!(rebuilt, s);
+        fn output_shape_and_refresh_do_not_change_the_key(id in "[a-z/]{1,12}", raw: bool, refresh: bool) {
+            let plain = parse_secrets_manager(&format!("secretId={id}")).expect("valid");
+            let other = parse_secrets_manager(&format!("secretId={id}&raw={raw}&refreshNow={refresh}&jsonKey=k")).expect("valid");
+            prop_assert_eq!(plain.key, other.key);
         }
     }
 }

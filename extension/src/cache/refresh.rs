@@ -10,9 +10,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use crate::cache::{Begun, Cache, FetchFor};
-use crate::fetch::fetch_all;
-use crate::metrics::Metrics;
+use super::batch::fetch_all;
+use super::flight::{Begun, FetchFor};
+use super::Cache;
 
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Refreshed {
@@ -24,9 +24,10 @@ pub struct Refreshed {
 }
 
 /// Refreshes what is due, within `budget`.
-pub async fn refresh_due(cache: &Cache, metrics: &Metrics, budget: Duration) -> Refreshed {
+pub(super) async fn refresh_due(cache: &Cache, budget: Duration) -> Refreshed {
     let started = Instant::now();
-    let due = cache.due_for_refresh(started);
+    let flights = &cache.inner.flights;
+    let due = cache.inner.store.due_for_refresh(started, |key| flights.contains(key));
     if due.is_empty() {
         return Refreshed::default();
     }
@@ -41,7 +42,7 @@ pub async fn refresh_due(cache: &Cache, metrics: &Metrics, budget: Duration) -> 
         due: handles.len(),
         ..Refreshed::default()
     };
-    let tally = fetch_all(cache, handles, started + budget).await;
+    let tally = fetch_all(cache, handles, Some(started + budget)).await;
     outcome.ok = tally.ok;
     outcome.failed = tally.failed.len();
     outcome.abandoned = tally.abandoned;
@@ -51,12 +52,7 @@ pub async fn refresh_due(cache: &Cache, metrics: &Metrics, budget: Duration) -> 
             "refresh-ahead ran out of time; the rest stays due"
         );
     }
-    for _ in 0..outcome.ok {
-        metrics.refreshed(true);
-    }
-    for _ in 0..outcome.failed {
-        metrics.refreshed(false);
-    }
+    cache.inner.stats.refreshed(outcome.ok as u64, outcome.failed as u64);
     debug!(
         due = outcome.due,
         ok = outcome.ok,
@@ -72,15 +68,18 @@ mod tests {
     use super::*;
     use crate::backend::fake::FakeUpstream;
     use crate::backend::ErrorKind;
-    use crate::cache::CacheSettings;
-    use crate::metrics::Outcome;
-    use crate::query::parse_secrets_manager;
+    use crate::cache::{CacheSettings, Freshness, Key, Outcome};
+    use crate::model::{Selector, Source};
     use std::sync::Arc;
     use tokio::time::advance;
 
+    fn secret(id: &str) -> Key {
+        Key::new(Source::SecretsManager, id.into(), Selector::Current, false)
+    }
+
     const TTL: Duration = Duration::from_secs(10);
 
-    fn setup() -> (Cache, Arc<FakeUpstream>, Arc<Metrics>) {
+    fn setup() -> (Cache, Arc<FakeUpstream>) {
         let fake = Arc::new(FakeUpstream::new());
         for i in 0..3 {
             fake.put_secret(&format!("s{i}"), "v1");
@@ -94,39 +93,35 @@ mod tests {
             refresh_ahead: 0.5,
             refresh_now_interval: Duration::from_secs(1),
         };
-        let metrics = Arc::new(Metrics::default());
-        (Cache::new(settings, fake.clone(), metrics.clone()), fake, metrics)
+        (Cache::new(settings, fake.clone()), fake)
     }
 
     #[tokio::test(start_paused = true)]
     async fn used_entries_are_refreshed_in_one_batch_before_expiry() {
-        let (cache, fake, metrics) = setup();
+        let (cache, fake) = setup();
         for i in 0..3 {
             cache
-                .get(&parse_secrets_manager(&format!("secretId=s{i}")).expect("q"))
+                .get(&secret(&format!("s{i}")), Freshness::Cached)
                 .await
                 .expect("v");
         }
         assert_eq!(fake.calls(), 3);
-        assert_eq!(
-            refresh_due(&cache, &metrics, TTL).await,
-            Refreshed::default(),
-            "nothing due yet"
-        );
+        assert_eq!(cache.refresh_due(TTL).await, Refreshed::default(), "nothing due yet");
 
         advance(TTL / 2).await;
         for i in 0..3 {
             fake.put_secret(&format!("s{i}"), "v2");
         }
-        let r = refresh_due(&cache, &metrics, TTL).await;
+        let r = cache.refresh_due(TTL).await;
         assert_eq!((r.due, r.ok, r.failed), (3, 3, 0));
         assert_eq!(fake.calls(), 4, "one BatchGetSecretValue for all three");
+        assert_eq!((cache.stats().refreshes_ok(), cache.stats().refreshes_failed()), (3, 0));
 
         // Past the old expiry, requests are hits on the refreshed values.
         advance(TTL / 2 + Duration::from_secs(1)).await;
         for i in 0..3 {
             let s = cache
-                .get(&parse_secrets_manager(&format!("secretId=s{i}")).expect("q"))
+                .get(&secret(&format!("s{i}")), Freshness::Cached)
                 .await
                 .expect("v");
             assert_eq!((s.outcome, &s.value.raw()[..]), (Outcome::Hit, &b"v2"[..]));
@@ -136,54 +131,39 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn unused_entries_are_left_to_expire() {
-        let (cache, fake, metrics) = setup();
-        cache
-            .get(&parse_secrets_manager("secretId=s0").expect("q"))
-            .await
-            .expect("v");
+        let (cache, fake) = setup();
+        cache.get(&secret("s0"), Freshness::Cached).await.expect("v");
         advance(TTL / 2).await;
-        assert_eq!(refresh_due(&cache, &metrics, TTL).await.ok, 1);
+        assert_eq!(cache.refresh_due(TTL).await.ok, 1);
         // Not used since that refresh: not refreshed again.
         advance(TTL / 2).await;
-        assert_eq!(refresh_due(&cache, &metrics, TTL).await.due, 0);
+        assert_eq!(cache.refresh_due(TTL).await.due, 0);
         assert_eq!(fake.calls(), 2);
     }
 
     #[tokio::test(start_paused = true)]
     async fn failed_refresh_keeps_the_value_and_backs_off() {
-        let (cache, fake, metrics) = setup();
-        cache
-            .get(&parse_secrets_manager("secretId=s0").expect("q"))
-            .await
-            .expect("v");
+        let (cache, fake) = setup();
+        cache.get(&secret("s0"), Freshness::Cached).await.expect("v");
         advance(TTL / 2).await;
         fake.fail_all(Some(ErrorKind::Unavailable));
-        let r = refresh_due(&cache, &metrics, TTL).await;
+        let r = cache.refresh_due(TTL).await;
         assert_eq!((r.ok, r.failed), (0, 1));
-        assert_eq!(refresh_due(&cache, &metrics, TTL).await.due, 0, "backing off");
-        let s = cache
-            .get(&parse_secrets_manager("secretId=s0").expect("q"))
-            .await
-            .expect("v");
+        assert_eq!(cache.stats().refreshes_failed(), 1);
+        assert_eq!(cache.refresh_due(TTL).await.due, 0, "backing off");
+        let s = cache.get(&secret("s0"), Freshness::Cached).await.expect("v");
         assert_eq!(s.outcome, Outcome::Hit, "still fresh: the refresh was ahead of expiry");
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_budget_bounds_the_refresh() {
-        let (cache, fake, metrics) = setup();
-        cache
-            .get(&parse_secrets_manager("secretId=s0").expect("q"))
-            .await
-            .expect("v");
+        let (cache, fake) = setup();
+        cache.get(&secret("s0"), Freshness::Cached).await.expect("v");
         advance(TTL / 2).await;
         fake.set_latency(Duration::from_secs(30));
-        let r = refresh_due(&cache, &metrics, Duration::from_millis(100)).await;
+        let r = cache.refresh_due(Duration::from_millis(100)).await;
         assert!(r.abandoned);
         fake.set_latency(Duration::ZERO);
-        assert_eq!(
-            refresh_due(&cache, &metrics, TTL).await.ok,
-            1,
-            "still due after abandoning"
-        );
+        assert_eq!(cache.refresh_due(TTL).await.ok, 1, "still due after abandoning");
     }
 }

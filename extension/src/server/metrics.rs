@@ -1,4 +1,7 @@
-//! Counters for `/metrics` (Prometheus text format) and the shutdown summary line.
+//! What the server counts (requests by route, responses by status class, answers by
+//! cache outcome, auth failures, connections), and `/metrics` (Prometheus text) and
+//! the shutdown summary line, which add what the cache ([`CacheStats`](crate::cache::CacheStats)) and the
+//! backend ([`CallStats`]) count about themselves.
 //!
 //! Relaxed atomics and no locks. The counters every request bumps are split into
 //! per-thread shards on separate cache lines ([`Counter`]), so worker threads do not
@@ -8,6 +11,9 @@
 use std::cell::Cell;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+
+use crate::backend::{Api, CallStats, ErrorKind};
+use crate::cache::{Cache, Outcome};
 
 const SHARDS: usize = 8;
 
@@ -45,38 +51,6 @@ impl Counter {
     }
 }
 
-use crate::backend::ErrorKind;
-
-/// Upstream API operations, for per-API call counts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Api {
-    GetSecretValue,
-    BatchGetSecretValue,
-    GetParameter,
-    GetParameters,
-    GetParametersByPath,
-}
-
-impl Api {
-    pub const ALL: [Api; 5] = [
-        Api::GetSecretValue,
-        Api::BatchGetSecretValue,
-        Api::GetParameter,
-        Api::GetParameters,
-        Api::GetParametersByPath,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Api::GetSecretValue => "GetSecretValue",
-            Api::BatchGetSecretValue => "BatchGetSecretValue",
-            Api::GetParameter => "GetParameter",
-            Api::GetParameters => "GetParameters",
-            Api::GetParametersByPath => "GetParametersByPath",
-        }
-    }
-}
-
 /// Which route a request took.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Route {
@@ -107,45 +81,24 @@ impl Route {
     }
 }
 
-/// How a value request was answered from the cache's point of view.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// Fresh value from memory.
-    Hit,
-    /// Fetched upstream for this request (or joined a fetch in flight).
-    Miss,
-    /// Cached value served past its TTL because upstream is failing.
-    Stale,
-    /// Caching off for this source: fetched upstream every time.
-    Bypass,
-}
-
-impl Outcome {
-    pub fn label(self) -> &'static str {
-        match self {
-            Outcome::Hit => "hit",
-            Outcome::Miss => "miss",
-            Outcome::Stale => "stale",
-            Outcome::Bypass => "bypass",
-        }
-    }
-}
-
+/// The server's own counters.
 #[derive(Default)]
 pub struct Metrics {
-    requests: [Counter; 5],
+    requests: [Counter; Route::ALL.len()],
     /// Indexed by status class: 2xx, 3xx, 4xx, 5xx.
     responses: [Counter; 4],
-    outcomes: [Counter; 4],
-    upstream_calls: [AtomicU64; 5],
-    upstream_errors: [AtomicU64; 7],
-    refreshes_ok: AtomicU64,
-    refreshes_failed: AtomicU64,
-    evictions: AtomicU64,
-    entries: AtomicU64,
+    outcomes: [Counter; Outcome::ALL.len()],
     auth_failures: AtomicU64,
     connections_refused: AtomicU64,
     connections_open: AtomicU64,
+}
+
+/// Everything `/metrics` and the summary report: the server's counters and what
+/// the cache and the backend count about themselves.
+pub struct Snapshot<'a> {
+    pub server: &'a Metrics,
+    pub cache: &'a Cache,
+    pub calls: &'a CallStats,
 }
 
 impl Metrics {
@@ -163,27 +116,7 @@ impl Metrics {
     }
 
     pub fn outcome(&self, outcome: Outcome) {
-        self.outcomes[outcome as usize].add(1);
-    }
-
-    pub fn upstream_call(&self, api: Api) {
-        self.upstream_calls[api as usize].fetch_add(1, Relaxed);
-    }
-
-    pub fn upstream_error(&self, kind: ErrorKind) {
-        self.upstream_errors[kind.index()].fetch_add(1, Relaxed);
-    }
-
-    pub fn refreshed(&self, ok: bool) {
-        if ok { &self.refreshes_ok } else { &self.refreshes_failed }.fetch_add(1, Relaxed);
-    }
-
-    pub fn evicted(&self, n: u64) {
-        self.evictions.fetch_add(n, Relaxed);
-    }
-
-    pub fn set_entries(&self, n: usize) {
-        self.entries.store(n as u64, Relaxed);
+        self.outcomes[outcome.index()].add(1);
     }
 
     pub fn auth_failure(&self) {
@@ -202,20 +135,15 @@ impl Metrics {
         self.connections_open.fetch_sub(1, Relaxed);
     }
 
-    pub fn upstream_calls(&self, api: Api) -> u64 {
-        self.upstream_calls[api as usize].load(Relaxed)
-    }
-
-    pub fn total_upstream_calls(&self) -> u64 {
-        self.upstream_calls.iter().map(|c| c.load(Relaxed)).sum()
-    }
-
     pub fn outcomes(&self, outcome: Outcome) -> u64 {
-        self.outcomes[outcome as usize].get()
+        self.outcomes[outcome.index()].get()
     }
+}
 
+impl Snapshot<'_> {
     /// Prometheus text exposition format, version 0.0.4.
     pub fn render(&self) -> String {
+        let (server, stats, calls) = (self.server, self.cache.stats(), self.calls);
         let mut out = String::with_capacity(2048);
         header(
             &mut out,
@@ -224,12 +152,8 @@ impl Metrics {
             "HTTP requests by route.",
         );
         for route in Route::ALL {
-            let _ = writeln!(
-                out,
-                "secrets_sidecar_requests_total{{route=\"{}\"}} {}",
-                route.label(),
-                self.requests[route as usize].get()
-            );
+            let n = server.requests[route as usize].get();
+            let _ = writeln!(out, "secrets_sidecar_requests_total{{route=\"{}\"}} {n}", route.label());
         }
         header(
             &mut out,
@@ -238,11 +162,8 @@ impl Metrics {
             "HTTP responses by status class.",
         );
         for (i, class) in ["2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "secrets_sidecar_responses_total{{class=\"{class}\"}} {}",
-                self.responses[i].get()
-            );
+            let n = server.responses[i].get();
+            let _ = writeln!(out, "secrets_sidecar_responses_total{{class=\"{class}\"}} {n}");
         }
         header(
             &mut out,
@@ -250,12 +171,12 @@ impl Metrics {
             "counter",
             "Value requests by cache outcome.",
         );
-        for o in [Outcome::Hit, Outcome::Miss, Outcome::Stale, Outcome::Bypass] {
+        for o in Outcome::ALL {
+            let n = server.outcomes(o);
             let _ = writeln!(
                 out,
-                "secrets_sidecar_cache_requests_total{{outcome=\"{}\"}} {}",
-                o.label(),
-                self.outcomes(o)
+                "secrets_sidecar_cache_requests_total{{outcome=\"{}\"}} {n}",
+                o.label()
             );
         }
         header(
@@ -265,11 +186,11 @@ impl Metrics {
             "Upstream API calls by operation.",
         );
         for api in Api::ALL {
+            let n = calls.get(api);
             let _ = writeln!(
                 out,
-                "secrets_sidecar_upstream_calls_total{{api=\"{}\"}} {}",
-                api.name(),
-                self.upstream_calls(api)
+                "secrets_sidecar_upstream_calls_total{{api=\"{}\"}} {n}",
+                api.name()
             );
         }
         header(
@@ -279,11 +200,11 @@ impl Metrics {
             "Failed upstream calls by kind.",
         );
         for kind in ErrorKind::ALL {
+            let n = stats.upstream_errors(kind);
             let _ = writeln!(
                 out,
-                "secrets_sidecar_upstream_errors_total{{kind=\"{}\"}} {}",
-                kind.label(),
-                self.upstream_errors[kind.index()].load(Relaxed)
+                "secrets_sidecar_upstream_errors_total{{kind=\"{}\"}} {n}",
+                kind.label()
             );
         }
         header(
@@ -295,66 +216,67 @@ impl Metrics {
         let _ = writeln!(
             out,
             "secrets_sidecar_refreshes_total{{result=\"ok\"}} {}\nsecrets_sidecar_refreshes_total{{result=\"error\"}} {}",
-            self.refreshes_ok.load(Relaxed),
-            self.refreshes_failed.load(Relaxed)
+            stats.refreshes_ok(),
+            stats.refreshes_failed()
         );
         for (name, kind, help, value) in [
             (
                 "secrets_sidecar_evictions_total",
                 "counter",
                 "Entries evicted to respect the cache size.",
-                &self.evictions,
+                stats.evictions(),
             ),
             (
                 "secrets_sidecar_cache_entries",
                 "gauge",
                 "Entries in the cache.",
-                &self.entries,
+                self.cache.len() as u64,
             ),
             (
                 "secrets_sidecar_auth_failures_total",
                 "counter",
                 "Requests refused for a missing or wrong token.",
-                &self.auth_failures,
+                server.auth_failures.load(Relaxed),
             ),
             (
                 "secrets_sidecar_connections_refused_total",
                 "counter",
                 "Connections refused over the connection cap.",
-                &self.connections_refused,
+                server.connections_refused.load(Relaxed),
             ),
             (
                 "secrets_sidecar_connections_open",
                 "gauge",
                 "Client connections open now.",
-                &self.connections_open,
+                server.connections_open.load(Relaxed),
             ),
         ] {
             header(&mut out, name, kind, help);
-            let _ = writeln!(out, "{name} {}", value.load(Relaxed));
+            let _ = writeln!(out, "{name} {value}");
         }
         out
     }
 
-    /// The one line logged at shutdown.
+    /// The one line logged at shutdown. `entries` and `live_value_bytes` say whether
+    /// the wipe left anything behind.
     pub fn summary(&self) -> String {
-        let sum = |a: &[AtomicU64]| a.iter().map(|c| c.load(Relaxed)).sum::<u64>();
-        let total = |a: &[Counter]| a.iter().map(Counter::get).sum::<u64>();
+        let (server, stats) = (self.server, self.cache.stats());
+        let requests: u64 = server.requests.iter().map(Counter::get).sum();
         format!(
-            "requests={} hits={} misses={} stale={} bypass={} upstream_calls={} upstream_errors={} refreshes_ok={} refreshes_failed={} evictions={} entries={} auth_failures={} connections_refused={}",
-            total(&self.requests),
-            self.outcomes(Outcome::Hit),
-            self.outcomes(Outcome::Miss),
-            self.outcomes(Outcome::Stale),
-            self.outcomes(Outcome::Bypass),
-            self.total_upstream_calls(),
-            sum(&self.upstream_errors),
-            self.refreshes_ok.load(Relaxed),
-            self.refreshes_failed.load(Relaxed),
-            self.evictions.load(Relaxed),
-            self.entries.load(Relaxed),
-            self.auth_failures.load(Relaxed),
-            self.connections_refused.load(Relaxed),
+            "requests={requests} hits={} misses={} stale={} bypass={} upstream_calls={} upstream_errors={} refreshes_ok={} refreshes_failed={} evictions={} entries={} live_value_bytes={} auth_failures={} connections_refused={}",
+            server.outcomes(Outcome::Hit),
+            server.outcomes(Outcome::Miss),
+            server.outcomes(Outcome::Stale),
+            server.outcomes(Outcome::Bypass),
+            self.calls.total(),
+            stats.total_upstream_errors(),
+            stats.refreshes_ok(),
+            stats.refreshes_failed(),
+            stats.evictions(),
+            self.cache.len(),
+            self.cache.live_value_bytes(),
+            server.auth_failures.load(Relaxed),
+            server.connections_refused.load(Relaxed),
         )
     }
 }
@@ -366,9 +288,35 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::fake::FakeUpstream;
+    use crate::cache::{CacheSettings, Freshness, Key};
+    use crate::model::{Selector, Source};
+    use std::sync::Arc;
+    use std::time::Duration;
 
-    #[test]
-    fn renders_counts_in_prometheus_text() {
+    fn cache() -> (Cache, Arc<FakeUpstream>) {
+        let fake = Arc::new(FakeUpstream::new());
+        let settings = CacheSettings {
+            capacity: 10,
+            enabled: true,
+            secrets_manager_ttl: Duration::from_secs(60),
+            ssm_ttl: Duration::from_secs(60),
+            max_stale: Duration::from_secs(60),
+            refresh_ahead: 0.5,
+            refresh_now_interval: Duration::from_secs(1),
+        };
+        (Cache::new(settings, fake.clone()), fake)
+    }
+
+    #[tokio::test]
+    async fn renders_every_layers_counts_in_prometheus_text() {
+        let (cache, fake) = cache();
+        fake.put_secret("a", "v");
+        fake.put_secret("b", "v");
+        for id in ["a", "b", "gone"] {
+            let key = Key::new(Source::SecretsManager, id.into(), Selector::Current, false);
+            let _ = cache.get(&key, Freshness::Cached).await;
+        }
         let m = Metrics::default();
         m.request(Route::SecretsManager);
         m.request(Route::SecretsManager);
@@ -376,10 +324,14 @@ mod tests {
         m.response(404);
         m.response(503);
         m.outcome(Outcome::Hit);
-        m.upstream_call(Api::BatchGetSecretValue);
-        m.upstream_error(ErrorKind::Throttled);
-        m.set_entries(7);
-        let text = m.render();
+        let calls = CallStats::default();
+        calls.record(Api::BatchGetSecretValue);
+        let snapshot = Snapshot {
+            server: &m,
+            cache: &cache,
+            calls: &calls,
+        };
+        let text = snapshot.render();
         for line in [
             "secrets_sidecar_requests_total{route=\"secretsmanager\"} 2",
             "secrets_sidecar_responses_total{class=\"2xx\"} 1",
@@ -387,13 +339,22 @@ mod tests {
             "secrets_sidecar_responses_total{class=\"5xx\"} 1",
             "secrets_sidecar_cache_requests_total{outcome=\"hit\"} 1",
             "secrets_sidecar_upstream_calls_total{api=\"BatchGetSecretValue\"} 1",
-            "secrets_sidecar_upstream_errors_total{kind=\"throttled\"} 1",
-            "secrets_sidecar_cache_entries 7",
+            "secrets_sidecar_upstream_errors_total{kind=\"not_found\"} 1",
+            "secrets_sidecar_cache_entries 2",
             "# TYPE secrets_sidecar_cache_entries gauge",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
         }
-        assert!(m.summary().contains("requests=2 hits=1"));
+        let summary = snapshot.summary();
+        assert!(summary.contains("requests=2 hits=1"), "{summary}");
+        assert!(summary.contains(" entries=2 "), "{summary}");
+        assert!(
+            !summary.contains(" live_value_bytes=0 "),
+            "two values are alive: {summary}"
+        );
+        cache.wipe();
+        let summary = snapshot.summary();
+        assert!(summary.contains(" entries=0 live_value_bytes=0 "), "{summary}");
     }
 
     #[test]
@@ -416,6 +377,14 @@ mod tests {
         let m = Metrics::default();
         m.response(101);
         m.response(999);
-        assert!(m.render().contains("class=\"2xx\"} 0"));
+        let (cache, _) = cache();
+        let calls = CallStats::default();
+        let text = Snapshot {
+            server: &m,
+            cache: &cache,
+            calls: &calls,
+        }
+        .render();
+        assert!(text.contains("class=\"2xx\"} 0"));
     }
 }

@@ -6,22 +6,33 @@
 
 use http::StatusCode;
 
+use super::query::QueryError;
 use crate::backend::{ErrorKind, UpstreamError};
-use crate::query::QueryError;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a request was not answered with a value. `Display` is the message sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApiError {
-    BadQuery(QueryError),
+    #[error("{0}")]
+    BadQuery(#[from] QueryError),
+    #[error("the X-Aws-Parameters-Secrets-Token header is required")]
     MissingToken,
+    #[error("the X-Aws-Parameters-Secrets-Token header does not match")]
     WrongToken,
+    #[error("this id is not in SECRETS_SIDECAR_ALLOW")]
     NotAllowed,
+    #[error("forwarded requests (X-Forwarded-For) are refused")]
     ForwardedFor,
+    #[error("no such route; use /secretsmanager/get, /systemsmanager/parameters/get, /ping or /metrics")]
     NoRoute,
+    #[error("only GET is supported")]
     MethodNotAllowed,
-    Upstream(UpstreamError),
+    /// The upstream failure's detail: AWS's code and message (ids, never values).
+    #[error("{}", .0.detail)]
+    Upstream(#[from] UpstreamError),
+    #[error("the value has no such top-level field")]
     JsonKeyMissing,
+    #[error("jsonKey needs a value that is a JSON object")]
     NotJsonObject,
-    ShuttingDown,
 }
 
 impl ApiError {
@@ -32,7 +43,6 @@ impl ApiError {
             ApiError::WrongToken | ApiError::NotAllowed => StatusCode::FORBIDDEN,
             ApiError::NoRoute | ApiError::JsonKeyMissing => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Upstream(e) => match e.kind {
                 ErrorKind::NotFound => StatusCode::NOT_FOUND,
                 ErrorKind::AccessDenied => StatusCode::FORBIDDEN,
@@ -56,7 +66,6 @@ impl ApiError {
             ApiError::MethodNotAllowed => "MethodNotAllowed",
             ApiError::JsonKeyMissing => "JsonKeyNotFound",
             ApiError::NotJsonObject => "NotJsonObject",
-            ApiError::ShuttingDown => "ShuttingDown",
             ApiError::Upstream(e) => match e.kind {
                 ErrorKind::NotFound => "ResourceNotFound",
                 ErrorKind::AccessDenied => "AccessDenied",
@@ -67,36 +76,6 @@ impl ApiError {
                 ErrorKind::Aborted => "Aborted",
             },
         }
-    }
-
-    pub fn message(&self) -> String {
-        match self {
-            ApiError::BadQuery(e) => e.0.clone(),
-            ApiError::MissingToken => "the X-Aws-Parameters-Secrets-Token header is required".into(),
-            ApiError::WrongToken => "the X-Aws-Parameters-Secrets-Token header does not match".into(),
-            ApiError::NotAllowed => "this id is not in SECRETS_SIDECAR_ALLOW".into(),
-            ApiError::ForwardedFor => "forwarded requests (X-Forwarded-For) are refused".into(),
-            ApiError::NoRoute => {
-                "no such route; use /secretsmanager/get, /systemsmanager/parameters/get, /ping or /metrics".into()
-            }
-            ApiError::MethodNotAllowed => "only GET is supported".into(),
-            ApiError::JsonKeyMissing => "the value has no such top-level field".into(),
-            ApiError::NotJsonObject => "jsonKey needs a value that is a JSON object".into(),
-            ApiError::ShuttingDown => "the sidecar is shutting down".into(),
-            ApiError::Upstream(e) => e.detail.clone(),
-        }
-    }
-}
-
-impl From<QueryError> for ApiError {
-    fn from(e: QueryError) -> Self {
-        ApiError::BadQuery(e)
-    }
-}
-
-impl From<UpstreamError> for ApiError {
-    fn from(e: UpstreamError) -> Self {
-        ApiError::Upstream(e)
     }
 }
 
@@ -130,6 +109,20 @@ mod tests {
     }
 
     #[test]
+    fn messages_are_the_display_text() {
+        assert_eq!(
+            ApiError::from(QueryError("'secretId' is required".into())).to_string(),
+            "'secretId' is required"
+        );
+        let upstream = UpstreamError::new(ErrorKind::NotFound, "ResourceNotFoundException: no such secret");
+        assert_eq!(
+            ApiError::from(upstream).to_string(),
+            "ResourceNotFoundException: no such secret"
+        );
+        assert!(ApiError::NotAllowed.to_string().contains("SECRETS_SIDECAR_ALLOW"));
+    }
+
+    #[test]
     fn codes_are_distinct() {
         let all = [
             ApiError::BadQuery(QueryError("x".into())),
@@ -141,7 +134,6 @@ mod tests {
             ApiError::MethodNotAllowed,
             ApiError::JsonKeyMissing,
             ApiError::NotJsonObject,
-            ApiError::ShuttingDown,
         ];
         let mut codes: Vec<&str> = all.iter().map(ApiError::code).collect();
         codes.sort_unstable();

@@ -1,26 +1,25 @@
-//! Names of things to fetch: the two upstream sources and the `source:id` references
-//! used by `SECRETS_SIDECAR_PREFETCH`, `..._REQUIRED` and `..._ALLOW`.
+//! The `source:id` references of `SECRETS_SIDECAR_PREFETCH` and `..._REQUIRED`.
 
 use std::fmt;
 
-/// Longest id either service accepts (a full ARN).
-pub const MAX_ID_LEN: usize = 2048;
+use super::{split_ssm_selector, Source, MAX_ID_LEN};
 
-/// The upstream service a value comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Source {
-    SecretsManager,
-    Ssm,
-}
-
-impl Source {
-    /// The prefix used in references and logs.
-    pub fn label(self) -> &'static str {
-        match self {
-            Source::SecretsManager => "secretsmanager",
-            Source::Ssm => "ssm",
-        }
-    }
+/// Why a reference list was refused. Messages quote the item: references are ids,
+/// never values.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RefError {
+    #[error("'{0}' needs a prefix: secretsmanager:, ssm: or ssm-path:")]
+    NoPrefix(String),
+    #[error("'{0}' has an empty id")]
+    EmptyId(String),
+    #[error("an id of '{0}:' is longer than {MAX_ID_LEN} characters")]
+    TooLong(String),
+    #[error("'{0}': version and label selectors cannot be prefetched; name the parameter alone")]
+    Selector(String),
+    #[error("'{0}': an SSM path starts with '/'")]
+    RelativePath(String),
+    #[error("'{0}:' is not a known prefix (use secretsmanager:, ssm: or ssm-path:)")]
+    UnknownPrefix(String),
 }
 
 /// One entry of a reference list.
@@ -61,7 +60,7 @@ impl fmt::Display for SecretRef {
 
 /// Parses a list separated by commas and/or whitespace. Neither service allows
 /// commas or whitespace in names, so the separators are unambiguous.
-pub fn parse_ref_list(text: &str) -> Result<Vec<SecretRef>, String> {
+pub fn parse_ref_list(text: &str) -> Result<Vec<SecretRef>, RefError> {
     let mut out = Vec::new();
     for item in text
         .split(|c: char| c == ',' || c.is_whitespace())
@@ -76,35 +75,31 @@ pub fn parse_ref_list(text: &str) -> Result<Vec<SecretRef>, String> {
 }
 
 /// Parses one `secretsmanager:ID`, `ssm:NAME` or `ssm-path:/PREFIX/` item.
-pub fn parse_ref(item: &str) -> Result<SecretRef, String> {
+pub fn parse_ref(item: &str) -> Result<SecretRef, RefError> {
     let (kind, id) = item
         .split_once(':')
-        .ok_or_else(|| format!("'{item}' needs a prefix: secretsmanager:, ssm: or ssm-path:"))?;
+        .ok_or_else(|| RefError::NoPrefix(item.to_owned()))?;
     if id.is_empty() {
-        return Err(format!("'{item}' has an empty id"));
+        return Err(RefError::EmptyId(item.to_owned()));
     }
     if id.len() > MAX_ID_LEN {
-        return Err(format!("an id of '{kind}:' is longer than {MAX_ID_LEN} characters"));
+        return Err(RefError::TooLong(kind.to_owned()));
     }
     match kind {
         "secretsmanager" => Ok(SecretRef::Secret(id.to_owned())),
         "ssm" => {
-            if crate::query::split_ssm_selector(id).1.is_some() {
-                return Err(format!(
-                    "'{item}': version and label selectors cannot be prefetched; name the parameter alone"
-                ));
+            if split_ssm_selector(id).1.is_some() {
+                return Err(RefError::Selector(item.to_owned()));
             }
             Ok(SecretRef::Parameter(id.to_owned()))
         }
         "ssm-path" => {
             if !id.starts_with('/') {
-                return Err(format!("'{item}': an SSM path starts with '/'"));
+                return Err(RefError::RelativePath(item.to_owned()));
             }
             Ok(SecretRef::Path(id.to_owned()))
         }
-        other => Err(format!(
-            "'{other}:' is not a known prefix (use secretsmanager:, ssm: or ssm-path:)"
-        )),
+        other => Err(RefError::UnknownPrefix(other.to_owned())),
     }
 }
 
@@ -137,7 +132,7 @@ mod tests {
             ("ssm-path:team", "starts with '/'"),
             ("ssm:/app/key:3", "selectors"),
         ] {
-            let err = parse_ref_list(item).expect_err(item);
+            let err = parse_ref_list(item).expect_err(item).to_string();
             assert!(err.contains(needle), "{item}: {err}");
         }
     }

@@ -1,0 +1,268 @@
+//! The real request building, response parsing and error sorting of [`AwsUpstream`],
+//! run against the SDK's own test HTTP client: each test answers the SDK's request
+//! with what AWS would send and checks what the sidecar makes of it.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_secretsmanager::config::{Credentials, SharedCredentialsProvider, SharedHttpClient};
+use aws_smithy_http_client::test_util::{infallible_client_fn, NeverClient};
+use aws_smithy_types::body::SdkBody;
+
+use super::*;
+
+/// What the SDK sent: the `X-Amz-Target` operation and the JSON body.
+#[derive(Clone, Debug)]
+struct Sent {
+    target: String,
+    body: serde_json::Value,
+}
+
+type Log = Arc<Mutex<Vec<Sent>>>;
+
+/// An HTTP client that records every request and answers each with `status` and `body`.
+fn answering(status: u16, answer: &'static str) -> (SharedHttpClient, Log) {
+    let log: Log = Arc::default();
+    let seen = log.clone();
+    let client = infallible_client_fn(move |req: http::Request<SdkBody>| {
+        let target = req
+            .headers()
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body = req
+            .body()
+            .bytes()
+            .and_then(|b| serde_json::from_slice(b).ok())
+            .unwrap_or(serde_json::Value::Null);
+        seen.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Sent { target, body });
+        http::Response::builder()
+            .status(status)
+            .header("content-type", "application/x-amz-json-1.1")
+            .body(SdkBody::from(answer))
+            .expect("a valid response")
+    });
+    (client, log)
+}
+
+fn upstream(client: SharedHttpClient, timeout: Option<Duration>) -> (AwsUpstream, Arc<CallStats>) {
+    let sdk = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "AKIDEXAMPLE",
+            "secret-key",
+            Some("session-token".into()),
+            None,
+            "test",
+        )))
+        .http_client(client)
+        .retry_config(retry_config())
+        .build();
+    let settings = BackendSettings {
+        max_connections: 3,
+        secrets_manager_timeout: timeout,
+        ssm_timeout: timeout,
+    };
+    let calls = Arc::new(CallStats::default());
+    (AwsUpstream::new(&sdk, settings, calls.clone()), calls)
+}
+
+fn sent(log: &Log) -> Vec<Sent> {
+    log.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+}
+
+const SECRET: &str = r#"{"ARN":"arn:aws:secretsmanager:us-east-1:123456789012:secret:app/db-AbCdEf","Name":"app/db","VersionId":"v1","SecretString":"{\"password\":\"pw\"}","VersionStages":["AWSPREVIOUS"],"CreatedDate":1.7E9}"#;
+
+#[tokio::test]
+async fn get_secret_value_is_asked_with_the_selector_and_rendered_in_aws_shape() {
+    let (client, log) = answering(200, SECRET);
+    let (aws, calls) = upstream(client, None);
+    let value = aws
+        .get_secret("app/db", &Selector::VersionStage("AWSPREVIOUS".into()))
+        .await
+        .expect("value");
+    let sent = sent(&log);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].target, "secretsmanager.GetSecretValue");
+    assert_eq!(sent[0].body["SecretId"], "app/db");
+    assert_eq!(sent[0].body["VersionStage"], "AWSPREVIOUS");
+    assert!(sent[0].body.get("VersionId").is_none());
+    assert_eq!(&*value.name, "app/db");
+    assert_eq!(
+        &*value.arn,
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:app/db-AbCdEf"
+    );
+    assert_eq!(&value.raw()[..], br#"{"password":"pw"}"#);
+    let body: serde_json::Value = serde_json::from_slice(&value.body).expect("json");
+    assert_eq!(body["VersionStages"][0], "AWSPREVIOUS");
+    assert_eq!(body["CreatedDate"], 1.7e9);
+    assert_eq!((calls.get(Api::GetSecretValue), calls.total()), (1, 1));
+}
+
+#[tokio::test]
+async fn get_parameter_sends_the_selector_suffix_and_the_decryption_flag() {
+    let (client, log) = answering(
+        200,
+        r#"{"Parameter":{"ARN":"arn:aws:ssm:us-east-1:123456789012:parameter/app/key","Name":"/app/key","Type":"SecureString","Value":"k3","Version":3,"Selector":":3","DataType":"text","LastModifiedDate":1.7E9}}"#,
+    );
+    let (aws, calls) = upstream(client, None);
+    let value = aws
+        .get_parameter("/app/key", &Selector::Version(3), true)
+        .await
+        .expect("value");
+    let sent = sent(&log);
+    assert_eq!(sent[0].target, "AmazonSSM.GetParameter");
+    assert_eq!(sent[0].body["Name"], "/app/key:3");
+    assert_eq!(sent[0].body["WithDecryption"], true);
+    assert!(value.secure, "a SecureString changes with the decryption flag");
+    assert_eq!(&*value.version, "3");
+    assert_eq!(&value.raw()[..], b"k3");
+    let body: serde_json::Value = serde_json::from_slice(&value.body).expect("json");
+    assert_eq!(body["Parameter"]["Selector"], ":3");
+    assert_eq!(calls.get(Api::GetParameter), 1);
+}
+
+#[tokio::test]
+async fn batch_get_secret_value_maps_values_and_per_id_errors() {
+    let (client, log) = answering(
+        200,
+        r#"{"SecretValues":[{"ARN":"arn:aws:secretsmanager:us-east-1:1:secret:a-AbCdEf","Name":"a","VersionId":"v1","SecretString":"va","VersionStages":["AWSCURRENT"]}],"Errors":[{"SecretId":"gone","ErrorCode":"ResourceNotFoundException","Message":"Secrets Manager can't find the specified secret."}]}"#,
+    );
+    let (aws, calls) = upstream(client, None);
+    let batch = aws
+        .batch_get_secrets(&["a".to_owned(), "gone".to_owned()])
+        .await
+        .expect("batch");
+    let sent = sent(&log);
+    assert_eq!(sent[0].target, "secretsmanager.BatchGetSecretValue");
+    assert_eq!(sent[0].body["SecretIdList"], serde_json::json!(["a", "gone"]));
+    assert_eq!(batch.values.len(), 1);
+    assert_eq!(&*batch.values[0].name, "a");
+    assert_eq!(batch.errors.len(), 1);
+    assert_eq!(batch.errors[0].0, "gone");
+    assert_eq!(batch.errors[0].1.kind, ErrorKind::NotFound);
+    assert_eq!(calls.get(Api::BatchGetSecretValue), 1);
+}
+
+#[tokio::test]
+async fn get_parameters_reports_invalid_names_as_not_found() {
+    let (client, log) = answering(
+        200,
+        r#"{"Parameters":[{"ARN":"arn:aws:ssm:us-east-1:1:parameter/a","Name":"/a","Type":"String","Value":"va","Version":1}],"InvalidParameters":["/missing"]}"#,
+    );
+    let (aws, _) = upstream(client, None);
+    let batch = aws
+        .get_parameters(&["/a".to_owned(), "/missing".to_owned()], false)
+        .await
+        .expect("batch");
+    let sent = sent(&log);
+    assert_eq!(sent[0].target, "AmazonSSM.GetParameters");
+    assert_eq!(sent[0].body["WithDecryption"], false);
+    assert_eq!(batch.values.len(), 1);
+    assert!(!batch.values[0].secure);
+    assert_eq!(batch.errors[0].0, "/missing");
+    assert_eq!(batch.errors[0].1.kind, ErrorKind::NotFound);
+}
+
+#[tokio::test]
+async fn parameters_by_path_are_read_recursively_page_by_page() {
+    let (client, log) = answering(
+        200,
+        r#"{"Parameters":[{"ARN":"arn:aws:ssm:us-east-1:1:parameter/team/a","Name":"/team/a","Type":"String","Value":"v","Version":1}],"NextToken":""}"#,
+    );
+    let (aws, calls) = upstream(client, None);
+    let page = aws
+        .get_parameters_by_path("/team/", true, Some("page-2"))
+        .await
+        .expect("page");
+    let sent = sent(&log);
+    assert_eq!(sent[0].target, "AmazonSSM.GetParametersByPath");
+    assert_eq!(sent[0].body["Path"], "/team/");
+    assert_eq!(sent[0].body["Recursive"], true);
+    assert_eq!(sent[0].body["NextToken"], "page-2");
+    assert_eq!(page.values.len(), 1);
+    assert_eq!(page.next_token, None, "an empty token ends the listing");
+    assert_eq!(calls.get(Api::GetParametersByPath), 1);
+}
+
+#[tokio::test]
+async fn throttling_is_retried_then_reported_as_transient() {
+    let (client, log) = answering(400, r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#);
+    let (aws, calls) = upstream(client, None);
+    let err = aws
+        .get_secret("app/db", &Selector::Current)
+        .await
+        .expect_err("throttled");
+    assert_eq!(err.kind, ErrorKind::Throttled);
+    assert!(
+        err.detail.contains("ThrottlingException: Rate exceeded"),
+        "{}",
+        err.detail
+    );
+    assert_eq!(sent(&log).len(), MAX_ATTEMPTS as usize, "the SDK retried");
+    assert_eq!(
+        calls.get(Api::GetSecretValue),
+        u64::from(MAX_ATTEMPTS),
+        "every attempt is counted"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_secret_is_definitive_and_not_retried() {
+    let (client, log) = answering(
+        400,
+        r#"{"__type":"ResourceNotFoundException","message":"Secrets Manager can't find the specified secret."}"#,
+    );
+    let (aws, _) = upstream(client, None);
+    let err = aws.get_secret("nope", &Selector::Current).await.expect_err("missing");
+    assert_eq!(err.kind, ErrorKind::NotFound);
+    assert!(!err.kind.is_transient());
+    assert_eq!(sent(&log).len(), 1);
+}
+
+#[tokio::test]
+async fn access_denied_and_server_errors_are_told_apart() {
+    let (client, _) = answering(
+        400,
+        r#"{"__type":"AccessDeniedException","message":"User is not authorized to perform ssm:GetParameter"}"#,
+    );
+    let (aws, _) = upstream(client, None);
+    let err = aws
+        .get_parameter("/x", &Selector::Current, true)
+        .await
+        .expect_err("denied");
+    assert_eq!(err.kind, ErrorKind::AccessDenied);
+
+    let (client, log) = answering(500, r#"{"__type":"InternalServerError","message":"oops"}"#);
+    let (aws, _) = upstream(client, None);
+    let err = aws
+        .get_parameter("/x", &Selector::Current, true)
+        .await
+        .expect_err("5xx");
+    assert_eq!(err.kind, ErrorKind::Unavailable);
+    assert_eq!(sent(&log).len(), MAX_ATTEMPTS as usize, "server errors are retried");
+}
+
+#[tokio::test]
+async fn a_silent_upstream_times_out_within_the_configured_limit() {
+    let never = NeverClient::new();
+    let (aws, _) = upstream(SharedHttpClient::new(never.clone()), Some(Duration::from_millis(200)));
+    let err = aws.get_secret("app/db", &Selector::Current).await.expect_err("timeout");
+    assert_eq!(err.kind, ErrorKind::Timeout);
+    assert!(err.kind.is_transient());
+    assert!(never.num_calls() >= 1);
+}
+
+#[tokio::test]
+async fn an_answer_without_an_arn_is_refused_as_malformed() {
+    let (client, _) = answering(200, r#"{"Name":"app/db","SecretString":"pw"}"#);
+    let (aws, _) = upstream(client, None);
+    let err = aws.get_secret("app/db", &Selector::Current).await.expect_err("no ARN");
+    assert_eq!(err.kind, ErrorKind::Unavailable);
+    assert!(err.detail.contains("ARN"), "{}", err.detail);
+}

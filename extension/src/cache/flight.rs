@@ -1,0 +1,302 @@
+//! Single-flight: at most one upstream fetch per key at a time, however many wait.
+//!
+//! A fetch is registered with [`Flights::begin`]: the first caller gets a
+//! [`FlightHandle`] and must finish it; everyone else gets a receiver and waits. The
+//! handle stores the result (or records the failure) before it unregisters, so a
+//! newcomer finds either the flight or the entry, never neither. Dropping a handle
+//! unfinished (shutdown, a spent budget, a panicked batch) wakes the waiters with a
+//! transient `Aborted` error. SSM path prefetches are flights too, by prefix: a
+//! request for a name under a path being fetched waits for that path.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use super::entry::Entry;
+use super::key::Key;
+use super::Cache;
+use crate::backend::{Upstream, UpstreamError, Value};
+use crate::model::Source;
+
+pub(super) type FlightResult = Result<Arc<Value>, UpstreamError>;
+pub(super) type FlightRx = watch::Receiver<Option<FlightResult>>;
+
+/// Locks a std mutex, surviving poisoning: the maps it guards stay consistent
+/// because no code panics while holding them.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[derive(Default)]
+pub(super) struct Flights {
+    by_key: Mutex<HashMap<Key, FlightRx>>,
+    /// SSM path prefetches under way; a request for a name below one waits for it.
+    paths: Mutex<Vec<(String, watch::Receiver<bool>)>>,
+}
+
+/// The outcome of [`Flights::begin`]: the caller owns a new fetch, or one was already under way.
+pub(super) enum Begun {
+    New(FlightHandle),
+    Joined(FlightRx),
+}
+
+/// Why a fetch happens, which decides what its result does to the entry.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct FetchFor {
+    /// A `refreshNow` request: starts the rate-limit interval.
+    pub(super) forced: bool,
+    /// Keep the result (false when caching is off for the source).
+    pub(super) store: bool,
+    /// Prefetched: refresh-ahead keeps it warm even when unused.
+    pub(super) pinned: bool,
+    /// A request is waiting for it, so the new value counts as used.
+    pub(super) served: bool,
+}
+
+impl FetchFor {
+    /// A request's own fetch.
+    pub(super) fn request(forced: bool, store: bool) -> FetchFor {
+        FetchFor {
+            forced,
+            store,
+            pinned: false,
+            served: true,
+        }
+    }
+
+    /// Start-up prefetch.
+    pub(super) const PREFETCH: FetchFor = FetchFor {
+        forced: false,
+        store: true,
+        pinned: true,
+        served: false,
+    };
+    /// Background refresh-ahead.
+    pub(super) const REFRESH: FetchFor = FetchFor {
+        forced: false,
+        store: true,
+        pinned: false,
+        served: false,
+    };
+}
+
+impl Flights {
+    /// The fetch in flight for `key`, if any.
+    pub(super) fn get(&self, key: &Key) -> Option<FlightRx> {
+        lock(&self.by_key).get(key).cloned()
+    }
+
+    pub(super) fn contains(&self, key: &Key) -> bool {
+        lock(&self.by_key).contains_key(key)
+    }
+
+    /// Marks an SSM path prefetch as under way until the guard drops.
+    pub(super) fn begin_path(&self, cache: &Cache, prefix: &str) -> PathGuard {
+        let (tx, rx) = watch::channel(false);
+        lock(&self.paths).push((prefix.to_owned(), rx));
+        PathGuard {
+            cache: cache.clone(),
+            prefix: prefix.to_owned(),
+            tx,
+        }
+    }
+
+    /// Waits until no path prefetch covering `name` is under way.
+    pub(super) async fn wait_for_paths(&self, name: &str) {
+        let pending: Vec<watch::Receiver<bool>> = lock(&self.paths)
+            .iter()
+            .filter(|(prefix, _)| name.starts_with(prefix.as_str()))
+            .map(|(_, rx)| rx.clone())
+            .collect();
+        for mut rx in pending {
+            let _ = rx.wait_for(|done| *done).await;
+        }
+    }
+}
+
+impl Cache {
+    /// Registers a fetch for `key` (fetched upstream with `fetch_id`) unless one is
+    /// under way. The owner of the returned handle must `finish` it.
+    pub(super) fn begin(&self, key: Key, fetch_id: Arc<str>, how: FetchFor) -> Begun {
+        let mut flights = lock(&self.inner.flights.by_key);
+        if let Some(rx) = flights.get(&key) {
+            return Begun::Joined(rx.clone());
+        }
+        let (tx, rx) = watch::channel(None);
+        flights.insert(key.clone(), rx);
+        Begun::New(FlightHandle {
+            cache: self.clone(),
+            key,
+            fetch_id,
+            how,
+            tx: Some(tx),
+        })
+    }
+
+    /// Takes a fetched value into the cache's accounting and, when `how` says so,
+    /// stores it under `key`'s canonical id. After shutdown began nothing is stored:
+    /// the wipe must be the last word.
+    pub(super) fn keep(&self, key: &Key, fetch_id: &Arc<str>, mut value: Value, how: FetchFor) -> Arc<Value> {
+        let inner = &self.inner;
+        value.meter(&inner.meter);
+        let value = Arc::new(value);
+        let settings = &inner.settings;
+        if !how.store || !settings.caches(key.source) || self.closed() {
+            return value;
+        }
+        let now = Instant::now();
+        let now_ms = inner.store.now_ms(now);
+        let evicted = inner.store.insert(key, fetch_id, &value, |prev| {
+            let ttl = settings.ttl(key.source);
+            let mut entry = Entry::fresh(
+                value.clone(),
+                fetch_id.clone(),
+                now,
+                ttl,
+                settings.refresh_ahead,
+                now_ms,
+            );
+            entry.forced_at = if how.forced {
+                Some(now)
+            } else {
+                prev.and_then(|p| p.forced_at)
+            };
+            entry.pinned = how.pinned || prev.is_some_and(|p| p.pinned);
+            if how.served {
+                entry.touch(now_ms);
+            } else if let Some(p) = prev {
+                entry.inherit_access(p.last_access());
+            }
+            entry
+        });
+        if evicted > 0 {
+            inner.stats.evicted(evicted);
+        }
+        value
+    }
+
+    /// Single-flight fetch of one key in a task the cache owns; returns the receiver
+    /// to wait on.
+    pub(super) fn fly(&self, key: Key, fetch_id: Arc<str>, how: FetchFor) -> FlightRx {
+        match self.begin(key, fetch_id, how) {
+            Begun::Joined(rx) => rx,
+            Begun::New(handle) => {
+                let rx = handle.subscribe();
+                let upstream = self.upstream().clone();
+                self.spawn(async move {
+                    let result = fetch_one(&*upstream, &handle.key, &handle.fetch_id).await;
+                    let _ = handle.finish(result);
+                });
+                rx
+            }
+        }
+    }
+}
+
+/// Waits for a fetch in flight; a fetch abandoned without a result (shutdown,
+/// refresh budget spent) reads as a transient `Aborted` error.
+pub(super) async fn wait(mut rx: FlightRx) -> FlightResult {
+    match rx.wait_for(Option::is_some).await {
+        Ok(done) => done
+            .clone()
+            .unwrap_or_else(|| Err(UpstreamError::aborted("fetch abandoned"))),
+        Err(_) => Err(UpstreamError::aborted("fetch abandoned")),
+    }
+}
+
+/// Fetches one key upstream with `id` (the id the entry is refreshed with).
+pub(super) async fn fetch_one(upstream: &dyn Upstream, key: &Key, id: &str) -> Result<Value, UpstreamError> {
+    match key.source {
+        Source::SecretsManager => upstream.get_secret(id, &key.selector).await,
+        Source::Ssm => upstream.get_parameter(id, &key.selector, key.decrypt.as_flag()).await,
+    }
+}
+
+/// A fetch the owner must complete with [`FlightHandle::finish`].
+pub(super) struct FlightHandle {
+    cache: Cache,
+    key: Key,
+    fetch_id: Arc<str>,
+    how: FetchFor,
+    tx: Option<watch::Sender<Option<FlightResult>>>,
+}
+
+impl FlightHandle {
+    pub(super) fn key(&self) -> &Key {
+        &self.key
+    }
+
+    pub(super) fn fetch_id(&self) -> &Arc<str> {
+        &self.fetch_id
+    }
+
+    pub(super) fn subscribe(&self) -> FlightRx {
+        match &self.tx {
+            Some(tx) => tx.subscribe(),
+            None => watch::channel(None).1,
+        }
+    }
+
+    /// Stores or records the result, then wakes everyone waiting on this key.
+    pub(super) fn finish(mut self, result: Result<Value, UpstreamError>) -> FlightResult {
+        let cache = self.cache.clone();
+        let result = match result {
+            Ok(value) => {
+                let value = cache.keep(&self.key, &self.fetch_id, value, self.how);
+                debug!(
+                    source = self.key.source.label(),
+                    id = %self.fetch_id,
+                    version = %value.version,
+                    "fetched"
+                );
+                Ok(value)
+            }
+            Err(error) => {
+                cache.inner.stats.upstream_error(error.kind);
+                cache.inner.store.record_failure(&self.key, &error, Instant::now());
+                warn!(
+                    source = self.key.source.label(),
+                    id = %self.fetch_id,
+                    kind = error.kind.label(),
+                    detail = %error.detail,
+                    "upstream fetch failed"
+                );
+                Err(error)
+            }
+        };
+        // Stored first, then unregistered: a newcomer finds either the flight or the entry.
+        lock(&cache.inner.flights.by_key).remove(&self.key);
+        if let Some(tx) = self.tx.take() {
+            tx.send_replace(Some(result.clone()));
+        }
+        result
+    }
+}
+
+impl Drop for FlightHandle {
+    fn drop(&mut self) {
+        if self.tx.take().is_some() {
+            lock(&self.cache.inner.flights.by_key).remove(&self.key);
+        }
+    }
+}
+
+/// Holds an SSM path prefetch open; dropping it releases the requests waiting on it.
+pub(super) struct PathGuard {
+    cache: Cache,
+    prefix: String,
+    tx: watch::Sender<bool>,
+}
+
+impl Drop for PathGuard {
+    fn drop(&mut self) {
+        let mut paths = lock(&self.cache.inner.flights.paths);
+        if let Some(i) = paths.iter().position(|(p, _)| *p == self.prefix) {
+            paths.swap_remove(i);
+        }
+        self.tx.send_replace(true);
+    }
+}

@@ -1,0 +1,238 @@
+//! Storage: entries by key, aliases from every id that named a value to the id it is
+//! stored under, and least-recently-used eviction at the size bound.
+//!
+//! The lock story, in one place: entries and aliases live in `DashMap`s, whose
+//! shard locks are taken only inside these plain synchronous methods and never held
+//! across an `.await` (nothing here is async). Entries are immutable snapshots
+//! replaced whole (`entry.rs`), so a reader clones an `Arc` under a shard lock and
+//! serves without any lock. Eviction scans without a global lock: an entry replaced
+//! during the scan may survive one more round, which the bound tolerates.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use foldhash::fast::RandomState;
+use tokio::time::Instant;
+use tracing::debug;
+
+use super::entry::Entry;
+use super::key::{Decrypt, Key};
+use crate::backend::{UpstreamError, Value};
+use crate::model::{Scope, Source};
+
+/// foldhash instead of SipHash: several times cheaper per lookup, and still seeded
+/// per process (only token holders choose keys, within the allowlist).
+type Map<K, V> = DashMap<K, V, RandomState>;
+
+pub(super) struct Store {
+    capacity: usize,
+    entries: Map<Key, Arc<Entry>>,
+    /// Home scope, per source: requested id → stored id. Looked up by `&str` on
+    /// every request, so it is kept apart from the other scopes' aliases.
+    aliases: [Map<Box<str>, Arc<str>>; 2],
+    /// Other scopes (other regions, accounts, roles): a name means a different
+    /// secret in each, so their aliases never mix with the home scope's.
+    scoped_aliases: Map<(Scope, Source, Box<str>), Arc<str>>,
+    /// Milliseconds on the eviction clock count from here.
+    epoch: Instant,
+}
+
+impl Store {
+    pub(super) fn new(capacity: usize) -> Store {
+        Store {
+            capacity,
+            entries: Map::default(),
+            aliases: [Map::default(), Map::default()],
+            scoped_aliases: Map::default(),
+            epoch: Instant::now(),
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub(super) fn now_ms(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// `key` with its id resolved through the aliases (borrowed when there is none).
+    pub(super) fn canonical<'k>(&self, key: &'k Key) -> Cow<'k, Key> {
+        let target = if key.scope.is_home() {
+            self.aliases[key.source.index()]
+                .get(&*key.id)
+                .map(|t| t.value().clone())
+        } else {
+            let lookup = (key.scope.clone(), key.source, Box::from(&*key.id));
+            self.scoped_aliases.get(&lookup).map(|t| t.value().clone())
+        };
+        match target {
+            Some(id) => Cow::Owned(key.with_id(id)),
+            None => Cow::Borrowed(key),
+        }
+    }
+
+    /// The entry for `key`, or the decryption-independent one for a parameter, with
+    /// the flag it is stored under.
+    pub(super) fn find(&self, key: &Key) -> Option<(Arc<Entry>, Decrypt)> {
+        if let Some(e) = self.entries.get(key) {
+            return Some((e.value().clone(), key.decrypt));
+        }
+        if key.source == Source::Ssm && key.decrypt != Decrypt::Irrelevant {
+            let plain = key.with_decrypt(Decrypt::Irrelevant);
+            return self
+                .entries
+                .get(&plain)
+                .map(|e| (e.value().clone(), Decrypt::Irrelevant));
+        }
+        None
+    }
+
+    /// Stores the value fetched under `flight_key` with `fetch_id` under its
+    /// canonical id, records the aliases that lead there, and enforces the size
+    /// bound. `build` makes the entry, given the one it replaces. Returns how many
+    /// entries were evicted.
+    pub(super) fn insert(
+        &self,
+        flight_key: &Key,
+        fetch_id: &Arc<str>,
+        value: &Value,
+        build: impl FnOnce(Option<&Entry>) -> Entry,
+    ) -> u64 {
+        let source = flight_key.source;
+        let canonical = canonical_id(source, value);
+        let decrypt = match (source, value.secure, flight_key.decrypt) {
+            (Source::SecretsManager, _, _) | (Source::Ssm, false, _) => Decrypt::Irrelevant,
+            (Source::Ssm, true, Decrypt::No) => Decrypt::No,
+            (Source::Ssm, true, _) => Decrypt::Yes,
+        };
+        let key = Key {
+            id: canonical.clone(),
+            decrypt,
+            ..flight_key.clone()
+        };
+        for from in [&**fetch_id, &*value.name, &*value.arn] {
+            self.alias(&key.scope, source, from, &canonical);
+        }
+        if key != *flight_key {
+            self.entries.remove(flight_key);
+        }
+        let prev = self.entries.get(&key).map(|e| e.value().clone());
+        let entry = build(prev.as_deref());
+        self.entries.insert(key, Arc::new(entry));
+        self.enforce_capacity()
+    }
+
+    fn alias(&self, scope: &Scope, source: Source, from: &str, to: &Arc<str>) {
+        if from == &**to {
+            return;
+        }
+        // Aliases are only a shortcut: when they outgrow the cache, forget them all.
+        let limit = 4 * self.capacity + 64;
+        if scope.is_home() {
+            let map = &self.aliases[source.index()];
+            if map.len() > limit {
+                map.clear();
+            }
+            if map.get(from).is_none_or(|t| t.value() != to) {
+                map.insert(from.into(), to.clone());
+            }
+        } else {
+            if self.scoped_aliases.len() > limit {
+                self.scoped_aliases.clear();
+            }
+            self.scoped_aliases
+                .insert((scope.clone(), source, from.into()), to.clone());
+        }
+    }
+
+    /// Records a failed fetch of `key`: back off (transient) or drop the entry
+    /// (definitive: the value must not be served any more).
+    pub(super) fn record_failure(&self, key: &Key, error: &UpstreamError, now: Instant) {
+        let Some(entry) = self.entries.get(key).map(|e| e.value().clone()) else {
+            return;
+        };
+        if error.kind.is_transient() {
+            self.entries
+                .insert(key.clone(), Arc::new(entry.failed(now, error.clone())));
+        } else {
+            self.entries.remove(key);
+        }
+    }
+
+    /// Evicts the least recently used entries once the size bound is passed. Large
+    /// caches evict 5% at a time so the scan is paid once per many inserts.
+    fn enforce_capacity(&self) -> u64 {
+        let cap = self.capacity;
+        if self.entries.len() <= cap {
+            return 0;
+        }
+        let target = if cap >= 100 { cap - cap / 20 } else { cap };
+        let mut ages: Vec<(u64, Key)> = self
+            .entries
+            .iter()
+            .map(|e| (e.value().last_access(), e.key().clone()))
+            .collect();
+        let excess = ages.len().saturating_sub(target);
+        if excess == 0 {
+            return 0;
+        }
+        ages.select_nth_unstable_by_key(excess - 1, |(t, _)| *t);
+        let mut evicted = 0;
+        for (_, key) in ages.into_iter().take(excess) {
+            if self.entries.remove(&key).is_some() {
+                evicted += 1;
+            }
+        }
+        debug!(evicted, capacity = cap, "evicted least recently used entries");
+        evicted
+    }
+
+    /// Entries whose refresh-ahead point has passed and that are worth keeping warm
+    /// (prefetched ones, and ones used since their last fetch), unless `in_flight`.
+    pub(super) fn due_for_refresh(&self, now: Instant, in_flight: impl Fn(&Key) -> bool) -> Vec<(Key, Arc<str>)> {
+        self.entries
+            .iter()
+            .filter(|e| {
+                let entry = e.value();
+                now >= entry.refresh_at
+                    && !entry.backing_off(now)
+                    && (entry.pinned || entry.used())
+                    && !in_flight(e.key())
+            })
+            .map(|e| (e.key().clone(), e.value().fetch_id.clone()))
+            .collect()
+    }
+
+    /// The earliest refresh-ahead point (or retry) among entries worth keeping warm.
+    pub(super) fn next_refresh_at(&self) -> Option<Instant> {
+        self.entries
+            .iter()
+            .filter(|e| e.value().pinned || e.value().used())
+            .map(|e| {
+                e.value()
+                    .retry_at
+                    .unwrap_or(e.value().refresh_at)
+                    .max(e.value().refresh_at)
+            })
+            .min()
+    }
+
+    pub(super) fn clear(&self) {
+        self.entries.clear();
+        for map in &self.aliases {
+            map.clear();
+        }
+        self.scoped_aliases.clear();
+    }
+}
+
+/// Secrets are identified by ARN (names can be reused after deletion, and partial
+/// ARNs exist); parameters by name (unique, and unambiguous where ARNs are not).
+fn canonical_id(source: Source, value: &Value) -> Arc<str> {
+    match source {
+        Source::SecretsManager => value.arn.clone(),
+        Source::Ssm => value.name.clone(),
+    }
+}

@@ -1,0 +1,306 @@
+//! Configuration: environment variables turned into typed, validated settings.
+//!
+//! AWS's "Parameters and Secrets Lambda Extension" variables keep their names and
+//! defaults so the sidecar is a drop-in replacement; our own variables are prefixed
+//! `SECRETS_SIDECAR_`. Every invalid value is reported with the variable's name and
+//! the accepted range, all of them at once; nothing falls back to a default silently.
+//! An empty value counts as unset (deployment tools often write `VAR: ''`).
+
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use crate::allow::AllowList;
+use crate::backend::BackendSettings;
+use crate::cache::CacheSettings;
+use crate::model::{SecretRef, Source};
+
+mod reader;
+
+use reader::Reader;
+pub use reader::{Env, NotUnicode, ProcessEnv};
+
+pub const DEFAULT_HTTP_PORT: u16 = 2773;
+pub const DEFAULT_CACHE_SIZE: usize = 1000;
+/// AWS caps the cache at 1000 entries; we allow more for standalone use.
+pub const MAX_CACHE_SIZE: usize = 100_000;
+pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
+/// AWS caps TTLs at 300 s; we allow up to a day.
+pub const MAX_TTL: Duration = Duration::from_secs(86_400);
+pub const DEFAULT_MAX_CONNECTIONS: usize = 3;
+pub const MAX_MAX_CONNECTIONS: usize = 1000;
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(300);
+pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(900);
+pub const MAX_MAX_STALE: Duration = Duration::from_secs(7 * 86_400);
+pub const DEFAULT_REFRESH_AHEAD: f64 = 0.75;
+pub const MIN_REFRESH_AHEAD: f64 = 0.1;
+pub const DEFAULT_INIT_TIMEOUT: Duration = Duration::from_millis(5000);
+pub const MIN_INIT_TIMEOUT: Duration = Duration::from_millis(100);
+/// Lambda gives the whole init phase 10 s; keep well inside it.
+pub const MAX_INIT_TIMEOUT: Duration = Duration::from_millis(9000);
+pub const DEFAULT_MAX_CLIENT_CONNECTIONS: usize = 256;
+pub const MAX_MAX_CLIENT_CONNECTIONS: usize = 65_536;
+pub const DEFAULT_REFRESH_NOW_INTERVAL: Duration = Duration::from_millis(1000);
+pub const MAX_REFRESH_NOW_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Names of every variable we read, so tests and docs cannot drift from the code.
+pub mod vars {
+    pub const CACHE_ENABLED: &str = "PARAMETERS_SECRETS_EXTENSION_CACHE_ENABLED";
+    pub const CACHE_SIZE: &str = "PARAMETERS_SECRETS_EXTENSION_CACHE_SIZE";
+    pub const HTTP_PORT: &str = "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT";
+    pub const LOG_LEVEL: &str = "PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL";
+    pub const MAX_CONNECTIONS: &str = "PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS";
+    pub const SM_TTL: &str = "SECRETS_MANAGER_TTL";
+    pub const SSM_TTL: &str = "SSM_PARAMETER_STORE_TTL";
+    pub const SM_TIMEOUT: &str = "SECRETS_MANAGER_TIMEOUT_MILLIS";
+    pub const SSM_TIMEOUT: &str = "SSM_PARAMETER_STORE_TIMEOUT_MILLIS";
+    pub const PREFETCH: &str = "SECRETS_SIDECAR_PREFETCH";
+    pub const ALLOW: &str = "SECRETS_SIDECAR_ALLOW";
+    pub const REQUIRED: &str = "SECRETS_SIDECAR_REQUIRED";
+    pub const MAX_STALE: &str = "SECRETS_SIDECAR_MAX_STALE";
+    pub const REFRESH_AHEAD: &str = "SECRETS_SIDECAR_REFRESH_AHEAD";
+    pub const INIT_TIMEOUT: &str = "SECRETS_SIDECAR_INIT_TIMEOUT_MILLIS";
+    pub const MAX_CLIENT_CONNECTIONS: &str = "SECRETS_SIDECAR_MAX_CLIENT_CONNECTIONS";
+    pub const REFRESH_NOW_INTERVAL: &str = "SECRETS_SIDECAR_REFRESH_NOW_INTERVAL_MILLIS";
+    pub const TOKEN: &str = "SECRETS_SIDECAR_TOKEN";
+    pub const LAMBDA_LOG_LEVEL: &str = "AWS_LAMBDA_LOG_LEVEL";
+    pub const LAMBDA_LOG_FORMAT: &str = "AWS_LAMBDA_LOG_FORMAT";
+}
+
+/// How much the sidecar logs. `None` silences it entirely.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    None,
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Settings of one upstream service.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SourceSettings {
+    /// Zero means "do not cache values of this source".
+    pub ttl: Duration,
+    /// `None` means the SDK's defaults (AWS: "0 = no timeout").
+    pub timeout: Option<Duration>,
+}
+
+/// The validated configuration. Built once at start-up.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub cache_enabled: bool,
+    /// Zero disables caching, as with AWS's extension.
+    pub cache_size: usize,
+    pub http_port: u16,
+    pub log_level: LogLevel,
+    pub log_format: LogFormat,
+    /// Concurrent upstream calls per service.
+    pub max_connections: NonZeroUsize,
+    pub secrets_manager: SourceSettings,
+    pub ssm: SourceSettings,
+    pub prefetch: Vec<SecretRef>,
+    pub allow: Option<AllowList>,
+    pub required: Vec<SecretRef>,
+    pub max_stale: Duration,
+    pub refresh_ahead: f64,
+    pub init_timeout: Duration,
+    pub max_client_connections: NonZeroUsize,
+    pub refresh_now_interval: Duration,
+}
+
+/// One invalid variable. The value itself is never echoed: some variables
+/// (the token) are secret, and naming the variable is enough to fix it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{var}: {problem}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub problem: String,
+}
+
+/// Every invalid variable found, reported together.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {}", join(.0))]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+fn join(errors: &[ConfigError]) -> String {
+    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_process_env() -> Result<Self, ConfigErrors> {
+        Self::from_env(&ProcessEnv)
+    }
+
+    /// Reads and validates every variable, reporting all problems at once.
+    pub fn from_env(env: &impl Env) -> Result<Self, ConfigErrors> {
+        let mut r = Reader {
+            env,
+            errors: Vec::new(),
+        };
+        let cache_enabled = r.boolean(vars::CACHE_ENABLED, true);
+        let cache_size = r.integer(
+            vars::CACHE_SIZE,
+            DEFAULT_CACHE_SIZE as u64,
+            0,
+            MAX_CACHE_SIZE as u64,
+            "entries",
+        ) as usize;
+        let http_port = r.integer(vars::HTTP_PORT, u64::from(DEFAULT_HTTP_PORT), 1, 65_535, "port") as u16;
+        let log_level = r.log_level();
+        let log_format = r.log_format();
+        let max_connections = r.integer(
+            vars::MAX_CONNECTIONS,
+            DEFAULT_MAX_CONNECTIONS as u64,
+            1,
+            MAX_MAX_CONNECTIONS as u64,
+            "connections",
+        ) as usize;
+        let secrets_manager = SourceSettings {
+            ttl: r.seconds(vars::SM_TTL, DEFAULT_TTL, MAX_TTL),
+            timeout: nonzero(r.millis(vars::SM_TIMEOUT, Duration::ZERO, Duration::ZERO, MAX_TIMEOUT)),
+        };
+        let ssm = SourceSettings {
+            ttl: r.seconds(vars::SSM_TTL, DEFAULT_TTL, MAX_TTL),
+            timeout: nonzero(r.millis(vars::SSM_TIMEOUT, Duration::ZERO, Duration::ZERO, MAX_TIMEOUT)),
+        };
+        let prefetch = r.refs(vars::PREFETCH);
+        let required = r.refs(vars::REQUIRED);
+        let allow = match r.raw(vars::ALLOW) {
+            None => None,
+            Some(v) => match AllowList::parse(&v) {
+                Ok(list) => Some(list),
+                Err(e) => {
+                    r.fail(vars::ALLOW, e.to_string());
+                    None
+                }
+            },
+        };
+        let max_stale = r.seconds(vars::MAX_STALE, DEFAULT_MAX_STALE, MAX_MAX_STALE);
+        let refresh_ahead = r.fraction(vars::REFRESH_AHEAD, DEFAULT_REFRESH_AHEAD, MIN_REFRESH_AHEAD, 1.0);
+        let init_timeout = r.millis(
+            vars::INIT_TIMEOUT,
+            DEFAULT_INIT_TIMEOUT,
+            MIN_INIT_TIMEOUT,
+            MAX_INIT_TIMEOUT,
+        );
+        let max_client_connections = r.integer(
+            vars::MAX_CLIENT_CONNECTIONS,
+            DEFAULT_MAX_CLIENT_CONNECTIONS as u64,
+            1,
+            MAX_MAX_CLIENT_CONNECTIONS as u64,
+            "connections",
+        ) as usize;
+        let refresh_now_interval = r.millis(
+            vars::REFRESH_NOW_INTERVAL,
+            DEFAULT_REFRESH_NOW_INTERVAL,
+            Duration::ZERO,
+            MAX_REFRESH_NOW_INTERVAL,
+        );
+
+        let config = Config {
+            cache_enabled,
+            cache_size,
+            http_port,
+            log_level,
+            log_format,
+            max_connections: NonZeroUsize::new(max_connections).unwrap_or(NonZeroUsize::MIN),
+            secrets_manager,
+            ssm,
+            prefetch,
+            allow,
+            required,
+            max_stale,
+            refresh_ahead,
+            init_timeout,
+            max_client_connections: NonZeroUsize::new(max_client_connections).unwrap_or(NonZeroUsize::MIN),
+            refresh_now_interval,
+        };
+        config.check_consistency(&mut r);
+        if r.errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(r.errors))
+        }
+    }
+
+    /// Combinations that are each valid but make no sense together.
+    fn check_consistency<E: Env>(&self, r: &mut Reader<'_, E>) {
+        let cache = self.cache_settings();
+        for (var, refs) in [(vars::PREFETCH, &self.prefetch), (vars::REQUIRED, &self.required)] {
+            for item in refs.iter() {
+                if !cache.caches(item.source()) {
+                    r.fail(
+                        var,
+                        format!(
+                            "{item} cannot be prefetched: caching is off for {} \
+                             (check {}, {} and the TTL)",
+                            item.source().label(),
+                            vars::CACHE_ENABLED,
+                            vars::CACHE_SIZE
+                        ),
+                    );
+                }
+                if let Some(allow) = &self.allow {
+                    if !allow.permits_ref(item) {
+                        r.fail(var, format!("{item} is not permitted by {}", vars::ALLOW));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The cache's settings.
+    pub fn cache_settings(&self) -> CacheSettings {
+        CacheSettings {
+            capacity: self.cache_size,
+            enabled: self.cache_enabled,
+            secrets_manager_ttl: self.secrets_manager.ttl,
+            ssm_ttl: self.ssm.ttl,
+            max_stale: self.max_stale,
+            refresh_ahead: self.refresh_ahead,
+            refresh_now_interval: self.refresh_now_interval,
+        }
+    }
+
+    /// The upstream clients' settings.
+    pub fn backend_settings(&self) -> BackendSettings {
+        BackendSettings {
+            max_connections: self.max_connections.get(),
+            secrets_manager_timeout: self.secrets_manager.timeout,
+            ssm_timeout: self.ssm.timeout,
+        }
+    }
+
+    pub fn source(&self, source: Source) -> &SourceSettings {
+        match source {
+            Source::SecretsManager => &self.secrets_manager,
+            Source::Ssm => &self.ssm,
+        }
+    }
+
+    /// Everything to fetch at start-up: PREFETCH plus REQUIRED, without repeats.
+    pub fn startup_refs(&self) -> Vec<SecretRef> {
+        let mut all: Vec<SecretRef> = Vec::with_capacity(self.prefetch.len() + self.required.len());
+        for r in self.prefetch.iter().chain(self.required.iter()) {
+            if !all.contains(r) {
+                all.push(r.clone());
+            }
+        }
+        all
+    }
+}
+
+fn nonzero(d: Duration) -> Option<Duration> {
+    (!d.is_zero()).then_some(d)
+}
+
+#[cfg(test)]
+mod tests;

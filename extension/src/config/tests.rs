@@ -1,0 +1,130 @@
+//! Configuration parsing: defaults, ranges, every error named, nothing echoed.
+
+use super::*;
+use std::collections::HashMap;
+
+fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn errors_of(pairs: &[(&str, &str)]) -> Vec<ConfigError> {
+    Config::from_env(&env(pairs)).expect_err("config should be rejected").0
+}
+
+#[test]
+fn defaults_match_aws_extension() {
+    let c = Config::from_env(&env(&[])).expect("empty env is valid");
+    assert!(c.cache_enabled);
+    assert_eq!(c.cache_size, 1000);
+    assert_eq!(c.http_port, 2773);
+    assert_eq!(c.log_level, LogLevel::Info);
+    assert_eq!(c.log_format, LogFormat::Text);
+    assert_eq!(c.max_connections.get(), 3);
+    assert_eq!(c.secrets_manager.ttl, Duration::from_secs(300));
+    assert_eq!(c.ssm.ttl, Duration::from_secs(300));
+    assert_eq!(c.secrets_manager.timeout, None);
+    assert!(c.prefetch.is_empty() && c.required.is_empty() && c.allow.is_none());
+}
+
+#[test]
+fn ttl_beyond_aws_cap_is_accepted_up_to_a_day() {
+    let c = Config::from_env(&env(&[(vars::SM_TTL, "3600"), (vars::SSM_TTL, "86400")])).expect("valid");
+    assert_eq!(c.secrets_manager.ttl, Duration::from_secs(3600));
+    assert_eq!(c.ssm.ttl, MAX_TTL);
+    let errs = errors_of(&[(vars::SM_TTL, "86401")]);
+    assert_eq!(errs[0].var, vars::SM_TTL);
+    assert!(errs[0].problem.contains("0 to 86400"), "{}", errs[0].problem);
+}
+
+#[test]
+fn every_invalid_variable_is_named_with_its_range() {
+    let errs = errors_of(&[
+        (vars::HTTP_PORT, "0"),
+        (vars::CACHE_SIZE, "-1"),
+        (vars::CACHE_ENABLED, "yes"),
+        (vars::MAX_CONNECTIONS, "0"),
+        (vars::SSM_TIMEOUT, "ten"),
+        (vars::REFRESH_AHEAD, "1.5"),
+        (vars::LOG_LEVEL, "loud"),
+        (vars::INIT_TIMEOUT, "20000"),
+    ]);
+    let named: Vec<&str> = errs.iter().map(|e| e.var).collect();
+    for var in [
+        vars::HTTP_PORT,
+        vars::CACHE_SIZE,
+        vars::CACHE_ENABLED,
+        vars::MAX_CONNECTIONS,
+        vars::SSM_TIMEOUT,
+        vars::REFRESH_AHEAD,
+        vars::LOG_LEVEL,
+        vars::INIT_TIMEOUT,
+    ] {
+        assert!(named.contains(&var), "{var} missing from {named:?}");
+    }
+    let port = errs.iter().find(|e| e.var == vars::HTTP_PORT).expect("port error");
+    assert!(port.problem.contains("1 to 65535"));
+}
+
+#[test]
+fn error_message_never_echoes_the_value() {
+    let errs = errors_of(&[(vars::HTTP_PORT, "s3cr3t-looking-value")]);
+    let text = ConfigErrors(errs).to_string();
+    assert!(!text.contains("s3cr3t"), "{text}");
+}
+
+#[test]
+fn empty_and_padded_values() {
+    let c = Config::from_env(&env(&[(vars::HTTP_PORT, ""), (vars::SM_TTL, " 60 ")])).expect("valid");
+    assert_eq!(c.http_port, DEFAULT_HTTP_PORT);
+    assert_eq!(c.secrets_manager.ttl, Duration::from_secs(60));
+}
+
+#[test]
+fn zero_timeout_means_sdk_default() {
+    let c = Config::from_env(&env(&[(vars::SM_TIMEOUT, "0"), (vars::SSM_TIMEOUT, "1500")])).expect("valid");
+    assert_eq!(c.secrets_manager.timeout, None);
+    assert_eq!(c.ssm.timeout, Some(Duration::from_millis(1500)));
+}
+
+#[test]
+fn lambda_log_level_is_the_fallback() {
+    let c = Config::from_env(&env(&[(vars::LAMBDA_LOG_LEVEL, "DEBUG")])).expect("valid");
+    assert_eq!(c.log_level, LogLevel::Debug);
+    let c = Config::from_env(&env(&[(vars::LAMBDA_LOG_LEVEL, "DEBUG"), (vars::LOG_LEVEL, "none")])).expect("valid");
+    assert_eq!(c.log_level, LogLevel::None);
+    let c = Config::from_env(&env(&[(vars::LAMBDA_LOG_FORMAT, "JSON")])).expect("valid");
+    assert_eq!(c.log_format, LogFormat::Json);
+}
+
+#[test]
+fn prefetch_needs_a_cache() {
+    let errs = errors_of(&[(vars::PREFETCH, "secretsmanager:db"), (vars::SM_TTL, "0")]);
+    assert_eq!(errs[0].var, vars::PREFETCH);
+    let errs = errors_of(&[(vars::REQUIRED, "ssm:/x"), (vars::CACHE_ENABLED, "false")]);
+    assert_eq!(errs[0].var, vars::REQUIRED);
+    // The other source may still be cached.
+    let c = Config::from_env(&env(&[(vars::PREFETCH, "ssm:/x"), (vars::SM_TTL, "0")])).expect("valid");
+    let cache = c.cache_settings();
+    assert!(cache.caches(Source::Ssm) && !cache.caches(Source::SecretsManager));
+}
+
+#[test]
+fn prefetch_outside_the_allowlist_is_rejected() {
+    let errs = errors_of(&[
+        (vars::PREFETCH, "secretsmanager:other"),
+        (vars::ALLOW, "secretsmanager:app/*"),
+    ]);
+    assert_eq!(errs[0].var, vars::PREFETCH);
+    assert!(errs[0].problem.contains("not permitted"));
+}
+
+#[test]
+fn startup_refs_merge_prefetch_and_required() {
+    let c = Config::from_env(&env(&[
+        (vars::PREFETCH, "secretsmanager:a, ssm:/b"),
+        (vars::REQUIRED, "ssm:/b secretsmanager:c"),
+    ]))
+    .expect("valid");
+    let all: Vec<String> = c.startup_refs().iter().map(ToString::to_string).collect();
+    assert_eq!(all, ["secretsmanager:a", "ssm:/b", "secretsmanager:c"]);
+}
