@@ -14,9 +14,9 @@ use tokio::time::Instant;
 use crate::backend::{UpstreamError, Value};
 
 /// First retry after a failed refresh; doubles per consecutive failure.
-pub const BACKOFF_BASE: Duration = Duration::from_secs(1);
+pub(super) const BACKOFF_BASE: Duration = Duration::from_secs(1);
 /// Longest wait between retries while upstream keeps failing.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(60);
+pub(super) const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 pub(super) struct Entry {
     pub(super) value: Arc<Value>,
@@ -118,7 +118,7 @@ impl Entry {
 
 /// Exponential backoff with "equal jitter": half the step is fixed, half random, so
 /// retries of many keys spread out but never collapse to zero.
-pub fn backoff(failures: u32) -> Duration {
+pub(super) fn backoff(failures: u32) -> Duration {
     let exp = failures.saturating_sub(1).min(16);
     let step = BACKOFF_BASE.saturating_mul(1u32 << exp).min(BACKOFF_MAX);
     let half = step / 2;

@@ -38,9 +38,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use entry::{backoff, BACKOFF_BASE, BACKOFF_MAX};
 pub use key::{Decrypt, Key};
-pub use prefetch::{missing_required, Plan, Report};
+pub use prefetch::{Plan, Report};
 pub use refresh::Refreshed;
 pub use stats::{CacheStats, Outcome};
 

@@ -30,6 +30,19 @@ pub struct Report {
     pub elapsed: Duration,
 }
 
+impl Report {
+    /// Which of `required` (`SECRETS_SIDECAR_REQUIRED`) are not available, with why.
+    pub fn missing(&self, required: &[SecretRef]) -> Vec<(SecretRef, String)> {
+        required
+            .iter()
+            .filter_map(|r| {
+                let (_, e) = self.failures.iter().find(|(f, _)| f == r)?;
+                Some((r.clone(), format!("{} ({})", e.kind.label(), e.detail)))
+            })
+            .collect()
+    }
+}
+
 /// The start-up keys and paths, registered as fetches in flight but not started.
 ///
 /// Made before the listener accepts its first connection: a request that arrives
@@ -183,17 +196,6 @@ async fn fetch_path(cache: Cache, prefix: String, guard: PathGuard) -> Result<us
     Ok(stored)
 }
 
-/// The `SECRETS_SIDECAR_REQUIRED` references that are not available, with why.
-pub fn missing_required(required: &[SecretRef], report: &Report) -> Vec<(SecretRef, String)> {
-    required
-        .iter()
-        .filter_map(|r| {
-            let (_, e) = report.failures.iter().find(|(f, _)| f == r)?;
-            Some((r.clone(), format!("{} ({})", e.kind.label(), e.detail)))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,7 +331,7 @@ mod tests {
         let report = prefetch(&cache, &refs, Instant::now() + Duration::from_secs(1)).await;
         assert_eq!(report.failures.len(), 2);
         assert!(report.failures.iter().all(|(_, e)| e.kind == ErrorKind::Timeout));
-        assert_eq!(missing_required(&refs, &report).len(), 2);
+        assert_eq!(report.missing(&refs).len(), 2);
     }
 
     #[tokio::test]
@@ -338,7 +340,7 @@ mod tests {
         fake.put_secret("db", "pw");
         let refs = parse_ref_list("secretsmanager:db secretsmanager:gone ssm-path:/empty/").expect("refs");
         let report = prefetch(&cache, &refs, Instant::now() + Duration::from_secs(60)).await;
-        let missing = missing_required(&refs, &report);
+        let missing = report.missing(&refs);
         let names: Vec<String> = missing.iter().map(|(r, _)| r.to_string()).collect();
         assert_eq!(names, ["secretsmanager:gone", "ssm-path:/empty/"]);
         assert!(missing[0].1.starts_with("not_found"));

@@ -19,7 +19,7 @@ use tracing::{info, warn};
 
 use crate::backend::aws::{load_sdk_config, AwsUpstream};
 use crate::backend::CallStats;
-use crate::cache::{missing_required, Cache, Plan, Report};
+use crate::cache::{Cache, Plan, Report};
 use crate::config::Config;
 use crate::model::SecretRef;
 use crate::server::{self, App, Limits};
@@ -84,7 +84,7 @@ impl Running {
             None => Report::default(),
         };
         self.app.set_ready();
-        missing_required(&self.config.required, &report)
+        report.missing(&self.config.required)
     }
 
     /// One refresh-ahead pass within `budget` (Lambda: on INVOKE, before the next

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::time::{advance, Instant};
 
+use super::entry::BACKOFF_BASE;
 use super::*;
 use crate::backend::fake::FakeUpstream;
 use crate::backend::ErrorKind;
