@@ -138,19 +138,33 @@ async fn connections_over_the_cap_get_a_clean_503_unless_an_idle_one_can_go() ->
 
     // Four idle keep-alive connections: once they have been idle for a second, a new
     // connection makes one of them close and is served (until then it gets a 503).
-    let mut idle = Vec::new();
-    for _ in 0..4 {
-        let s = harness::net::poll(Duration::from_secs(5), "a free slot", || {
-            let addr = addr.clone();
-            async move {
-                let mut s = TcpStream::connect(&addr).await.ok()?;
-                let r = exchange(&mut s, ping, Duration::from_secs(2)).await.ok()?;
-                r.starts_with("HTTP/1.1 200").then_some(s)
+    // Gathering them can take over a second on a loaded machine (the busy ones above
+    // close at the server's pace), long enough for a later one to reclaim an earlier
+    // one: so all four are checked open (which also restarts their idle time), and a
+    // reclaimed one is replaced.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut idle: Vec<TcpStream> = Vec::new();
+    loop {
+        let mut open = Vec::new();
+        for mut s in idle {
+            let r = exchange(&mut s, ping, Duration::from_secs(10)).await;
+            if r.is_ok_and(|r| r.starts_with("HTTP/1.1 200")) {
+                open.push(s);
             }
-        })
-        .await?;
-        s.set_nodelay(true)?;
-        idle.push(s);
+        }
+        idle = open;
+        if idle.len() == 4 {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{} of 4 idle connections open", idle.len());
+        let mut s = TcpStream::connect(&addr).await?;
+        let r = exchange(&mut s, ping, Duration::from_secs(10)).await;
+        if r.is_ok_and(|r| r.starts_with("HTTP/1.1 200")) {
+            s.set_nodelay(true)?;
+            idle.push(s);
+        } else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
     let _newcomer = harness::net::poll(Duration::from_secs(30), "a newcomer served", || {
         let addr = addr.clone();
