@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use harness::moto::{Moto, ParamType};
-use harness::sidecar::SidecarBuilder;
+use harness::sidecar::{SidecarBuilder, TOKEN_HEADER};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -65,15 +65,20 @@ async fn loopback_only_keep_alive_kept_slow_heads_cut() -> R {
     let first = exchange(&mut idle, ping, Duration::from_secs(2)).await?;
     assert!(first.starts_with("HTTP/1.1 200"), "{first}");
 
-    // A head that never completes is cut after the 5 s header limit...
+    // A head that never completes is cut by the server: the connection closes without
+    // an answer. The 5 s limit itself is checked with a paused clock (`server::guard`);
+    // here, not before 4 s (a loaded machine only makes the cut later), and by the
+    // server rather than by this test giving up.
     let mut slow = TcpStream::connect(&addr).await?;
     let started = Instant::now();
-    let cut = exchange(&mut slow, b"GET /ping HTTP/1.1\r\nHost: x\r\n", Duration::from_secs(10)).await?;
+    let cut = exchange(&mut slow, b"GET /ping HTTP/1.1\r\nHost: x\r\n", Duration::from_secs(30))
+        .await
+        .map_err(|e| anyhow::anyhow!("the unfinished head was not cut within 30 s: {e}"))?;
     let took = started.elapsed();
     assert!(cut.is_empty(), "{cut}");
     assert!(
-        took >= Duration::from_secs(4) && took < Duration::from_secs(8),
-        "cut after {took:?}"
+        took >= Duration::from_secs(4),
+        "cut after {took:?}, before the 5 s limit"
     );
 
     // ...while the idle keep-alive connection, silent for as long, still works.
@@ -131,36 +136,68 @@ async fn connections_over_the_cap_get_a_clean_503_unless_an_idle_one_can_go() ->
     assert!(refused.contains("TooManyConnections"), "{refused}");
     drop(busy);
 
-    // Four idle keep-alive connections: after a second of idleness one of them is
-    // closed to make room, and the new connection is served.
-    let mut idle = Vec::new();
-    for _ in 0..4 {
-        let s = harness::net::poll(Duration::from_secs(5), "a free slot", || {
-            let addr = addr.clone();
-            async move {
-                let mut s = TcpStream::connect(&addr).await.ok()?;
-                let r = exchange(&mut s, ping, Duration::from_secs(2)).await.ok()?;
-                r.starts_with("HTTP/1.1 200").then_some(s)
+    // Four idle keep-alive connections: once they have been idle for a second, a new
+    // connection makes one of them close and is served (until then it gets a 503).
+    // Gathering them can take over a second on a loaded machine (the busy ones above
+    // close at the server's pace), long enough for a later one to reclaim an earlier
+    // one: so all four are checked open (which also restarts their idle time), and a
+    // reclaimed one is replaced.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut idle: Vec<TcpStream> = Vec::new();
+    loop {
+        let mut open = Vec::new();
+        for mut s in idle {
+            let r = exchange(&mut s, ping, Duration::from_secs(10)).await;
+            if r.is_ok_and(|r| r.starts_with("HTTP/1.1 200")) {
+                open.push(s);
             }
-        })
-        .await?;
-        s.set_nodelay(true)?;
-        idle.push(s);
+        }
+        idle = open;
+        if idle.len() == 4 {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{} of 4 idle connections open", idle.len());
+        let mut s = TcpStream::connect(&addr).await?;
+        let r = exchange(&mut s, ping, Duration::from_secs(10)).await;
+        if r.is_ok_and(|r| r.starts_with("HTTP/1.1 200")) {
+            s.set_nodelay(true)?;
+            idle.push(s);
+        } else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let mut newcomer = TcpStream::connect(&addr).await?;
-    let served = exchange(&mut newcomer, ping, Duration::from_secs(2)).await?;
-    assert!(served.starts_with("HTTP/1.1 200"), "{served}");
-    let mut closed = 0;
-    for s in &mut idle {
-        let mut buf = [0u8; 16];
-        if let Ok(Ok(0)) = tokio::time::timeout(Duration::from_millis(200), s.read(&mut buf)).await {
-            closed += 1;
+    let _newcomer = harness::net::poll(Duration::from_secs(30), "a newcomer served", || {
+        let addr = addr.clone();
+        async move {
+            let mut s = TcpStream::connect(&addr).await.ok()?;
+            let r = exchange(&mut s, ping, Duration::from_secs(10)).await.ok()?;
+            r.starts_with("HTTP/1.1 200").then_some(s)
+        }
+    })
+    .await?;
+    // Exactly one idle connection made room: the server closed it (its slot went to
+    // the newcomer), and the three others still answer.
+    let (mut open, mut closed) = (Vec::new(), 0);
+    for mut s in idle {
+        match exchange(&mut s, ping, Duration::from_secs(10)).await {
+            Ok(r) if r.starts_with("HTTP/1.1 200") => open.push(s),
+            _ => closed += 1,
         }
     }
     assert_eq!(closed, 1, "exactly one idle connection made room");
-    let refused = sc.metric("secrets_sidecar_connections_refused_total").await;
-    assert!(refused.is_ok_and(|n| n >= 1));
+    // The refusals were counted. Asked over a connection already open: every slot is
+    // taken and none has been idle long, so a new connection would itself be refused.
+    let conn = open.first_mut().ok_or_else(|| anyhow::anyhow!("no open connection"))?;
+    let ask = format!(
+        "GET /metrics HTTP/1.1\r\nHost: x\r\n{TOKEN_HEADER}: {}\r\n\r\n",
+        sc.token
+    );
+    let page = exchange(conn, ask.as_bytes(), Duration::from_secs(10)).await?;
+    let refused = page
+        .lines()
+        .find_map(|l| l.strip_prefix("secrets_sidecar_connections_refused_total "))
+        .and_then(|n| n.trim().parse::<u64>().ok());
+    assert!(refused.is_some_and(|n| n >= 1), "{page}");
     Ok(())
 }
 

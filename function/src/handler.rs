@@ -1,6 +1,7 @@
 //! `GET /{provider}/{latitude}/{longitude}`: route, validate, get the key, ask the
 //! provider (refreshing the key once if the provider refuses it), answer in °C.
 
+use std::future::Future;
 use std::time::Instant;
 
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -64,31 +65,51 @@ impl App {
                 detail: why,
             },
         })?;
-        provider.celsius(status, &body).map_err(|e| ApiError::Provider {
-            provider: provider.name(),
-            detail: match e {
-                ProviderError::Unauthorized => "the key was refused".into(),
-                ProviderError::Status(s) => format!("answered {s}"),
-                ProviderError::Unreadable(why) => why,
-            },
-        })
+        provider.celsius(status, &body).map_err(|e| provider_error(provider, e))
     }
 
     /// The temperature, retrying once with a freshly fetched key when the provider
     /// refuses the cached one (a rotated key works without waiting for the TTL).
     pub async fn temperature(&self, provider: Provider, at: Coords) -> Result<f64, ApiError> {
-        let key = self.key(provider, false).await.map_err(ApiError::Sidecar)?;
-        match self.ask(provider, at, &key).await {
-            Err(ApiError::Provider { detail, .. }) if detail == "the key was refused" => {
-                warn!(
-                    provider = provider.name(),
-                    "key refused; refreshing it and retrying once"
-                );
-                let fresh = self.key(provider, true).await.map_err(ApiError::Sidecar)?;
-                self.ask(provider, at, &fresh).await
-            }
-            other => other,
+        retry_refused_key(
+            |refresh| async move { self.key(provider, refresh).await.map_err(ApiError::Sidecar) },
+            |key: Secret| async move { self.ask(provider, at, &key).await },
+        )
+        .await
+    }
+}
+
+/// What a provider's failure means to the caller: a refused key (401/403) is
+/// [`ApiError::KeyRefused`], which a fresh key may cure; anything else is final.
+fn provider_error(provider: Provider, e: ProviderError) -> ApiError {
+    match e {
+        ProviderError::Unauthorized => ApiError::KeyRefused {
+            provider: provider.name(),
+        },
+        other => ApiError::Provider {
+            provider: provider.name(),
+            detail: other.to_string(),
+        },
+    }
+}
+
+/// Asks with the cached key (`key(false)`); when the answer is
+/// [`ApiError::KeyRefused`], fetches the key again bypassing the sidecar's cache
+/// (`key(true)`) and asks once more. Any other answer is returned as it is.
+async fn retry_refused_key<K, KeyFut, AskFut>(
+    key: impl Fn(bool) -> KeyFut,
+    ask: impl Fn(K) -> AskFut,
+) -> Result<f64, ApiError>
+where
+    KeyFut: Future<Output = Result<K, ApiError>>,
+    AskFut: Future<Output = Result<f64, ApiError>>,
+{
+    match ask(key(false).await?).await {
+        Err(ApiError::KeyRefused { provider }) => {
+            warn!(provider, "key refused; refreshing it and retrying once");
+            ask(key(true).await?).await
         }
+        other => other,
     }
 }
 
@@ -149,4 +170,131 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
         "request"
     );
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use super::*;
+
+    const HERE_ANSWER: &[u8] = br#"{"places":[{"observations":[{"temperature":-3.0}]}]}"#;
+
+    /// What the outbound call to the provider gives: a status and body, or a call error
+    /// already mapped (timeouts, transport failures).
+    type Call = Result<(u16, &'static [u8]), ApiError>;
+
+    /// What one run of [`retry_refused_key`] did.
+    #[derive(Debug)]
+    struct Run {
+        result: Result<f64, ApiError>,
+        /// The `refresh` flag of every key fetch, in order.
+        fetches: Vec<bool>,
+        /// The key each provider call used, in order.
+        asked: Vec<&'static str>,
+    }
+
+    /// Runs the retry logic against a HERE provider answering `calls` in turn (a call
+    /// past the script answers 200), through the same status mapping as `App::ask`.
+    async fn run(calls: &[Call]) -> Run {
+        let fetches = RefCell::new(Vec::new());
+        let asked = RefCell::new(Vec::new());
+        let result = retry_refused_key(
+            |refresh| {
+                fetches.borrow_mut().push(refresh);
+                async move { Ok(if refresh { "fresh-key" } else { "cached-key" }) }
+            },
+            |key: &'static str| {
+                let call = calls
+                    .get(asked.borrow().len())
+                    .cloned()
+                    .unwrap_or(Ok((200, HERE_ANSWER)));
+                asked.borrow_mut().push(key);
+                async move {
+                    let (status, body) = call?;
+                    Provider::Here
+                        .celsius(status, body)
+                        .map_err(|e| provider_error(Provider::Here, e))
+                }
+            },
+        )
+        .await;
+        Run {
+            result,
+            fetches: fetches.into_inner(),
+            asked: asked.into_inner(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_401_or_403_refreshes_the_key_and_retries_once() {
+        for status in [401, 403] {
+            let r = run(&[Ok((status, b"{}"))]).await;
+            assert_eq!(r.result, Ok(-3.0), "{status}: {r:?}");
+            assert_eq!(
+                r.fetches,
+                [false, true],
+                "{status}: the second fetch bypasses the cache"
+            );
+            assert_eq!(r.asked, ["cached-key", "fresh-key"], "{status}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_key_refused_again_is_not_retried_a_second_time() {
+        let r = run(&[Ok((401, b"{}")), Ok((403, b"{}"))]).await;
+        assert_eq!(r.result, Err(ApiError::KeyRefused { provider: "here" }), "{r:?}");
+        assert_eq!(r.fetches, [false, true]);
+        assert_eq!(r.asked.len(), 2);
+        let e = r.result.expect_err("refused");
+        assert_eq!(
+            (e.status().as_u16(), e.to_string()),
+            (502, "here: the key was refused".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn other_provider_errors_are_not_retried() {
+        let mut calls: Vec<(Call, ApiError)> = [400, 404, 429, 500, 502, 503]
+            .into_iter()
+            .map(|s| {
+                let e = ApiError::Provider {
+                    provider: "here",
+                    detail: format!("answered {s}"),
+                };
+                (Ok((s, &b"{}"[..])), e)
+            })
+            .collect();
+        calls.push((
+            Ok((200, b"not json")),
+            ApiError::Provider {
+                provider: "here",
+                detail: "no JSON in the answer".into(),
+            },
+        ));
+        for e in [
+            ApiError::ProviderTimeout { provider: "here" },
+            ApiError::Provider {
+                provider: "here",
+                detail: "connection refused".into(),
+            },
+        ] {
+            calls.push((Err(e.clone()), e));
+        }
+        for (call, expected) in calls {
+            let r = run(std::slice::from_ref(&call)).await;
+            assert_eq!(r.result, Err(expected), "{call:?}");
+            assert_eq!(r.fetches, [false], "{call:?}: the key was not fetched again");
+            assert_eq!(r.asked, ["cached-key"], "{call:?}: the provider was asked once");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_good_answer_needs_one_key_and_one_call() {
+        let r = run(&[Ok((200, HERE_ANSWER))]).await;
+        assert_eq!(
+            (r.result, r.fetches, r.asked),
+            (Ok(-3.0), vec![false], vec!["cached-key"])
+        );
+    }
 }

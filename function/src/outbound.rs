@@ -13,10 +13,12 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::secret::Secret;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {
+    #[error("timed out")]
     Timeout,
     /// Could not connect or the connection failed; the text has no URL in it.
+    #[error("{0}")]
     Transport(String),
 }
 

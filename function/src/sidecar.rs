@@ -11,27 +11,17 @@ use serde::Deserialize;
 
 use crate::secret::Secret;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SidecarError {
+    #[error("sidecar unreachable: {0}")]
     Unreachable(String),
+    #[error("sidecar timed out")]
     Timeout,
     /// The sidecar answered with an error (its JSON `error` code).
-    Refused {
-        status: u16,
-        code: String,
-    },
+    #[error("sidecar answered {status} {code}")]
+    Refused { status: u16, code: String },
+    #[error("sidecar answer not understood")]
     BadAnswer,
-}
-
-impl std::fmt::Display for SidecarError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SidecarError::Unreachable(why) => write!(f, "sidecar unreachable: {why}"),
-            SidecarError::Timeout => write!(f, "sidecar timed out"),
-            SidecarError::Refused { status, code } => write!(f, "sidecar answered {status} {code}"),
-            SidecarError::BadAnswer => write!(f, "sidecar answer not understood"),
-        }
-    }
 }
 
 pub struct Sidecar {

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use harness::emulator::Outcome;
+use harness::emulator::{Outcome, Trace};
 use harness::moto::Moto;
 use harness::proxy::{Fault, FaultProxy};
 use harness::sidecar::SidecarBuilder;
@@ -46,15 +46,14 @@ async fn frozen_mid_refresh_and_thawed_later_recovers() -> R {
     tokio::time::sleep(freeze).await;
     sc.proc.signal("CONT").await?;
 
-    // Thawed: answers at once (the held value, stale or not)...
+    // Thawed: answers (the held value, stale or not, or the refresh that was in
+    // flight), without waiting out the 10 s first-byte bound on the frozen call: the
+    // wait below is generous but shorter than that.
     let started = Instant::now();
-    let r = sc.get("/secretsmanager/get?secretId=frozen").await?;
+    let r = tokio::time::timeout(Duration::from_secs(8), sc.get("/secretsmanager/get?secretId=frozen"))
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer within 8 s of the thaw"))??;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "answered {:?} after the thaw",
-        started.elapsed()
-    );
     // ...and the rotated value arrives through the next refresh.
     harness::net::poll(Duration::from_secs(20), "the value rotated while frozen", || async {
         let r = sc.get("/secretsmanager/get?secretId=frozen").await.ok()?;
@@ -98,17 +97,24 @@ async fn upstream_down_during_init_fails_required_secrets_clearly() -> R {
         .env("SECRETS_SIDECAR_INIT_TIMEOUT_MILLIS", "2000");
     let world = World::start(cfg).await?;
     world.proxy.inject(None, Fault::ServerError, None);
-    let started = Instant::now();
     let err = world.emulator.init().await.expect_err("the init must fail");
     assert!(err.contains("Extension.RequiredSecretUnavailable"), "{err}");
     assert!(
         err.contains("secretsmanager:weather/openweathermap") && err.contains("unavailable"),
         "{err}"
     );
+    // Within the init limit Lambda enforces (the emulator's 10 s): the sidecar itself
+    // reported init/error, and that report failed the init (the error above is the
+    // first failure recorded; a report after the limit would have found the init
+    // already failed with "init did not complete within 10s").
+    let trace = world.emulator.trace();
     assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "failed within the init budget: {:?}",
-        started.elapsed()
+        trace.iter().any(|t| matches!(&t.what,
+            Trace::ErrorReported { source, path, error_type }
+                if source == "secrets-sidecar"
+                    && path.ends_with("/init/error")
+                    && error_type == "Extension.RequiredSecretUnavailable")),
+        "{trace:?}"
     );
     Ok(())
 }

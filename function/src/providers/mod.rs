@@ -23,11 +23,14 @@ pub enum Provider {
 }
 
 /// Why a provider gave no temperature.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProviderError {
     /// 401 or 403: the key is wrong (or was rotated).
+    #[error("the key was refused")]
     Unauthorized,
+    #[error("answered {0}")]
     Status(u16),
+    #[error("{0}")]
     Unreadable(String),
 }
 
