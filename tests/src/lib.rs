@@ -11,7 +11,9 @@
 //! - `proxy`: a fault-injecting proxy between the sidecar and moto that counts calls by API;
 //! - `sidecar`: the real `secrets-sidecar` binary in standalone mode;
 //! - `process`: child processes killed on drop (panics included), logs captured;
-//! - `net`: free ports, a small HTTP client, bounded polling;
+//! - `net`: the one HTTP accept loop every server above runs on (`net::serve`; a
+//!   server stops, connections and all, when its handle is dropped), free ports, a
+//!   small HTTP client, bounded polling;
 //! - `bins`: where the project's binaries are;
 //! - `world`: the whole product wired together (moto, proxy, fakes, emulator, sidecar, function).
 

@@ -32,14 +32,11 @@ use std::time::Duration;
 
 use anyhow::Result;
 use bytes::Bytes;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use nix::sys::signal::Signal;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 pub use config::{FunctionConfig, Quirks};
@@ -47,6 +44,7 @@ use procs::{EnvProc, Role};
 pub use state::{epoch_ms, Phase, Trace, TraceEvent};
 use state::{Delivery, Invocation, RuntimeAnswer, Shared, State};
 
+use crate::net::{self, Server};
 use crate::process::Logs;
 
 /// How an invocation ended, as the caller sees it.
@@ -103,19 +101,14 @@ struct Inner {
     cfg: Arc<FunctionConfig>,
     shared: Arc<Shared>,
     port: u16,
-    server: JoinHandle<()>,
+    /// The Runtime and Extensions APIs; they stop with the emulator.
+    _server: Server,
     procs: Mutex<Vec<EnvProc>>,
     invoke_lock: Arc<tokio::sync::Mutex<()>>,
     frozen: AtomicBool,
     logs: Arc<Logs>,
     reports: Mutex<Vec<Report>>,
     stream: String,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -147,32 +140,21 @@ impl Emulator {
     /// Starts the API server. The environment itself starts at the first invoke (or [`Emulator::init`]).
     pub async fn start(cfg: FunctionConfig) -> Result<Emulator> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let port = listener.local_addr()?.port();
         let shared = Arc::new(Shared::new());
         let cfg = Arc::new(cfg);
-        let server = {
-            let shared = shared.clone();
-            let cfg = cfg.clone();
-            tokio::spawn(async move {
-                while let Ok((stream, _)) = listener.accept().await {
-                    let shared = shared.clone();
-                    let cfg = cfg.clone();
-                    tokio::spawn(async move {
-                        let service = service_fn(move |req| api::handle(shared.clone(), cfg.clone(), req));
-                        let _ = http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
-                    });
-                }
-            })
+        let service = {
+            let (shared, cfg) = (shared.clone(), cfg.clone());
+            service_fn(move |req| api::handle(shared.clone(), cfg.clone(), req))
         };
+        let server = net::serve(listener, service)?;
+        let port = server.port();
         let stream = format!("{}/[$LATEST]{}", chrono_like_date(), uuid::Uuid::new_v4().simple());
         Ok(Emulator {
             inner: Arc::new(Inner {
                 cfg,
                 shared,
                 port,
-                server,
+                _server: server,
                 procs: Mutex::new(Vec::new()),
                 invoke_lock: Arc::new(tokio::sync::Mutex::new(())),
                 frozen: AtomicBool::new(false),
