@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use harness::emulator::{Emulator, FunctionConfig, Outcome, Phase, Quirks, Trace, TraceEvent};
+use harness::emulator::{Emulator, FunctionConfig, Outcome, Phase, Quirks, ShutdownReason, Trace, TraceEvent};
 use harness::layer::{Layer, TaskRoot};
 use serde_json::Value;
 
@@ -385,7 +385,7 @@ async fn shutdown_deadline_is_two_seconds_then_kill() -> R {
     let exts: &[(&str, &[(&str, &str)])] = &[("polite", &[]), ("stubborn", &[("PROBE_IGNORE_SHUTDOWN", "1")])];
     let good = environment(exts, &[], |c| c).await?;
     good.emulator.invoke("{}").await;
-    let report = good.emulator.shutdown("spindown").await;
+    let report = good.emulator.shutdown(ShutdownReason::Spindown).await;
     assert_eq!(
         check_shutdown(&probe_lines(&good.emulator, "polite"), &report, "stubborn"),
         Ok(())
@@ -409,7 +409,7 @@ async fn shutdown_deadline_is_two_seconds_then_kill() -> R {
     ] {
         let wrong = environment(exts, &[], |c| c.quirks(quirks.clone())).await?;
         wrong.emulator.invoke("{}").await;
-        let report = wrong.emulator.shutdown("spindown").await;
+        let report = wrong.emulator.shutdown(ShutdownReason::Spindown).await;
         assert!(
             check_shutdown(&probe_lines(&wrong.emulator, "polite"), &report, "stubborn").is_err(),
             "{quirks:?}"
