@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
-use harness::emulator::{Emulator, FunctionConfig, Trace};
+use harness::emulator::{Emulator, FunctionConfig, ShutdownReason, Trace};
 use harness::layer::{Layer, TaskRoot};
 use harness::moto::Moto;
 use harness::net::{free_port, HttpClient};
@@ -83,7 +83,7 @@ async fn registered_once(extension: &Path, name: &str, tools: &Tools) -> Result<
     let emulator = Emulator::start(cfg).await?;
     let init = emulator.init().await.map_err(anyhow::Error::msg)?;
     let reg = registration_time(&emulator, name).ok_or_else(|| anyhow!("{name} did not register"))?;
-    emulator.shutdown("spindown").await;
+    emulator.shutdown(ShutdownReason::Spindown).await;
     Ok((reg, init))
 }
 

@@ -12,13 +12,12 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Mutex as AsyncMutex, Notify};
-use tokio::task::JoinHandle;
+
+use crate::net::{self, Server};
 
 /// One request the extension made.
 #[derive(Clone, Debug)]
@@ -35,17 +34,12 @@ struct State {
     changed: Notify,
 }
 
+/// The scripted API; it stops when dropped.
 pub struct MockExtensionsApi {
     pub port: u16,
     state: Arc<State>,
     events: mpsc::UnboundedSender<Value>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for MockExtensionsApi {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _server: Server,
 }
 
 pub const EXTENSION_ID: &str = "3f5c7c1e-0000-4000-8000-000000000001";
@@ -60,30 +54,20 @@ pub fn epoch_ms() -> u64 {
 impl MockExtensionsApi {
     pub async fn start() -> Result<MockExtensionsApi> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let port = listener.local_addr()?.port();
         let state = Arc::new(State::default());
         let (tx, rx) = mpsc::unbounded_channel();
+        // One queue for every `next`: each takes the next event pushed, in order.
         let rx = Arc::new(AsyncMutex::new(rx));
-        let task = {
+        let service = {
             let state = state.clone();
-            tokio::spawn(async move {
-                while let Ok((stream, _)) = listener.accept().await {
-                    let state = state.clone();
-                    let rx = rx.clone();
-                    tokio::spawn(async move {
-                        let service = service_fn(move |req| handle(state.clone(), rx.clone(), req));
-                        let _ = http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
-                    });
-                }
-            })
+            service_fn(move |req| handle(state.clone(), rx.clone(), req))
         };
+        let server = net::serve(listener, service)?;
         Ok(MockExtensionsApi {
-            port,
+            port: server.port(),
             state,
             events: tx,
-            task,
+            _server: server,
         })
     }
 

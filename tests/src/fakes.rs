@@ -26,12 +26,11 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
+
+use crate::net::{self, Server};
 
 type Resp = Response<Full<Bytes>>;
 
@@ -85,28 +84,17 @@ fn decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-async fn serve<F, Fut>(handler: F) -> Result<(u16, JoinHandle<()>)>
+/// Serves `handler` on a free loopback port (handlers here never fail).
+async fn serve<F, Fut>(handler: F) -> Result<Server>
 where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = Resp> + Send + 'static,
 {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let port = listener.local_addr()?.port();
-    let task = tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let handler = handler.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req| {
-                    let handler = handler.clone();
-                    async move { Ok::<_, Infallible>(handler(req).await) }
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
+    let service = service_fn(move |req| {
+        let handler = handler.clone();
+        async move { Ok::<_, Infallible>(handler(req).await) }
     });
-    Ok((port, task))
+    net::serve(TcpListener::bind("127.0.0.1:0").await?, service)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -126,16 +114,11 @@ struct ProviderState {
     latency: Mutex<HashMap<Api, Duration>>,
 }
 
+/// The fake providers; they stop when dropped.
 pub struct FakeProviders {
     pub port: u16,
     state: Arc<ProviderState>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for FakeProviders {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _server: Server,
 }
 
 impl FakeProviders {
@@ -148,7 +131,7 @@ impl FakeProviders {
             keys.insert(Api::OpenWeatherMap, owm.to_owned());
             keys.insert(Api::Here, here.to_owned());
         }
-        let (port, task) = {
+        let server = {
             let state = state.clone();
             serve(move |req| {
                 let state = state.clone();
@@ -156,7 +139,11 @@ impl FakeProviders {
             })
             .await?
         };
-        Ok(FakeProviders { port, state, task })
+        Ok(FakeProviders {
+            port: server.port(),
+            state,
+            _server: server,
+        })
     }
 
     pub fn darksky_url(&self) -> String {
@@ -292,17 +279,12 @@ struct SidecarState {
     down: Mutex<bool>,
 }
 
-/// A stand-in for the sidecar's HTTP API, for testing a function alone.
+/// A stand-in for the sidecar's HTTP API, for testing a function alone; it stops
+/// when dropped.
 pub struct FakeSidecar {
     pub port: u16,
     state: Arc<SidecarState>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for FakeSidecar {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _server: Server,
 }
 
 impl FakeSidecar {
@@ -311,7 +293,7 @@ impl FakeSidecar {
             token: token.to_owned(),
             ..SidecarState::default()
         });
-        let (port, task) = {
+        let server = {
             let state = state.clone();
             serve(move |req| {
                 let state = state.clone();
@@ -319,7 +301,11 @@ impl FakeSidecar {
             })
             .await?
         };
-        Ok(FakeSidecar { port, state, task })
+        Ok(FakeSidecar {
+            port: server.port(),
+            state,
+            _server: server,
+        })
     }
 
     /// Sets an SSM parameter's value.

@@ -3,7 +3,13 @@
 //!
 //! - `venv`: the project's Python venv with pinned moto (created on first use);
 //! - `emulator`: a local Lambda execution environment (Runtime and Extensions APIs,
-//!   real processes, freezing, timeouts, shutdown) with RIE and API-Gateway front doors;
+//!   real processes, freezing, timeouts, shutdown) with RIE and API-Gateway front doors.
+//!   Lambda's rules live one per file: `emulator/init.rs` (extensions register before
+//!   the runtime starts; init on demand), `emulator/invoke.rs` (INVOKE to extensions
+//!   before the runtime; invoke N+1 waits until every process is back in `next`;
+//!   freeze between invokes), `emulator/shutdown.rs` (SIGTERM + 300 ms for the
+//!   runtime, SHUTDOWN + 2 s for extensions, then SIGKILL; resets after a timeout or a
+//!   failure); `emulator/mod.rs` maps them;
 //! - `extensions_api`: a scripted Lambda Extensions API for one extension;
 //! - `fakes`: fake weather providers (Dark Sky-compatible, OpenWeatherMap, HERE) and a fake sidecar;
 //! - `layer`: layer-like extension folders and task roots for the emulator;
@@ -11,7 +17,9 @@
 //! - `proxy`: a fault-injecting proxy between the sidecar and moto that counts calls by API;
 //! - `sidecar`: the real `secrets-sidecar` binary in standalone mode;
 //! - `process`: child processes killed on drop (panics included), logs captured;
-//! - `net`: free ports, a small HTTP client, bounded polling;
+//! - `net`: the one HTTP accept loop every server above runs on (`net::serve`; a
+//!   server stops, connections and all, when its handle is dropped), free ports, a
+//!   small HTTP client, bounded polling;
 //! - `bins`: where the project's binaries are;
 //! - `world`: the whole product wired together (moto, proxy, fakes, emulator, sidecar, function).
 

@@ -1,19 +1,104 @@
-//! Networking helpers: free loopback ports, a small HTTP client, bounded polling.
+//! Networking helpers: the one HTTP accept loop every local server runs on
+//! ([`serve`]), free loopback ports, a small HTTP client, bounded polling.
 
+use std::error::Error as StdError;
 use std::future::Future;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener as StdTcpListener};
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request};
 use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::Service;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+
+/// A running HTTP server (see [`serve`]); it stops when dropped.
+pub struct Server {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Server {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Aborting the accept loop drops its set of connection tasks, which aborts them:
+        // nothing a test started keeps answering after the test let go of it.
+        self.task.abort();
+    }
+}
+
+/// Serves HTTP/1.1 on `listener` with `service` (one clone per connection, each
+/// connection in its own task) until the returned [`Server`] is dropped.
+///
+/// Every local server of the harness runs on this loop: the emulator's Runtime and
+/// Extensions APIs, its front doors, the fakes, the scripted Extensions API and the
+/// fault proxy. Their special behaviour (parked long polls, dropped connections,
+/// hangs) lives in their services: a service that answers `Err` makes hyper close
+/// the connection without a response, which is how the fault proxy drops one.
+pub fn serve<S, B>(listener: TcpListener, service: S) -> Result<Server>
+where
+    S: Service<Request<Incoming>, Response = http::Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn StdError + Send + Sync>>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(accept_loop(listener, service));
+    Ok(Server { addr, task })
+}
+
+async fn accept_loop<S, B>(listener: TcpListener, service: S)
+where
+    S: Service<Request<Incoming>, Response = http::Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn StdError + Send + Sync>>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    // Owned here, so aborting this loop aborts every connection it accepted.
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let service = service.clone();
+                    connections.spawn(async move {
+                        // A connection's error (a reset, a dropped fault) concerns that client alone.
+                        let _ = http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+                // Usually EMFILE under load: pause instead of spinning, and keep serving.
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            },
+            // Reaps finished connections so the set holds only live ones.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
 
 /// A port that was free a moment ago (bind to 0, read, release).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+    StdTcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .unwrap_or(0)

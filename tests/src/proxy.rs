@@ -18,13 +18,13 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
-use tokio::task::JoinHandle;
+
+use crate::net::{self, Server};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Fault {
@@ -59,42 +59,31 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The proxy; it stops when dropped (connections held by a `Hang` included).
 pub struct FaultProxy {
     pub port: u16,
     state: Arc<State>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for FaultProxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _server: Server,
 }
 
 impl FaultProxy {
     /// Starts a proxy forwarding to `upstream_port` on 127.0.0.1.
     pub async fn start(upstream_port: u16) -> Result<FaultProxy> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let port = listener.local_addr()?.port();
         let state = Arc::new(State::default());
         let upstream = SocketAddr::from(([127, 0, 0, 1], upstream_port));
         let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-        let task = {
+        let service = {
             let state = state.clone();
-            tokio::spawn(async move {
-                while let Ok((stream, _)) = listener.accept().await {
-                    let state = state.clone();
-                    let client = client.clone();
-                    tokio::spawn(async move {
-                        let service = service_fn(move |req| forward(state.clone(), client.clone(), upstream, req));
-                        let _ = http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
-                    });
-                }
-            })
+            // `Fault::Drop` answers `Err`, and hyper closes the connection unanswered.
+            service_fn(move |req| forward(state.clone(), client.clone(), upstream, req))
         };
-        Ok(FaultProxy { port, state, task })
+        let server = net::serve(listener, service)?;
+        Ok(FaultProxy {
+            port: server.port(),
+            state,
+            _server: server,
+        })
     }
 
     pub fn endpoint(&self) -> String {

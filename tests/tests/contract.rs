@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use harness::emulator::{Emulator, FunctionConfig, Outcome, Phase, Quirks, Trace, TraceEvent};
+use harness::emulator::{Emulator, FunctionConfig, Outcome, Phase, Quirks, ShutdownReason, Trace, TraceEvent};
 use harness::layer::{Layer, TaskRoot};
 use serde_json::Value;
 
@@ -418,7 +418,7 @@ async fn shutdown_deadline_is_two_seconds_then_kill() -> R {
     let exts: &[(&str, &[(&str, &str)])] = &[("polite", &[]), ("stubborn", &[("PROBE_IGNORE_SHUTDOWN", "1")])];
     let good = environment(exts, &[], |c| c).await?;
     good.emulator.invoke("{}").await;
-    let report = good.emulator.shutdown("spindown").await;
+    let report = good.emulator.shutdown(ShutdownReason::Spindown).await;
     let (polite, trace) = (probe_lines(&good.emulator, "polite"), good.emulator.trace());
     assert_eq!(check_shutdown(&polite, &trace, &report, "stubborn"), Ok(()));
     // The polite probe exits on SHUTDOWN: by itself (a time is recorded), before the
@@ -445,7 +445,7 @@ async fn shutdown_deadline_is_two_seconds_then_kill() -> R {
     ] {
         let wrong = environment(exts, &[], |c| c.quirks(quirks.clone())).await?;
         wrong.emulator.invoke("{}").await;
-        let report = wrong.emulator.shutdown("spindown").await;
+        let report = wrong.emulator.shutdown(ShutdownReason::Spindown).await;
         let (polite, trace) = (probe_lines(&wrong.emulator, "polite"), wrong.emulator.trace());
         assert!(
             check_shutdown(&polite, &trace, &report, "stubborn").is_err(),

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use harness::emulator::{Outcome, Phase, Trace};
+use harness::emulator::{Outcome, Phase, ShutdownReason, Trace};
 use harness::fakes::{Api, FakeProviders};
 use harness::net::HttpClient;
 use harness::proxy::Fault;
@@ -354,7 +354,7 @@ async fn shutdown_is_fast_and_wipes() -> R {
     let world = World::start(WorldConfig::default()).await?;
     let out = world.get("/darksky/1/2").await;
     assert_eq!(http(&out.outcome).0, 200);
-    let report = world.emulator.shutdown("spindown").await;
+    let report = world.emulator.shutdown(ShutdownReason::Spindown).await;
     let (_, exit) = report
         .extensions
         .iter()

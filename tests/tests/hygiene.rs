@@ -4,7 +4,7 @@
 //! and every error body is scanned for the values, plain and base64: none may appear.
 
 use base64::Engine;
-use harness::emulator::Outcome;
+use harness::emulator::{Outcome, ShutdownReason};
 use harness::net::HttpClient;
 use harness::world::{Keys, World, WorldConfig};
 
@@ -121,7 +121,7 @@ async fn scenario(level: &str) -> anyhow::Result<Vec<String>> {
         }
     }
     world.emulator.settle().await;
-    world.emulator.shutdown("spindown").await;
+    world.emulator.shutdown(ShutdownReason::Spindown).await;
 
     let logs = world.emulator.logs().lines();
     anyhow::ensure!(

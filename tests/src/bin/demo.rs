@@ -13,6 +13,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use harness::emulator::gateway::serve_http_api;
+use harness::emulator::ShutdownReason;
 use harness::net::HttpClient;
 use harness::world::{Keys, World, WorldConfig, ROUTE};
 
@@ -85,13 +86,13 @@ async fn run() -> Result<bool> {
         world.proxy.total() - before
     );
     if std::env::var_os("DEMO_ONESHOT").is_some() {
-        let report = world.emulator.shutdown("spindown").await;
+        let report = world.emulator.shutdown(ShutdownReason::Spindown).await;
         println!("shutdown: {:?}", report.extensions);
         return Ok(all_ok);
     }
     println!("\nserving on http://127.0.0.1:{} until Ctrl-C", door.port);
     tokio::signal::ctrl_c().await?;
-    world.emulator.shutdown("spindown").await;
+    world.emulator.shutdown(ShutdownReason::Spindown).await;
     Ok(all_ok)
 }
 

@@ -15,30 +15,29 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Map, Value};
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 use super::{epoch_ms, Emulator, Outcome};
+use crate::net::{self, Server};
 
 type Resp = Response<Full<Bytes>>;
 
 /// A running front door; stops when dropped.
 pub struct FrontDoor {
     pub port: u16,
-    task: JoinHandle<()>,
-}
-
-impl Drop for FrontDoor {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _server: Server,
 }
 
 impl FrontDoor {
+    fn new(server: Server) -> Self {
+        FrontDoor {
+            port: server.port(),
+            _server: server,
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
@@ -53,62 +52,47 @@ fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Re
     r
 }
 
-async fn serve<F, Fut>(addr: SocketAddr, handler: F) -> Result<FrontDoor>
-where
-    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Resp> + Send + 'static,
-{
-    let listener = TcpListener::bind(addr).await?;
-    let port = listener.local_addr()?.port();
-    let task = tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let handler = handler.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req| {
-                    let handler = handler.clone();
-                    async move { Ok::<_, Infallible>(handler(req).await) }
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    Ok(FrontDoor { port, task })
-}
-
 /// The RIE-compatible invoke endpoint on `addr` (port 0 picks a free one).
 pub async fn serve_rie(emulator: Emulator, addr: SocketAddr) -> Result<FrontDoor> {
-    serve(addr, move |req: Request<Incoming>| {
+    let service = service_fn(move |req| {
         let emulator = emulator.clone();
-        async move {
-            if req.method() != Method::POST || req.uri().path() != "/2015-03-31/functions/function/invocations" {
-                return respond(StatusCode::NOT_FOUND, "application/json", r#"{"message":"Not Found"}"#);
+        async move { Ok::<_, Infallible>(rie_invoke(&emulator, req).await) }
+    });
+    let server = net::serve(TcpListener::bind(addr).await?, service)?;
+    Ok(FrontDoor::new(server))
+}
+
+/// One request to the RIE endpoint: the payload in, the function's result out.
+async fn rie_invoke(emulator: &Emulator, req: Request<Incoming>) -> Resp {
+    if req.method() != Method::POST || req.uri().path() != "/2015-03-31/functions/function/invocations" {
+        return respond(StatusCode::NOT_FOUND, "application/json", r#"{"message":"Not Found"}"#);
+    }
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let invoked = emulator.invoke(body).await;
+    match invoked.outcome {
+        Outcome::Response(b) => respond(StatusCode::OK, "application/json", b),
+        Outcome::FunctionError { error_type, body } => {
+            let mut r = respond(StatusCode::OK, "application/json", body);
+            if let Ok(v) = http::HeaderValue::from_str(&error_type) {
+                r.headers_mut().insert("x-amz-function-error", v);
             }
-            let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-            let invoked = emulator.invoke(body).await;
-            match invoked.outcome {
-                Outcome::Response(b) => respond(StatusCode::OK, "application/json", b),
-                Outcome::FunctionError { error_type, body } => {
-                    let mut r = respond(StatusCode::OK, "application/json", body);
-                    if let Ok(v) = http::HeaderValue::from_str(&error_type) {
-                        r.headers_mut().insert("x-amz-function-error", v);
-                    }
-                    r
-                }
-                Outcome::Timeout => {
-                    let secs = emulator.config().timeout.as_secs_f64();
-                    let body = json!({"errorType": "Sandbox.Timedout", "errorMessage": format!("Task timed out after {secs:.2} seconds")});
-                    respond(StatusCode::OK, "application/json", body.to_string())
-                }
-                Outcome::Failed(why) => {
-                    let body = json!({"errorType": "Runtime.ExitError", "errorMessage": why});
-                    respond(StatusCode::OK, "application/json", body.to_string())
-                }
-            }
+            r
         }
-    })
-    .await
+        Outcome::Timeout => {
+            let secs = emulator.config().timeout.as_secs_f64();
+            let body = json!({"errorType": "Sandbox.Timedout", "errorMessage": format!("Task timed out after {secs:.2} seconds")});
+            respond(StatusCode::OK, "application/json", body.to_string())
+        }
+        Outcome::Failed(why) => {
+            let body = json!({"errorType": "Runtime.ExitError", "errorMessage": why});
+            respond(StatusCode::OK, "application/json", body.to_string())
+        }
+    }
 }
 
 /// Matches `path` against a template like `/{a}/{b}`; returns the path parameters.
@@ -257,42 +241,46 @@ pub fn http_api_response(result: &Bytes) -> Resp {
 
 /// The API-Gateway-like HTTP server for `template` (e.g. `/{provider}/{latitude}/{longitude}`).
 pub async fn serve_http_api(emulator: Emulator, addr: SocketAddr, template: &str) -> Result<FrontDoor> {
-    let template = template.to_owned();
-    serve(addr, move |req: Request<Incoming>| {
-        let emulator = emulator.clone();
-        let template = template.clone();
-        async move {
-            let path = req.uri().path().to_owned();
-            let Some(params) = match_route(&template, &path) else {
-                return respond(StatusCode::NOT_FOUND, "application/json", r#"{"message":"Not Found"}"#);
-            };
-            let method = req.method().clone();
-            let query = req.uri().query().unwrap_or("").to_owned();
-            let headers = req.headers().clone();
-            let body = req
-                .into_body()
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .unwrap_or_default();
-            let event = http_api_event(&template, &method, &path, &query, &headers, params, &body);
-            let invoked = emulator.invoke(Bytes::from(event.to_string())).await;
-            match invoked.outcome {
-                Outcome::Response(b) => http_api_response(&b),
-                Outcome::FunctionError { .. } | Outcome::Failed(_) => respond(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "application/json",
-                    r#"{"message":"Internal Server Error"}"#,
-                ),
-                Outcome::Timeout => respond(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "application/json",
-                    r#"{"message":"Service Unavailable"}"#,
-                ),
-            }
-        }
-    })
-    .await
+    let template: std::sync::Arc<str> = template.into();
+    let service = service_fn(move |req| {
+        let (emulator, template) = (emulator.clone(), template.clone());
+        async move { Ok::<_, Infallible>(http_api_invoke(&emulator, &template, req).await) }
+    });
+    let server = net::serve(TcpListener::bind(addr).await?, service)?;
+    Ok(FrontDoor::new(server))
+}
+
+/// One request to the HTTP API: an event if it matches the route, the function's
+/// result as the response.
+async fn http_api_invoke(emulator: &Emulator, template: &str, req: Request<Incoming>) -> Resp {
+    let path = req.uri().path().to_owned();
+    let Some(params) = match_route(template, &path) else {
+        return respond(StatusCode::NOT_FOUND, "application/json", r#"{"message":"Not Found"}"#);
+    };
+    let method = req.method().clone();
+    let query = req.uri().query().unwrap_or("").to_owned();
+    let headers = req.headers().clone();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let event = http_api_event(template, &method, &path, &query, &headers, params, &body);
+    let invoked = emulator.invoke(Bytes::from(event.to_string())).await;
+    match invoked.outcome {
+        Outcome::Response(b) => http_api_response(&b),
+        Outcome::FunctionError { .. } | Outcome::Failed(_) => respond(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "application/json",
+            r#"{"message":"Internal Server Error"}"#,
+        ),
+        Outcome::Timeout => respond(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "application/json",
+            r#"{"message":"Service Unavailable"}"#,
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -1,10 +1,12 @@
 //! The processes of an execution environment: each in its own process group (so
 //! freezing stops its children too), output captured with a `[name]` prefix, exit
-//! reported to the emulator, killed when dropped.
+//! reported to the emulator, killed when dropped; and `Processes`, the set of them
+//! that is frozen (SIGSTOP) between invokes and thawed (SIGCONT) for the next one.
 
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -14,6 +16,7 @@ use tokio::process::Command;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::state::{Shared, Trace};
 use crate::process::{capture, Logs};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,5 +109,68 @@ impl Drop for EnvProc {
             }
         }
         self.task.abort();
+    }
+}
+
+/// The running processes of the environment, and whether they are frozen.
+pub(crate) struct Processes {
+    list: Mutex<Vec<EnvProc>>,
+    /// Whether the configuration freezes at all (Lambda does; `FunctionConfig::freeze`).
+    enabled: bool,
+    frozen: AtomicBool,
+}
+
+impl Processes {
+    pub(crate) fn new(enabled: bool) -> Self {
+        Processes {
+            list: Mutex::new(Vec::new()),
+            enabled,
+            frozen: AtomicBool::new(false),
+        }
+    }
+
+    fn list(&self) -> MutexGuard<'_, Vec<EnvProc>> {
+        self.list.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn push(&self, proc: EnvProc) {
+        self.list().push(proc);
+    }
+
+    pub(crate) fn names(&self) -> Vec<String> {
+        self.list().iter().map(|p| p.name.clone()).collect()
+    }
+
+    /// Takes every process out of the set (for shutdown); they die when dropped.
+    pub(crate) fn take_all(&self) -> Vec<EnvProc> {
+        std::mem::take(&mut *self.list())
+    }
+
+    /// A new environment starts thawed.
+    pub(crate) fn start_thawed(&self) {
+        self.frozen.store(false, Ordering::SeqCst);
+    }
+
+    /// SIGSTOP to every process group, once, between invokes.
+    pub(crate) fn freeze(&self, shared: &Shared) {
+        if !self.enabled || self.frozen.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        for p in self.list().iter() {
+            p.signal(Signal::SIGSTOP);
+        }
+        shared.update(|s| s.record(Trace::Frozen));
+    }
+
+    /// SIGCONT to every process group, if frozen.
+    pub(crate) fn thaw(&self, shared: &Shared) {
+        if !self.frozen.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        // Recorded before the signals, so nothing a thawed process does predates it.
+        shared.update(|s| s.record(Trace::Thawed));
+        for p in self.list().iter() {
+            p.signal(Signal::SIGCONT);
+        }
     }
 }

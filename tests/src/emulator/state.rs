@@ -1,5 +1,6 @@
 //! The execution environment's state: who registered, who waits in `next`, the
-//! invocation in flight, failures, and a trace of everything with timestamps.
+//! invocation in flight, failures, and a trace of everything with timestamps; and
+//! the words for it ([`Phase`], [`ShutdownReason`]).
 //!
 //! One mutex guards it (no `.await` happens under it); every change wakes the
 //! waiters of [`Shared::wait_until`], which re-check their condition.
@@ -29,6 +30,43 @@ pub enum Phase {
     ShuttingDown,
     /// Init or an invoke failed; the next invoke starts a new environment.
     Failed,
+}
+
+/// Why an environment shuts down: the `shutdownReason` of the SHUTDOWN event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShutdownReason {
+    /// An orderly end (the environment is no longer needed).
+    Spindown,
+    /// An invoke ran past the function timeout.
+    Timeout,
+    /// The environment failed: an init error, a crash, an `exit/error`.
+    Failure,
+}
+
+impl ShutdownReason {
+    /// The lower-case string Lambda sends (`spindown`, `timeout`, `failure`).
+    pub fn label(self) -> &'static str {
+        match self {
+            ShutdownReason::Spindown => "spindown",
+            ShutdownReason::Timeout => "timeout",
+            ShutdownReason::Failure => "failure",
+        }
+    }
+
+    /// Where the environment stands once shut down: a spindown leaves it idle; a
+    /// timeout or failure is a reset, and the next invoke is a cold start.
+    pub fn phase_after(self) -> Phase {
+        match self {
+            ShutdownReason::Spindown => Phase::Idle,
+            ShutdownReason::Timeout | ShutdownReason::Failure => Phase::Failed,
+        }
+    }
+}
+
+impl std::fmt::Display for ShutdownReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
 }
 
 /// What one `next` waiter receives.
@@ -123,7 +161,7 @@ pub enum Trace {
     Thawed,
     ShutdownToExtension {
         name: String,
-        reason: String,
+        reason: ShutdownReason,
         deadline_ms: u64,
     },
     ProcessExited {

@@ -1,0 +1,299 @@
+//! Invoke: one event through the environment, in Lambda's order.
+//!
+//! 1. Init on demand when there is no environment (`init.rs`).
+//! 2. Hold until every process is back in `next`
+//!    ([`Emulator::hold_until_everyone_is_back_in_next`]: the rule lives there).
+//! 3. Thaw, then deliver: INVOKE to the extensions' parked `next` first, then the
+//!    event to the runtime's ([`Emulator::deliver`]).
+//! 4. Wait for the runtime's answer within the function timeout; no answer resets the
+//!    environment (`timeout`, or `failure` when a process failed meanwhile).
+//! 5. Return the answer to the caller at once, and end the invoke in the background
+//!    ([`Emulator::end_invoke`]): when everyone is back in `next`, the REPORT line and
+//!    the freeze; if they are not back by the deadline, a reset. The invoke's turn
+//!    stays with that ending, so invoke N+1 starts only after it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use super::state::{epoch_ms, Delivery, Invocation, Phase, RuntimeAnswer, ShutdownReason, State, Trace};
+use super::{lock, Emulator, Turn};
+
+/// How an invocation ended, as the caller sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Response(Bytes),
+    FunctionError {
+        error_type: String,
+        body: Bytes,
+    },
+    /// The function timeout passed; the environment was reset with reason `timeout`.
+    Timeout,
+    /// The environment failed (init error, crash); it was reset with reason `failure`.
+    Failed(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct Invoked {
+    pub request_id: String,
+    pub outcome: Outcome,
+    /// Init duration when this invoke started a new environment.
+    pub init: Option<Duration>,
+    /// Until the runtime answered.
+    pub duration: Duration,
+}
+
+/// One REPORT line's figures.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub request_id: String,
+    pub duration: Duration,
+    /// From the runtime's answer until every extension was back in `next`.
+    pub extension_overhead: Duration,
+    pub init: Option<Duration>,
+}
+
+/// **The rule: invoke N+1 waits until every process is back in `next`.** Lambda
+/// delivers the next event only when the runtime and every extension subscribed to
+/// INVOKE have called `next` again after the previous one (`lambda-contract.md`,
+/// "Ordering" 2). The same condition ends an invoke (REPORT, freeze).
+fn everyone_back_in_next(s: &State) -> bool {
+    s.runtime.waiter.is_some()
+        && s.extensions
+            .iter()
+            .filter(|e| e.wants("INVOKE"))
+            .all(|e| e.waiter.is_some())
+}
+
+impl Emulator {
+    /// Steps 1 to 5 of the header; `turn` is this invoke's, taken by the caller.
+    pub(super) async fn run_invoke(&self, turn: Turn, payload: Bytes) -> Invoked {
+        let cfg = &self.inner.cfg;
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let failed = |why, init| Invoked {
+            request_id: request_id.clone(),
+            outcome: Outcome::Failed(why),
+            init,
+            duration: Duration::ZERO,
+        };
+        let init = match self.init_on_demand().await {
+            Ok(init) => init,
+            Err(why) => return failed(why, None),
+        };
+        if let Err(why) = self.hold_until_everyone_is_back_in_next().await {
+            self.teardown(ShutdownReason::Failure).await;
+            return failed(why, init);
+        }
+        self.inner.procs.thaw(&self.inner.shared);
+        let deadline_ms = epoch_ms() + cfg.timeout.as_millis() as u64;
+        let deadline = Instant::now() + cfg.timeout;
+        let invocation = Invocation {
+            request_id: request_id.clone(),
+            deadline_ms,
+            payload,
+            function_arn: cfg.function_arn(),
+            trace_id: format!("Root=1-{:08x}-{}", epoch_ms() / 1000, uuid::Uuid::new_v4().simple()),
+        };
+        let started = Instant::now();
+        let answer = self.deliver(invocation);
+        let answer = self.wait_for_answer(answer, deadline).await;
+        let duration = started.elapsed();
+        let outcome = match answer {
+            Some(RuntimeAnswer::Response(body)) => Outcome::Response(body),
+            Some(RuntimeAnswer::Error { error_type, body }) => Outcome::FunctionError { error_type, body },
+            None => {
+                let (outcome, reason) = match self.inner.shared.lock().failure.clone() {
+                    Some(why) => (Outcome::Failed(why), ShutdownReason::Failure),
+                    None => (Outcome::Timeout, ShutdownReason::Timeout),
+                };
+                self.teardown(reason).await;
+                return Invoked {
+                    request_id,
+                    outcome,
+                    init,
+                    duration,
+                };
+            }
+        };
+        self.end_invoke(
+            turn,
+            Report {
+                request_id: request_id.clone(),
+                duration,
+                extension_overhead: Duration::ZERO,
+                init,
+            },
+            deadline,
+        );
+        Invoked {
+            request_id,
+            outcome,
+            init,
+            duration,
+        }
+    }
+
+    /// Enforces [`everyone_back_in_next`] before an invoke is delivered, within the
+    /// function timeout; a failure or the bound fails the invoke (the caller resets).
+    ///
+    /// It normally finds the rule met at once, since the previous invoke's ending kept
+    /// the turn until the same condition held (and init until everyone's first
+    /// `next`); this is the check right before delivery, whatever came before. Under
+    /// the `no_hold` quirk (the lax emulators: the turn goes at the answer) it waits
+    /// for the runtime alone, which the contract tests must catch.
+    async fn hold_until_everyone_is_back_in_next(&self) -> Result<(), String> {
+        let shared = &self.inner.shared;
+        let deadline = Instant::now() + self.inner.cfg.timeout;
+        let held = if self.inner.cfg.quirks.no_hold {
+            shared.wait_until(deadline, |s| s.runtime.waiter.is_some()).await
+        } else {
+            shared.wait_until(deadline, everyone_back_in_next).await
+        };
+        if held == Some(true) {
+            return Ok(());
+        }
+        Err(shared
+            .lock()
+            .failure
+            .clone()
+            .unwrap_or_else(|| "not every process returned to next".into()))
+    }
+
+    /// Releases the invocation to the parked `next` requests: the INVOKE event to every
+    /// extension subscribed to it, then the invocation to the runtime (the reverse
+    /// under the `runtime_first` quirk). Returns where the runtime's answer will arrive.
+    fn deliver(&self, invocation: Invocation) -> oneshot::Receiver<RuntimeAnswer> {
+        let quirks = &self.inner.cfg.quirks;
+        // Extensions see the same epoch deadline as the runtime (unless a quirk skews it).
+        let ext_deadline = (invocation.deadline_ms as i64 + quirks.extension_deadline_skew_ms).max(0) as u64;
+        let event = json!({
+            "eventType": "INVOKE",
+            "deadlineMs": ext_deadline,
+            "requestId": invocation.request_id,
+            "invokedFunctionArn": invocation.function_arn,
+            "tracing": {"type": "X-Amzn-Trace-Id", "value": invocation.trace_id},
+        });
+        let (tx, rx) = oneshot::channel();
+        self.inner.shared.update(|s| {
+            s.phase = Phase::Invoking;
+            s.inflight = Some((invocation.request_id.clone(), tx));
+            if quirks.runtime_first {
+                invoke_runtime(s, &invocation);
+                invoke_extensions(s, &event, &invocation.request_id, ext_deadline);
+            } else {
+                invoke_extensions(s, &event, &invocation.request_id, ext_deadline);
+                invoke_runtime(s, &invocation);
+            }
+        });
+        rx
+    }
+
+    /// The runtime's answer, or `None` when the deadline passed or a process failed.
+    async fn wait_for_answer(
+        &self,
+        answer: oneshot::Receiver<RuntimeAnswer>,
+        deadline: Instant,
+    ) -> Option<RuntimeAnswer> {
+        tokio::select! {
+            a = answer => a.ok(),
+            // Never true: it returns at the deadline or on a recorded failure.
+            _ = self.inner.shared.wait_until(deadline, |_| false) => None,
+        }
+    }
+
+    /// Ends an answered invoke once everyone is back in `next` (by `deadline`): the
+    /// REPORT line and the freeze, or a reset (`failure` when a process failed,
+    /// `timeout` when the deadline passed). The caller already has its answer, so this
+    /// runs in a task the emulator owns; the task keeps `turn` until it is done, which
+    /// is what holds invoke N+1 back (the `no_hold` quirk lets it go at once).
+    fn end_invoke(&self, turn: Turn, mut report: Report, deadline: Instant) {
+        let turn = (!self.inner.cfg.quirks.no_hold).then_some(turn);
+        let shared = self.inner.shared.clone();
+        // Weak while waiting: dropping the emulator stops this task instead of
+        // waiting for it.
+        let emulator = Arc::downgrade(&self.inner);
+        let answered = Instant::now();
+        let ending = async move {
+            let _turn = turn;
+            let back = shared.wait_until(deadline, everyone_back_in_next).await;
+            let Some(inner) = emulator.upgrade() else { return };
+            let this = Emulator { inner };
+            match back {
+                Some(true) => {
+                    report.extension_overhead = answered.elapsed();
+                    shared.update(|s| {
+                        s.phase = Phase::Ready;
+                        s.record(Trace::InvokeDone {
+                            request_id: report.request_id.clone(),
+                        });
+                    });
+                    this.report(report);
+                    this.inner.procs.freeze(&shared);
+                }
+                Some(false) => {
+                    this.teardown(ShutdownReason::Failure).await;
+                }
+                None => {
+                    this.teardown(ShutdownReason::Timeout).await;
+                }
+            }
+        };
+        let mut endings = lock(&self.inner.invoke_endings);
+        // Forget the endings that are over, so the set holds only running ones.
+        while endings.try_join_next().is_some() {}
+        endings.spawn(ending);
+    }
+
+    /// Writes the REPORT line to the logs and keeps its figures.
+    fn report(&self, r: Report) {
+        // Lambda bills whole milliseconds, rounded up.
+        let billed = (r.duration.as_secs_f64() * 1000.0).ceil().max(1.0) as u64;
+        let init = r
+            .init
+            .map(|d| format!(" Init Duration: {:.2} ms", d.as_secs_f64() * 1000.0))
+            .unwrap_or_default();
+        self.inner.logs.push(format!(
+            "REPORT RequestId: {} Duration: {:.2} ms Billed Duration: {} ms Memory Size: {} MB{} Extension Overhead: {:.2} ms",
+            r.request_id,
+            r.duration.as_secs_f64() * 1000.0,
+            billed,
+            self.inner.cfg.memory_mb,
+            init,
+            r.extension_overhead.as_secs_f64() * 1000.0
+        ));
+        lock(&self.inner.reports).push(r);
+    }
+}
+
+/// INVOKE to every extension subscribed to it and parked in `next`.
+fn invoke_extensions(s: &mut State, event: &Value, request_id: &str, deadline_ms: u64) {
+    let mut delivered = Vec::new();
+    for e in s.extensions.iter_mut().filter(|e| e.wants("INVOKE")) {
+        if let Some(w) = e.waiter.take() {
+            let _ = w.send(Delivery::Event(event.clone()));
+            delivered.push(e.name.clone());
+        }
+    }
+    for name in delivered {
+        s.record(Trace::InvokeToExtension {
+            name,
+            request_id: request_id.to_owned(),
+            deadline_ms,
+        });
+    }
+}
+
+/// The invocation to the runtime, if it is parked in `next`.
+fn invoke_runtime(s: &mut State, invocation: &Invocation) {
+    if let Some(w) = s.runtime.waiter.take() {
+        let _ = w.send(Delivery::Invocation(invocation.clone()));
+        s.record(Trace::InvokeToRuntime {
+            request_id: invocation.request_id.clone(),
+            deadline_ms: invocation.deadline_ms,
+        });
+    }
+}
