@@ -72,6 +72,21 @@ impl CacheSettings {
     pub fn caches(&self, source: Source) -> bool {
         self.enabled && self.capacity > 0 && !self.ttl(source).is_zero()
     }
+
+    /// Unit tests' settings: `ttl` for both sources, refresh at half of it, a minute
+    /// of stale-if-error, `refreshNow` once a second.
+    #[cfg(test)]
+    pub(crate) fn for_tests(capacity: usize, ttl: Duration) -> CacheSettings {
+        CacheSettings {
+            capacity,
+            enabled: true,
+            secrets_manager_ttl: ttl,
+            ssm_ttl: ttl,
+            max_stale: Duration::from_secs(60),
+            refresh_ahead: 0.5,
+            refresh_now_interval: Duration::from_secs(1),
+        }
+    }
 }
 
 /// How fresh an answer must be.

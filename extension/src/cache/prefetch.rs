@@ -217,15 +217,7 @@ mod tests {
 
     fn setup() -> (Cache, Arc<FakeUpstream>) {
         let fake = Arc::new(FakeUpstream::new());
-        let settings = CacheSettings {
-            capacity: 1000,
-            enabled: true,
-            secrets_manager_ttl: Duration::from_secs(60),
-            ssm_ttl: Duration::from_secs(60),
-            max_stale: Duration::from_secs(60),
-            refresh_ahead: 0.5,
-            refresh_now_interval: Duration::from_secs(1),
-        };
+        let settings = CacheSettings::for_tests(1000, Duration::from_secs(60));
         (Cache::new(settings, fake.clone()), fake)
     }
 

@@ -84,15 +84,7 @@ mod tests {
         for i in 0..3 {
             fake.put_secret(&format!("s{i}"), "v1");
         }
-        let settings = CacheSettings {
-            capacity: 100,
-            enabled: true,
-            secrets_manager_ttl: TTL,
-            ssm_ttl: TTL,
-            max_stale: Duration::from_secs(60),
-            refresh_ahead: 0.5,
-            refresh_now_interval: Duration::from_secs(1),
-        };
+        let settings = CacheSettings::for_tests(100, TTL);
         (Cache::new(settings, fake.clone()), fake)
     }
 

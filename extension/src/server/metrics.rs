@@ -145,114 +145,98 @@ impl Snapshot<'_> {
     pub fn render(&self) -> String {
         let (server, stats, calls) = (self.server, self.cache.stats(), self.calls);
         let mut out = String::with_capacity(2048);
-        header(
+        let routes = Route::ALL.map(|r| (r.label(), server.requests[r as usize].get()));
+        family(
             &mut out,
-            "secrets_sidecar_requests_total",
+            "requests_total",
             "counter",
             "HTTP requests by route.",
+            "route",
+            &routes,
         );
-        for route in Route::ALL {
-            let n = server.requests[route as usize].get();
-            let _ = writeln!(out, "secrets_sidecar_requests_total{{route=\"{}\"}} {n}", route.label());
-        }
-        header(
+        let classes = ["2xx", "3xx", "4xx", "5xx"];
+        let responses: Vec<_> = classes
+            .iter()
+            .zip(&server.responses)
+            .map(|(c, n)| (*c, n.get()))
+            .collect();
+        family(
             &mut out,
-            "secrets_sidecar_responses_total",
+            "responses_total",
             "counter",
             "HTTP responses by status class.",
+            "class",
+            &responses,
         );
-        for (i, class) in ["2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
-            let n = server.responses[i].get();
-            let _ = writeln!(out, "secrets_sidecar_responses_total{{class=\"{class}\"}} {n}");
-        }
-        header(
+        let outcomes = Outcome::ALL.map(|o| (o.label(), server.outcomes(o)));
+        family(
             &mut out,
-            "secrets_sidecar_cache_requests_total",
+            "cache_requests_total",
             "counter",
             "Value requests by cache outcome.",
+            "outcome",
+            &outcomes,
         );
-        for o in Outcome::ALL {
-            let n = server.outcomes(o);
-            let _ = writeln!(
-                out,
-                "secrets_sidecar_cache_requests_total{{outcome=\"{}\"}} {n}",
-                o.label()
-            );
-        }
-        header(
+        let apis = Api::ALL.map(|a| (a.name(), calls.get(a)));
+        family(
             &mut out,
-            "secrets_sidecar_upstream_calls_total",
+            "upstream_calls_total",
             "counter",
             "Upstream API calls by operation.",
+            "api",
+            &apis,
         );
-        for api in Api::ALL {
-            let n = calls.get(api);
-            let _ = writeln!(
-                out,
-                "secrets_sidecar_upstream_calls_total{{api=\"{}\"}} {n}",
-                api.name()
-            );
-        }
-        header(
+        let errors = ErrorKind::ALL.map(|k| (k.label(), stats.upstream_errors(k)));
+        family(
             &mut out,
-            "secrets_sidecar_upstream_errors_total",
+            "upstream_errors_total",
             "counter",
             "Failed upstream calls by kind.",
+            "kind",
+            &errors,
         );
-        for kind in ErrorKind::ALL {
-            let n = stats.upstream_errors(kind);
-            let _ = writeln!(
-                out,
-                "secrets_sidecar_upstream_errors_total{{kind=\"{}\"}} {n}",
-                kind.label()
-            );
-        }
-        header(
+        let refreshes = [("ok", stats.refreshes_ok()), ("error", stats.refreshes_failed())];
+        family(
             &mut out,
-            "secrets_sidecar_refreshes_total",
+            "refreshes_total",
             "counter",
             "Background refreshes by result.",
-        );
-        let _ = writeln!(
-            out,
-            "secrets_sidecar_refreshes_total{{result=\"ok\"}} {}\nsecrets_sidecar_refreshes_total{{result=\"error\"}} {}",
-            stats.refreshes_ok(),
-            stats.refreshes_failed()
+            "result",
+            &refreshes,
         );
         for (name, kind, help, value) in [
             (
-                "secrets_sidecar_evictions_total",
+                "evictions_total",
                 "counter",
                 "Entries evicted to respect the cache size.",
                 stats.evictions(),
             ),
             (
-                "secrets_sidecar_cache_entries",
+                "cache_entries",
                 "gauge",
                 "Entries in the cache.",
                 self.cache.len() as u64,
             ),
             (
-                "secrets_sidecar_auth_failures_total",
+                "auth_failures_total",
                 "counter",
                 "Requests refused for a missing or wrong token.",
                 server.auth_failures.load(Relaxed),
             ),
             (
-                "secrets_sidecar_connections_refused_total",
+                "connections_refused_total",
                 "counter",
                 "Connections refused over the connection cap.",
                 server.connections_refused.load(Relaxed),
             ),
             (
-                "secrets_sidecar_connections_open",
+                "connections_open",
                 "gauge",
                 "Client connections open now.",
                 server.connections_open.load(Relaxed),
             ),
         ] {
-            header(&mut out, name, kind, help);
-            let _ = writeln!(out, "{name} {value}");
+            family(&mut out, name, kind, help, "", &[("", value)]);
         }
         out
     }
@@ -281,8 +265,20 @@ impl Snapshot<'_> {
     }
 }
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+/// One metric family: its `# HELP` and `# TYPE` lines, then one sample per
+/// `(label value, count)`; with an empty `label`, a single unlabelled sample.
+fn family(out: &mut String, name: &str, kind: &str, help: &str, label: &str, samples: &[(&str, u64)]) {
+    let _ = writeln!(
+        out,
+        "# HELP secrets_sidecar_{name} {help}\n# TYPE secrets_sidecar_{name} {kind}"
+    );
+    for (value, n) in samples {
+        if label.is_empty() {
+            let _ = writeln!(out, "secrets_sidecar_{name} {n}");
+        } else {
+            let _ = writeln!(out, "secrets_sidecar_{name}{{{label}=\"{value}\"}} {n}");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -296,15 +292,7 @@ mod tests {
 
     fn cache() -> (Cache, Arc<FakeUpstream>) {
         let fake = Arc::new(FakeUpstream::new());
-        let settings = CacheSettings {
-            capacity: 10,
-            enabled: true,
-            secrets_manager_ttl: Duration::from_secs(60),
-            ssm_ttl: Duration::from_secs(60),
-            max_stale: Duration::from_secs(60),
-            refresh_ahead: 0.5,
-            refresh_now_interval: Duration::from_secs(1),
-        };
+        let settings = CacheSettings::for_tests(10, Duration::from_secs(60));
         (Cache::new(settings, fake.clone()), fake)
     }
 

@@ -241,7 +241,7 @@ fn extension_error(shared: &Shared, cfg: &FunctionConfig, headers: &HeaderMap, p
             error_type: error_type.clone(),
         });
         if cfg.quirks.ignore_extension_failures {
-            s.extensions.retain(|e| e.id != id);
+            s.forget_extension(&name);
         } else {
             s.fail(format!("extension {name} reported {error_type} at {path}{message}"));
         }

@@ -81,13 +81,16 @@ impl Emulator {
             }
         }
         // The runtime starts after every extension registered (refused ones count:
-        // they will not register again); the lax quirk starts it at once.
+        // they will not register again; so do ones the lax quirk forgot, which may
+        // have registered and failed before this check ran); the lax quirk starts it
+        // at once.
         if !cfg.quirks.runtime_before_registration {
             let count = names.len();
             let registered = inner
                 .shared
                 .wait_until(deadline, |s| {
-                    s.extensions.iter().filter(|e| e.external).count() + s.refused.len() >= count
+                    let settled = s.extensions.iter().filter(|e| e.external).count() + s.refused.len();
+                    settled + s.forgotten.len() >= count
                 })
                 .await;
             if registered != Some(true) {
@@ -151,7 +154,7 @@ impl Emulator {
                 let ignorable = role == Role::Extension && ignore;
                 if ignorable {
                     // The deliberately lax emulator forgets the extension instead.
-                    s.extensions.retain(|e| e.name != who);
+                    s.forget_extension(&who);
                 } else if s.phase != Phase::ShuttingDown {
                     s.fail(format!("{who} exited ({status})"));
                 }

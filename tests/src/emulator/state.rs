@@ -192,6 +192,9 @@ pub struct State {
     pub registration_closed: bool,
     /// Started extensions whose registration was refused (they count as settled).
     pub refused: Vec<String>,
+    /// Extensions the lax quirk forgot after a failure (they count as settled too:
+    /// one that registered and then failed at once must not hold the runtime back).
+    pub forgotten: Vec<String>,
     pub inflight: Option<(String, oneshot::Sender<RuntimeAnswer>)>,
     pub failure: Option<String>,
     pub trace: Vec<TraceEvent>,
@@ -207,6 +210,7 @@ impl State {
             started_extensions: Vec::new(),
             registration_closed: false,
             refused: Vec::new(),
+            forgotten: Vec::new(),
             inflight: None,
             failure: None,
             trace: Vec::new(),
@@ -226,6 +230,14 @@ impl State {
         if self.failure.is_none() && self.phase != Phase::ShuttingDown {
             self.record(Trace::Failure { why: why.clone() });
             self.failure = Some(why);
+        }
+    }
+
+    /// The lax quirk: forget the extension named `name` instead of failing.
+    pub fn forget_extension(&mut self, name: &str) {
+        self.extensions.retain(|e| e.name != name);
+        if !self.forgotten.iter().any(|n| n == name) {
+            self.forgotten.push(name.to_owned());
         }
     }
 

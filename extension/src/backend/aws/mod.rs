@@ -169,6 +169,11 @@ fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     cause.to_string()
 }
 
+/// One of a service's call slots (`PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS`).
+async fn permit(slots: &Semaphore) -> Result<tokio::sync::SemaphorePermit<'_>, UpstreamError> {
+    slots.acquire().await.map_err(|_| UpstreamError::aborted("closing"))
+}
+
 fn missing(what: &str) -> UpstreamError {
     UpstreamError::new(ErrorKind::Unavailable, format!("upstream response has no {what}"))
 }
@@ -213,11 +218,7 @@ fn parameter_value(p: ssm::types::Parameter) -> Result<Value, UpstreamError> {
 impl Upstream for AwsUpstream {
     fn get_secret<'a>(&'a self, id: &'a str, selector: &'a Selector) -> BoxFuture<'a, Result<Value, UpstreamError>> {
         Box::pin(async move {
-            let _permit = self
-                .sm_permits
-                .acquire()
-                .await
-                .map_err(|_| UpstreamError::aborted("closing"))?;
+            let _permit = permit(&self.sm_permits).await?;
             let mut call = self.sm.get_secret_value().secret_id(id);
             call = match selector {
                 Selector::VersionId(v) => call.version_id(v),
@@ -244,11 +245,7 @@ impl Upstream for AwsUpstream {
         decrypt: bool,
     ) -> BoxFuture<'a, Result<Value, UpstreamError>> {
         Box::pin(async move {
-            let _permit = self
-                .ssm_permits
-                .acquire()
-                .await
-                .map_err(|_| UpstreamError::aborted("closing"))?;
+            let _permit = permit(&self.ssm_permits).await?;
             let full = match selector.ssm_suffix() {
                 Some(suffix) => format!("{name}{suffix}"),
                 None => name.to_owned(),
@@ -267,11 +264,7 @@ impl Upstream for AwsUpstream {
 
     fn batch_get_secrets<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<Batch, UpstreamError>> {
         Box::pin(async move {
-            let _permit = self
-                .sm_permits
-                .acquire()
-                .await
-                .map_err(|_| UpstreamError::aborted("closing"))?;
+            let _permit = permit(&self.sm_permits).await?;
             let out = self
                 .sm
                 .batch_get_secret_value()
@@ -303,11 +296,7 @@ impl Upstream for AwsUpstream {
 
     fn get_parameters<'a>(&'a self, names: &'a [String], decrypt: bool) -> BoxFuture<'a, Result<Batch, UpstreamError>> {
         Box::pin(async move {
-            let _permit = self
-                .ssm_permits
-                .acquire()
-                .await
-                .map_err(|_| UpstreamError::aborted("closing"))?;
+            let _permit = permit(&self.ssm_permits).await?;
             let out = self
                 .ssm
                 .get_parameters()
@@ -335,11 +324,7 @@ impl Upstream for AwsUpstream {
         next_token: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Page, UpstreamError>> {
         Box::pin(async move {
-            let _permit = self
-                .ssm_permits
-                .acquire()
-                .await
-                .map_err(|_| UpstreamError::aborted("closing"))?;
+            let _permit = permit(&self.ssm_permits).await?;
             let out = self
                 .ssm
                 .get_parameters_by_path()

@@ -18,15 +18,7 @@ use crate::model::{Selector, AWSCURRENT};
 const TTL: Duration = Duration::from_secs(10);
 
 fn settings() -> CacheSettings {
-    CacheSettings {
-        capacity: 100,
-        enabled: true,
-        secrets_manager_ttl: TTL,
-        ssm_ttl: TTL,
-        max_stale: Duration::from_secs(60),
-        refresh_ahead: 0.5,
-        refresh_now_interval: Duration::from_secs(1),
-    }
+    CacheSettings::for_tests(100, TTL)
 }
 
 fn setup(settings: CacheSettings) -> (Cache, Arc<FakeUpstream>) {
