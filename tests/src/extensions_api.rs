@@ -5,7 +5,7 @@
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 use bytes::Bytes;
@@ -44,12 +44,7 @@ pub struct MockExtensionsApi {
 
 pub const EXTENSION_ID: &str = "3f5c7c1e-0000-4000-8000-000000000001";
 
-pub fn epoch_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use crate::emulator::epoch_ms;
 
 impl MockExtensionsApi {
     pub async fn start() -> Result<MockExtensionsApi> {

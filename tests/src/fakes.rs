@@ -47,41 +47,7 @@ fn json_resp(status: StatusCode, body: Value) -> Resp {
 }
 
 fn query_map(query: &str) -> HashMap<String, String> {
-    form_pairs(query).into_iter().collect()
-}
-
-fn form_pairs(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
-}
-
-fn decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = |b: u8| (b as char).to_digit(16);
-                if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    out.push((h * 16 + l) as u8);
-                    i += 3;
-                    continue;
-                }
-                out.push(b'%');
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    crate::net::query_pairs(query, true).into_iter().collect()
 }
 
 /// Serves `handler` on a free loopback port (handlers here never fail).
@@ -197,7 +163,12 @@ async fn handle_provider(state: &ProviderState, req: Request<Incoming>) -> Resp 
             return json_resp(StatusCode::NOT_FOUND, json!({"error": "not found"}));
         };
         let (lat, lon) = coords.split_once(',').unwrap_or(("", ""));
-        (Api::DarkSky, decode(key), lat.to_owned(), lon.to_owned())
+        (
+            Api::DarkSky,
+            crate::net::percent_decode(key, true),
+            lat.to_owned(),
+            lon.to_owned(),
+        )
     } else if path == "/owm" {
         let g = |k: &str| q.get(k).cloned().unwrap_or_default();
         (Api::OpenWeatherMap, g("appid"), g("lat"), g("lon"))

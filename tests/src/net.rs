@@ -192,3 +192,59 @@ impl HttpClient {
         self.send(Method::GET, url, headers, Bytes::new()).await
     }
 }
+
+/// Decodes `%XX` escapes, and `+` as a space when `plus_is_space` (HTML form
+/// encoding); a malformed escape is kept as it is.
+pub fn percent_decode(s: &str, plus_is_space: bool) -> String {
+    let hex = |b: u8| (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok());
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' if plus_is_space => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h * 16 + l);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The decoded `name=value` pairs of a query string, in order.
+pub fn query_pairs(query: &str, plus_is_space: bool) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k, plus_is_space), percent_decode(v, plus_is_space))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_decode_as_forms_or_as_paths() {
+        assert_eq!(percent_decode("a%2Fb+c%zz%4", true), "a/b c%zz%4");
+        assert_eq!(percent_decode("a%2Fb+c", false), "a/b+c");
+        assert_eq!(
+            query_pairs("lat=1.5&&name=x%20y+z&flag", true),
+            [
+                ("lat".to_owned(), "1.5".to_owned()),
+                ("name".to_owned(), "x y z".to_owned()),
+                ("flag".to_owned(), String::new())
+            ]
+        );
+    }
+}

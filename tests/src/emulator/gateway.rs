@@ -108,34 +108,13 @@ pub fn match_route(template: &str, path: &str) -> Option<Map<String, Value>> {
             if val.is_empty() {
                 return None;
             }
-            let decoded: String = percent_decode(val);
+            let decoded: String = crate::net::percent_decode(val, false);
             params.insert(name.to_owned(), Value::from(decoded));
         } else if seg != val {
             return None;
         }
     }
     Some(params)
-}
-
-fn percent_decode(s: &str) -> String {
-    fn hex(b: u8) -> Option<u8> {
-        (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push(h * 16 + l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The HTTP API (payload format 2.0) event for one request.
@@ -155,7 +134,7 @@ pub fn http_api_event(
         }
     }
     let mut qs = Map::new();
-    for (k, v) in form_pairs(query) {
+    for (k, v) in crate::net::query_pairs(query, false) {
         qs.insert(k, Value::from(v));
     }
     let now = epoch_ms();
@@ -193,17 +172,6 @@ pub fn http_api_event(
         event["body"] = Value::from(String::from_utf8_lossy(body).into_owned());
     }
     event
-}
-
-fn form_pairs(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
 }
 
 /// Turns an HTTP API 2.0 function result into an HTTP response: an object with
