@@ -4,7 +4,8 @@
 //! The story of a key (`Cache::get`):
 //! 1. the caller's [`Key`] is resolved through the alias map (`store`) to the id the
 //!    value is stored under (a secret's ARN, a parameter's name);
-//! 2. a fresh entry answers from memory: no lock, no allocation (`policy`);
+//! 2. a fresh entry answers from memory, allocating nothing and holding no lock while
+//!    it serves (`policy`);
 //! 3. otherwise the key joins the fetch in flight for it or starts one, in a task the
 //!    cache owns, so a caller that hangs up cancels nothing (`flight`); start-up
 //!    prefetch (`prefetch`) and refresh-ahead (`refresh`) register their keys the same
