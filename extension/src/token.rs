@@ -1,7 +1,11 @@
 //! The token every request (but `/ping`) must carry in `X-Aws-Parameters-Secrets-Token`.
 //!
 //! In Lambda it is `AWS_SESSION_TOKEN`, exactly as with AWS's extension, so only
-//! code that can read the function's credentials can read its secrets. Standalone,
+//! code that can read the function's credentials can read its secrets. Where Lambda
+//! sets no session token (SnapStart, whose credentials come from a container
+//! credentials endpoint) it is `AWS_CONTAINER_AUTHORIZATION_TOKEN`, as AWS's agent
+//! does too. A variable set but blank counts as unset (AWS's emulator sets
+//! `AWS_SESSION_TOKEN=""` when it has none: an empty token would admit anyone). Standalone,
 //! the first of `SECRETS_SIDECAR_TOKEN` (a value, or `file:///path` to read),
 //! `AWS_CONTAINER_AUTHORIZATION_TOKEN` and `AWS_SESSION_TOKEN` is used; with none
 //! the sidecar refuses to start rather than serve secrets to anyone.
@@ -43,7 +47,7 @@ impl Token {
 pub enum TokenError {
     #[error("{0} is not valid UTF-8")]
     NotUnicode(&'static str),
-    #[error("{SESSION_TOKEN} is not set; Lambda always sets it for the function's role")]
+    #[error("neither {SESSION_TOKEN} nor {CONTAINER_TOKEN} is set; Lambda sets one of them for the function's role")]
     NoSessionToken,
     #[error("{}: cannot read the token file {path}: {reason}", vars::TOKEN)]
     Unreadable { path: String, reason: String },
@@ -64,11 +68,15 @@ fn var(env: &impl Env, name: &'static str) -> Result<Option<String>, TokenError>
         .map(|v| v.filter(|s| !s.trim().is_empty()))
 }
 
-/// The token in Lambda: the function's session token.
+/// The token in Lambda: the function's session token, or (SnapStart) the token of
+/// the container credentials endpoint.
 pub fn for_lambda(env: &impl Env) -> Result<Token, TokenError> {
-    var(env, SESSION_TOKEN)?
-        .and_then(|v| Token::new(&v))
-        .ok_or(TokenError::NoSessionToken)
+    for name in [SESSION_TOKEN, CONTAINER_TOKEN] {
+        if let Some(t) = var(env, name)?.and_then(|v| Token::new(&v)) {
+            return Ok(t);
+        }
+    }
+    Err(TokenError::NoSessionToken)
 }
 
 /// The token outside Lambda.
@@ -111,10 +119,23 @@ mod tests {
     }
 
     #[test]
-    fn lambda_uses_the_session_token_only() {
-        let t = for_lambda(&env(&[("AWS_SESSION_TOKEN", "sess"), (vars::TOKEN, "other")])).expect("token");
-        assert!(t.matches(b"sess"));
-        assert!(for_lambda(&env(&[])).is_err());
+    fn lambda_uses_the_session_token_else_the_container_token() {
+        let both = [
+            ("AWS_SESSION_TOKEN", "sess"),
+            ("AWS_CONTAINER_AUTHORIZATION_TOKEN", "container"),
+            (vars::TOKEN, "other"),
+        ];
+        assert!(for_lambda(&env(&both)).expect("token").matches(b"sess"));
+        // SnapStart: no session token; AWS's emulator sets it empty.
+        let snap = [
+            ("AWS_SESSION_TOKEN", " "),
+            ("AWS_CONTAINER_AUTHORIZATION_TOKEN", "container"),
+        ];
+        assert!(for_lambda(&env(&snap)).expect("token").matches(b"container"));
+        assert!(for_lambda(&env(&snap[1..])).expect("token").matches(b"container"));
+        // Our own variable is not a Lambda token source.
+        assert!(for_lambda(&env(&both[2..])).is_err());
+        assert!(for_lambda(&env(&[("AWS_SESSION_TOKEN", "")])).is_err());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use harness::moto::Moto;
 use harness::sidecar::SidecarBuilder;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const BIN: &str = env!("CARGO_BIN_EXE_secrets-sidecar");
@@ -83,6 +83,49 @@ async fn a_connection_flood_leaves_authorised_requests_served() -> R {
         "the excess was turned away"
     );
     assert!(after < before + 48 * 1024, "memory bounded: {before} → {after} KiB");
+    Ok(())
+}
+
+/// The case Managed Instances makes common: many workers hold connections that say
+/// nothing. At the cap, a newcomer's request must be served at its first attempt
+/// (no retry), taking the slot of a silent connection however recent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_cap_a_new_request_takes_a_silent_connections_slot() -> R {
+    let moto = Moto::start().await?;
+    moto.create_secret("s", "v").await?;
+    let sc = SidecarBuilder::new(BIN)
+        .endpoint(&moto.endpoint())
+        .var("SECRETS_SIDECAR_PREFETCH", "secretsmanager:s")
+        .var("SECRETS_SIDECAR_MAX_CLIENT_CONNECTIONS", "256")
+        .var("PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL", "warn")
+        .spawn()
+        .await?;
+    let silent = 2000;
+    let mut conns = Vec::with_capacity(silent);
+    for _ in 0..silent {
+        conns.push(TcpStream::connect(("127.0.0.1", sc.port)).await?);
+    }
+    // One attempt on a new connection, right after the flood (the silent ones are
+    // all younger than a second): accepted after every one of them, it must be
+    // answered, not closed or refused.
+    let asked = Instant::now();
+    let mut fresh = TcpStream::connect(("127.0.0.1", sc.port)).await?;
+    let request = format!(
+        "GET /secretsmanager/get?secretId=s HTTP/1.1\r\nHost: localhost\r\nX-Aws-Parameters-Secrets-Token: {}\r\nConnection: close\r\n\r\n",
+        sc.token
+    );
+    fresh.write_all(request.as_bytes()).await?;
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), fresh.read_to_end(&mut answer)).await??;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "{}",
+        answer.lines().next().unwrap_or("(closed)")
+    );
+    assert!(answer.contains("\"SecretString\":\"v\""));
+    eprintln!("answered {:?} after {silent} silent connections", asked.elapsed());
+    drop(conns);
     Ok(())
 }
 

@@ -30,7 +30,8 @@ pub struct Settings {
     pub here_parameter_path: String,
     pub provider_timeout: Duration,
     pub sidecar_port: u16,
-    /// `AWS_SESSION_TOKEN`: what the sidecar expects in its token header.
+    /// `AWS_SESSION_TOKEN`, else `AWS_CONTAINER_AUTHORIZATION_TOKEN` (SnapStart): what
+    /// the sidecar expects in its token header.
     pub sidecar_token: Secret,
 }
 
@@ -58,9 +59,12 @@ impl Settings {
                 .filter(|p| *p > 0)
                 .ok_or("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT: expected 1 to 65535")?,
         };
-        let token = get("AWS_SESSION_TOKEN")
-            .filter(|v| !v.is_empty())
-            .ok_or("AWS_SESSION_TOKEN is not set (Lambda always sets it)")?;
+        // The session token; under SnapStart (no session token) the container
+        // credentials token, as the sidecar itself expects.
+        let token = ["AWS_SESSION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN"]
+            .into_iter()
+            .find_map(|name| get(name).filter(|v| !v.trim().is_empty()))
+            .ok_or("neither AWS_SESSION_TOKEN nor AWS_CONTAINER_AUTHORIZATION_TOKEN is set (Lambda sets one)")?;
         let mut here_path = var("HERE_PARAMETER_PATH", DEFAULT_HERE_PARAMETER_PATH);
         if !here_path.ends_with('/') {
             here_path.push('/');
@@ -103,6 +107,12 @@ mod tests {
     #[test]
     fn bad_values_are_named() {
         assert!(settings(&[]).expect_err("no token").contains("AWS_SESSION_TOKEN"));
+        let snap = settings(&[("AWS_SESSION_TOKEN", ""), ("AWS_CONTAINER_AUTHORIZATION_TOKEN", "c")]).expect("valid");
+        assert_eq!(
+            snap.sidecar_token.expose(),
+            "c",
+            "SnapStart: the container credentials token"
+        );
         let e = settings(&[("AWS_SESSION_TOKEN", "t"), ("PROVIDER_TIMEOUT_MILLIS", "0")]).expect_err("bad");
         assert!(e.contains("PROVIDER_TIMEOUT_MILLIS"));
         let s = settings(&[("AWS_SESSION_TOKEN", "t"), ("HERE_PARAMETER_PATH", "/team/here")]).expect("valid");

@@ -12,6 +12,7 @@ use secrets_sidecar::backend::fake::FakeUpstream;
 use secrets_sidecar::backend::CallStats;
 use secrets_sidecar::cache::Cache;
 use secrets_sidecar::config::Config;
+use secrets_sidecar::server::gate::Gate;
 use secrets_sidecar::server::{routes, App};
 use secrets_sidecar::token::Token;
 
@@ -25,7 +26,7 @@ fn app() -> &'static (Arc<App>, tokio::runtime::Runtime) {
         let config = Config::from_env(&env).expect("config");
         let token = Token::new("fuzz-token").expect("token");
         let cache = Cache::new(config.cache_settings(), fake);
-        let app = App::new(cache, token, config.allow.clone(), Arc::new(CallStats::default()));
+        let app = App::new(cache, token, config.allow.clone(), Arc::new(CallStats::default()), Gate::open());
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         (app, rt)
     })

@@ -45,38 +45,67 @@ async fn readme_snippets_read_real_secrets() -> anyhow::Result<()> {
     .spawn()
     .await?;
     let dir = tempfile::tempdir()?;
-    let with_env = |cmd: &mut Command| {
-        cmd.env("AWS_SESSION_TOKEN", &sc.token)
-            .env("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", sc.port.to_string());
-    };
+    // Where Lambda puts the token: AWS_SESSION_TOKEN, or under SnapStart (no session
+    // token; AWS's emulator sets it empty) AWS_CONTAINER_AUTHORIZATION_TOKEN.
+    let platforms: [(&str, [(&str, &str); 2]); 2] = [
+        (
+            "session token",
+            [
+                ("AWS_SESSION_TOKEN", &sc.token),
+                ("AWS_CONTAINER_AUTHORIZATION_TOKEN", ""),
+            ],
+        ),
+        (
+            "SnapStart",
+            [
+                ("AWS_SESSION_TOKEN", ""),
+                ("AWS_CONTAINER_AUTHORIZATION_TOKEN", &sc.token),
+            ],
+        ),
+    ];
     let path = |name: &str| -> std::path::PathBuf { dir.path().join(name) };
     let write = |file: &Path, text: String| std::fs::write(file, text).expect("write snippet");
-
     write(&path("snippet.mjs"), snippet(&readme, "node"));
-    let mut node = Command::new("node");
-    node.arg(path("snippet.mjs"));
-    with_env(&mut node);
-    let out = run(&mut node);
-    assert_eq!(out.trim(), format!("got appid ({} chars)", keys.openweathermap.len()));
-
     write(&path("snippet.py"), snippet(&readme, "python"));
-    let mut python = Command::new("python3");
-    python.arg(path("snippet.py"));
-    with_env(&mut python);
-    let out = run(&mut python);
-    assert_eq!(
-        out.trim(),
-        format!("got the Dark Sky key ({} chars)", keys.darksky.len())
-    );
-
     write(&path("snippet.rs"), snippet(&readme, "rust"));
     run(Command::new("rustc")
         .args(["--edition", "2021", "-O", "-o"])
         .arg(path("snippet"))
         .arg(path("snippet.rs")));
-    let mut rust = Command::new(path("snippet"));
-    with_env(&mut rust);
-    let out = run(&mut rust);
-    assert_eq!(out.trim(), format!("got appid ({} chars)", keys.openweathermap.len()));
+
+    for (platform, vars) in platforms {
+        let with_env = |cmd: &mut Command| {
+            cmd.envs(vars)
+                .env("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", sc.port.to_string());
+        };
+        let mut node = Command::new("node");
+        node.arg(path("snippet.mjs"));
+        with_env(&mut node);
+        let out = run(&mut node);
+        assert_eq!(
+            out.trim(),
+            format!("got appid ({} chars)", keys.openweathermap.len()),
+            "{platform}"
+        );
+
+        let mut python = Command::new("python3");
+        python.arg(path("snippet.py"));
+        with_env(&mut python);
+        let out = run(&mut python);
+        assert_eq!(
+            out.trim(),
+            format!("got the Dark Sky key ({} chars)", keys.darksky.len()),
+            "{platform}"
+        );
+
+        let mut rust = Command::new(path("snippet"));
+        with_env(&mut rust);
+        let out = run(&mut rust);
+        assert_eq!(
+            out.trim(),
+            format!("got appid ({} chars)", keys.openweathermap.len()),
+            "{platform}"
+        );
+    }
     Ok(())
 }

@@ -13,15 +13,21 @@ pub enum Api {
     GetParameter,
     GetParameters,
     GetParametersByPath,
+    /// Metadata only: whether a secret exists (SnapStart INIT checks REQUIRED so).
+    DescribeSecret,
+    /// Metadata only: whether a parameter, or any under a path, exists.
+    DescribeParameters,
 }
 
 impl Api {
-    pub const ALL: [Api; 5] = [
+    pub const ALL: [Api; 7] = [
         Api::GetSecretValue,
         Api::BatchGetSecretValue,
         Api::GetParameter,
         Api::GetParameters,
         Api::GetParametersByPath,
+        Api::DescribeSecret,
+        Api::DescribeParameters,
     ];
 
     /// The operation's AWS name (also its metrics label).
@@ -32,6 +38,8 @@ impl Api {
             Api::GetParameter => "GetParameter",
             Api::GetParameters => "GetParameters",
             Api::GetParametersByPath => "GetParametersByPath",
+            Api::DescribeSecret => "DescribeSecret",
+            Api::DescribeParameters => "DescribeParameters",
         }
     }
 
@@ -43,7 +51,7 @@ impl Api {
 /// HTTP attempts per operation.
 #[derive(Debug, Default)]
 pub struct CallStats {
-    calls: [AtomicU64; 5],
+    calls: [AtomicU64; Api::ALL.len()],
 }
 
 impl CallStats {

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::{Batch, BoxFuture, ErrorKind, Page, ParameterFields, SecretFields, Upstream, UpstreamError, Value};
-use crate::model::Selector;
+use crate::model::{SecretRef, Selector};
 
 #[derive(Clone)]
 struct FakeSecret {
@@ -43,6 +43,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl FakeUpstream {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A small secret value, for tests that need one but no upstream.
+    pub fn value_for_tests() -> Value {
+        Value::from_secret(SecretFields {
+            arn: Self::arn_of("test"),
+            name: "test".into(),
+            version_id: Some("v1".into()),
+            secret_string: Some("v".into()),
+            secret_binary: None,
+            version_stages: vec!["AWSCURRENT".into()],
+            created_date: None,
+        })
     }
 
     pub fn arn_of(name: &str) -> String {
@@ -247,6 +260,23 @@ impl Upstream for FakeUpstream {
             }
             page.next_token = (end < names.len()).then(|| end.to_string());
             Ok(page)
+        })
+    }
+
+    fn exists<'a>(&'a self, r: &'a SecretRef) -> BoxFuture<'a, Result<(), UpstreamError>> {
+        Box::pin(async move {
+            self.calls.fetch_add(1, SeqCst);
+            self.enter().await?;
+            let found = match r {
+                SecretRef::Secret(id) => lock(&self.secrets).iter().any(|(n, s)| n == id || s.arn == *id),
+                SecretRef::Parameter(name) => lock(&self.params).contains_key(name),
+                SecretRef::Path(prefix) => lock(&self.params).keys().any(|n| n.starts_with(prefix.as_str())),
+            };
+            if found {
+                Ok(())
+            } else {
+                Err(UpstreamError::new(ErrorKind::NotFound, format!("not found: {r}")))
+            }
         })
     }
 }

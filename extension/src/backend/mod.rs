@@ -22,7 +22,7 @@ pub use calls::{Api, CallStats};
 pub use error::{ErrorKind, UpstreamError};
 pub use value::{NotJsonObject, ParameterFields, SecretFields, Value, ValueMeter};
 
-use crate::model::Selector;
+use crate::model::{SecretRef, Selector};
 
 /// The backend's view of the configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +80,11 @@ pub trait Upstream: Send + Sync + 'static {
         decrypt: bool,
         next_token: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Page, UpstreamError>>;
+
+    /// Whether `r` names something that exists (a path: at least one parameter under
+    /// it), asked with metadata-only calls (DescribeSecret, DescribeParameters) that
+    /// return no value: what a SnapStart INIT may call.
+    fn exists<'a>(&'a self, r: &'a SecretRef) -> BoxFuture<'a, Result<(), UpstreamError>>;
 }
 
 /// Whether `value` answers a request made with `id`: by name, by full ARN, or (for

@@ -11,12 +11,17 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::jitter;
 use crate::backend::{UpstreamError, Value};
 
 /// First retry after a failed refresh; doubles per consecutive failure.
 pub(super) const BACKOFF_BASE: Duration = Duration::from_secs(1);
 /// Longest wait between retries while upstream keeps failing.
 pub(super) const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// The refresh-ahead point is drawn from [`refresh_ahead`, `refresh_ahead` + this]
+/// of the TTL (never past it), so environments restored from one snapshot, or
+/// started together, do not all refresh at the same moment.
+pub(super) const REFRESH_JITTER: f64 = 0.05;
 
 pub(super) struct Entry {
     pub(super) value: Arc<Value>,
@@ -52,7 +57,7 @@ impl Entry {
             fetch_id,
             fetched_at: now,
             fresh_until: now + ttl,
-            refresh_at: now + ttl.mul_f64(refresh_ahead),
+            refresh_at: now + ttl.mul_f64((refresh_ahead + REFRESH_JITTER * jitter::unit()).min(1.0)),
             pinned: false,
             failures: 0,
             retry_at: None,
@@ -122,12 +127,28 @@ pub(super) fn backoff(failures: u32) -> Duration {
     let exp = failures.saturating_sub(1).min(16);
     let step = BACKOFF_BASE.saturating_mul(1u32 << exp).min(BACKOFF_MAX);
     let half = step / 2;
-    half + half.mul_f64(fastrand::f64())
+    half + half.mul_f64(jitter::unit())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_refresh_point_is_spread_after_the_configured_fraction_and_before_expiry() {
+        let now = Instant::now();
+        let ttl = Duration::from_secs(100);
+        let value = Arc::new(crate::backend::fake::FakeUpstream::value_for_tests());
+        let points: Vec<Duration> = (0..200)
+            .map(|_| Entry::fresh(value.clone(), "id".into(), now, ttl, 0.75, 0).refresh_at - now)
+            .collect();
+        assert!(points
+            .iter()
+            .all(|p| *p >= ttl.mul_f64(0.75) && *p <= ttl.mul_f64(0.75 + REFRESH_JITTER)));
+        assert!(points.iter().any(|p| *p != points[0]), "the points are spread");
+        let at_expiry = Entry::fresh(value, "id".into(), now, ttl, 1.0, 0);
+        assert_eq!(at_expiry.refresh_at, now + ttl, "never past expiry");
+    }
 
     #[test]
     fn backoff_grows_and_is_capped_with_jitter() {

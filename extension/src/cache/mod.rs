@@ -24,6 +24,7 @@
 mod batch;
 mod entry;
 mod flight;
+mod jitter;
 mod key;
 mod policy;
 mod prefetch;
@@ -39,6 +40,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use jitter::reseed as reseed_jitter;
 pub use key::{Decrypt, Key};
 pub use prefetch::{Plan, Report};
 pub use refresh::Refreshed;

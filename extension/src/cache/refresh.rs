@@ -79,6 +79,11 @@ mod tests {
 
     const TTL: Duration = Duration::from_secs(10);
 
+    /// Past the latest refresh-ahead point a fetch can draw (0.5 of the TTL plus jitter).
+    fn past_refresh_point() -> Duration {
+        TTL.mul_f64(0.5 + crate::cache::entry::REFRESH_JITTER)
+    }
+
     fn setup() -> (Cache, Arc<FakeUpstream>) {
         let fake = Arc::new(FakeUpstream::new());
         for i in 0..3 {
@@ -100,7 +105,7 @@ mod tests {
         assert_eq!(fake.calls(), 3);
         assert_eq!(cache.refresh_due(TTL).await, Refreshed::default(), "nothing due yet");
 
-        advance(TTL / 2).await;
+        advance(past_refresh_point()).await;
         for i in 0..3 {
             fake.put_secret(&format!("s{i}"), "v2");
         }
@@ -125,7 +130,7 @@ mod tests {
     async fn unused_entries_are_left_to_expire() {
         let (cache, fake) = setup();
         cache.get(&secret("s0"), Freshness::Cached).await.expect("v");
-        advance(TTL / 2).await;
+        advance(past_refresh_point()).await;
         assert_eq!(cache.refresh_due(TTL).await.ok, 1);
         // Not used since that refresh: not refreshed again.
         advance(TTL / 2).await;
@@ -137,7 +142,7 @@ mod tests {
     async fn failed_refresh_keeps_the_value_and_backs_off() {
         let (cache, fake) = setup();
         cache.get(&secret("s0"), Freshness::Cached).await.expect("v");
-        advance(TTL / 2).await;
+        advance(past_refresh_point()).await;
         fake.fail_all(Some(ErrorKind::Unavailable));
         let r = cache.refresh_due(TTL).await;
         assert_eq!((r.ok, r.failed), (0, 1));
@@ -151,7 +156,7 @@ mod tests {
     async fn the_budget_bounds_the_refresh() {
         let (cache, fake) = setup();
         cache.get(&secret("s0"), Freshness::Cached).await.expect("v");
-        advance(TTL / 2).await;
+        advance(past_refresh_point()).await;
         fake.set_latency(Duration::from_secs(30));
         let r = cache.refresh_due(Duration::from_millis(100)).await;
         assert!(r.abandoned);

@@ -37,6 +37,9 @@ pub const DEFAULT_INIT_TIMEOUT: Duration = Duration::from_millis(5000);
 pub const MIN_INIT_TIMEOUT: Duration = Duration::from_millis(100);
 /// Lambda gives the whole init phase 10 s; keep well inside it.
 pub const MAX_INIT_TIMEOUT: Duration = Duration::from_millis(9000);
+/// One invoke at a time (on-demand, provisioned, SnapStart) or one sidecar per task
+/// or pod (standalone) leaves plenty of room in this; Managed Instances has its own
+/// default (`lifecycle::limits`).
 pub const DEFAULT_MAX_CLIENT_CONNECTIONS: usize = 256;
 pub const MAX_MAX_CLIENT_CONNECTIONS: usize = 65_536;
 pub const DEFAULT_REFRESH_NOW_INTERVAL: Duration = Duration::from_millis(1000);
@@ -111,7 +114,8 @@ pub struct Config {
     pub max_stale: Duration,
     pub refresh_ahead: f64,
     pub init_timeout: Duration,
-    pub max_client_connections: NonZeroUsize,
+    /// `None`: the platform's default (`lifecycle::limits`).
+    pub max_client_connections: Option<NonZeroUsize>,
     pub refresh_now_interval: Duration,
 }
 
@@ -191,13 +195,18 @@ impl Config {
             MIN_INIT_TIMEOUT,
             MAX_INIT_TIMEOUT,
         );
-        let max_client_connections = r.integer(
-            vars::MAX_CLIENT_CONNECTIONS,
-            DEFAULT_MAX_CLIENT_CONNECTIONS as u64,
-            1,
-            MAX_MAX_CLIENT_CONNECTIONS as u64,
-            "connections",
-        ) as usize;
+        let max_client_connections = r
+            .raw(vars::MAX_CLIENT_CONNECTIONS)
+            .map(|_| {
+                r.integer(
+                    vars::MAX_CLIENT_CONNECTIONS,
+                    DEFAULT_MAX_CLIENT_CONNECTIONS as u64,
+                    1,
+                    MAX_MAX_CLIENT_CONNECTIONS as u64,
+                    "connections",
+                ) as usize
+            })
+            .and_then(NonZeroUsize::new);
         let refresh_now_interval = r.millis(
             vars::REFRESH_NOW_INTERVAL,
             DEFAULT_REFRESH_NOW_INTERVAL,
@@ -220,7 +229,7 @@ impl Config {
             max_stale,
             refresh_ahead,
             init_timeout,
-            max_client_connections: NonZeroUsize::new(max_client_connections).unwrap_or(NonZeroUsize::MIN),
+            max_client_connections,
             refresh_now_interval,
         };
         config.check_consistency(&mut r);

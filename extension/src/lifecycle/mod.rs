@@ -1,11 +1,17 @@
 //! Start-up and shutdown shared by both modes: build the layers on a bound listener,
 //! serve, prefetch within the init budget, refresh ahead, stop within a deadline.
 //!
-//! `lambda` drives these from the Extensions API (INVOKE, SHUTDOWN, init/error);
-//! `standalone` from a timer and SIGTERM/SIGINT. [`Running`] owns every task it
-//! starts (the server, the refresher) and stops them all before it wipes the cache.
+//! `lambda` drives these from the Extensions API (INVOKE, SHUTDOWN, init/error) as
+//! its `platform` allows (`extensions_api` is the client, `snapstart` the snapshot
+//! and restore); `standalone` from a timer and SIGTERM/SIGINT. `limits` sizes the
+//! client connection cap. [`Running`] owns every task it starts (the server, the
+//! refresher, the restore) and stops them all before it wipes the cache.
 
+pub mod extensions_api;
 pub mod lambda;
+pub mod limits;
+pub mod platform;
+mod snapstart;
 pub mod standalone;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,13 +23,15 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::backend::aws::{load_sdk_config, AwsUpstream};
+use crate::backend::aws::AwsUpstream;
 use crate::backend::CallStats;
 use crate::cache::{Cache, Plan, Report};
 use crate::config::Config;
 use crate::model::SecretRef;
+use crate::server::gate::Gate;
 use crate::server::{self, App, Limits};
 use crate::token::Token;
+use platform::Platform;
 
 /// Longest pause between timer-driven refresh-ahead passes (entries added by
 /// requests are picked up at the next pass).
@@ -39,6 +47,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct Running {
     pub app: Arc<App>,
     pub config: Config,
+    /// `None` outside Lambda.
+    pub platform: Option<Platform>,
+    upstream: Arc<AwsUpstream>,
     shutdown: CancellationToken,
     server: Mutex<Option<JoinHandle<()>>>,
     /// The start-up prefetch, registered before the first accept; taken by `prefetch`.
@@ -48,30 +59,64 @@ pub struct Running {
     /// Held by every refresh-ahead pass, timer or INVOKE: `stop` takes it, so no
     /// pass is still running when the cache is wiped.
     refreshing: tokio::sync::Mutex<()>,
+    /// SnapStart: the task that waits for the first request after INIT to restore.
+    restorer: Mutex<Option<JoinHandle<()>>>,
+    /// SnapStart: set once the restore has run (the first INVOKE waits for it).
+    restored: tokio::sync::OnceCell<()>,
 }
 
 impl Running {
     /// Builds the upstream clients and the cache, and starts serving on `listener`.
-    pub async fn start(config: Config, token: Token, listener: TcpListener) -> Arc<Running> {
+    /// `platform` is the Lambda platform (`None` standalone); under SnapStart nothing
+    /// is connected or planned yet (see `snapstart`).
+    pub async fn start(
+        config: Config,
+        token: Token,
+        listener: TcpListener,
+        platform: Option<Platform>,
+    ) -> Arc<Running> {
+        let snapshot = platform == Some(Platform::SnapStart);
         let calls = Arc::new(CallStats::default());
-        let sdk = load_sdk_config().await;
-        let upstream = Arc::new(AwsUpstream::new(&sdk, config.backend_settings(), calls.clone()));
-        let cache = Cache::new(config.cache_settings(), upstream);
-        let app = App::new(cache, token, config.allow.clone(), calls);
+        let upstream = Arc::new(AwsUpstream::from_environment(config.backend_settings(), calls.clone()));
+        if !snapshot {
+            upstream.connect().await;
+        }
+        let cache = Cache::new(config.cache_settings(), upstream.clone());
+        let gate = if snapshot { Gate::for_snapshot() } else { Gate::open() };
+        let app = App::new(cache, token, config.allow.clone(), calls, gate);
         let shutdown = CancellationToken::new();
-        let limits = Limits::new(config.max_client_connections.get());
+        let wanted = config
+            .max_client_connections
+            .map_or_else(|| limits::default_client_connections(platform), |n| n.get());
+        let cap = limits::fit_to_open_files(wanted, limits::raise_open_files());
+        if cap < wanted {
+            warn!(wanted, cap, "client connection cap lowered to fit the open-file limit");
+        }
         // Before serving: a request during INIT must find its key already in flight.
-        let plan = app.cache.plan_prefetch(&config.startup_refs());
-        let server = tokio::spawn(server::serve(listener, app.clone(), shutdown.clone(), limits));
+        let plan = (!snapshot).then(|| app.cache.plan_prefetch(&config.startup_refs()));
+        let server = tokio::spawn(server::serve(listener, app.clone(), shutdown.clone(), Limits::new(cap)));
         Arc::new(Running {
             app,
             config,
+            platform,
+            upstream,
             shutdown,
             server: Mutex::new(Some(server)),
-            plan: Mutex::new(Some(plan)),
+            plan: Mutex::new(plan),
             refresher: Mutex::new(None),
             refreshing: tokio::sync::Mutex::new(()),
+            restorer: Mutex::new(None),
+            restored: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// INIT's work: the prefetch (under SnapStart, only metadata checks of REQUIRED).
+    /// Returns the REQUIRED references that are not available, with why.
+    pub async fn init(&self) -> Vec<(SecretRef, String)> {
+        if self.platform == Some(Platform::SnapStart) {
+            return self.check_required_metadata().await;
+        }
+        self.prefetch().await
     }
 
     /// Runs the start-up prefetch within the init budget and marks the sidecar
@@ -119,18 +164,22 @@ impl Running {
     /// `budget`.
     pub async fn stop(&self, budget: Duration) {
         self.shutdown.cancel();
-        // Cancels fetches and batches (a refresh pass in progress then ends at once)
-        // and waits for them: nothing stores a value after this.
+        // Cancels fetches and batches (a refresh pass or a restore in progress then
+        // ends at once) and waits for them: nothing stores a value after this.
         self.app.cache.shutdown(budget / 4).await;
         let refresher = lock(&self.refresher).take();
-        if let Some(task) = refresher {
-            let abort = task.abort_handle();
-            match tokio::time::timeout(budget / 8, task).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => warn!(error = %e, "the refresher task failed"),
-                Err(_) => {
-                    warn!("the refresher did not stop in time; aborted");
-                    abort.abort();
+        let restorer = lock(&self.restorer).take();
+        for (task, what) in [(refresher, "refresher"), (restorer, "restore")] {
+            if let Some(task) = task {
+                let abort = task.abort_handle();
+                match tokio::time::timeout(budget / 8, task).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) if e.is_cancelled() => {}
+                    Ok(Err(e)) => warn!(task = what, error = %e, "task failed"),
+                    Err(_) => {
+                        warn!(task = what, "task did not stop in time; aborted");
+                        abort.abort();
+                    }
                 }
             }
         }

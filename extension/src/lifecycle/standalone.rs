@@ -42,7 +42,7 @@ pub async fn run(config: Result<Config, ConfigErrors>) -> ExitCode {
         eprintln!("secrets-sidecar: cannot install signal handlers");
         return ExitCode::FAILURE;
     };
-    let running = Running::start(config, token, listener).await;
+    let running = Running::start(config, token, listener, None).await;
     info!(port = running.config.http_port, "listening (standalone)");
 
     let missing = running.prefetch().await;

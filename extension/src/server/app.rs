@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use super::gate::Gate;
 use super::metrics::{Metrics, Snapshot};
 use crate::allow::AllowList;
 use crate::backend::CallStats;
@@ -16,18 +17,21 @@ pub struct App {
     pub metrics: Metrics,
     /// The backend's HTTP attempts per API, for `/metrics`.
     pub calls: Arc<CallStats>,
+    /// Closed during a SnapStart INIT, opened by the restore.
+    pub gate: Gate,
     /// Start-up prefetch has settled (reported by `/ping`; requests are served before too).
     ready: AtomicBool,
 }
 
 impl App {
-    pub fn new(cache: Cache, token: Token, allow: Option<AllowList>, calls: Arc<CallStats>) -> Arc<App> {
+    pub fn new(cache: Cache, token: Token, allow: Option<AllowList>, calls: Arc<CallStats>, gate: Gate) -> Arc<App> {
         Arc::new(App {
             cache,
             token,
             allow,
             metrics: Metrics::default(),
             calls,
+            gate,
             ready: AtomicBool::new(false),
         })
     }

@@ -33,6 +33,11 @@ pub enum ApiError {
     JsonKeyMissing,
     #[error("jsonKey needs a value that is a JSON object")]
     NotJsonObject,
+    #[error(
+        "values are not served during a SnapStart INIT: whatever is fetched now would be copied into every \
+         restored environment; read secrets in the handler or in an after-restore hook"
+    )]
+    SnapStartInit,
 }
 
 impl ApiError {
@@ -43,6 +48,7 @@ impl ApiError {
             ApiError::WrongToken | ApiError::NotAllowed => StatusCode::FORBIDDEN,
             ApiError::NoRoute | ApiError::JsonKeyMissing => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::SnapStartInit => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Upstream(e) => match e.kind {
                 ErrorKind::NotFound => StatusCode::NOT_FOUND,
                 ErrorKind::AccessDenied => StatusCode::FORBIDDEN,
@@ -66,6 +72,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => "MethodNotAllowed",
             ApiError::JsonKeyMissing => "JsonKeyNotFound",
             ApiError::NotJsonObject => "NotJsonObject",
+            ApiError::SnapStartInit => "SnapStartInit",
             ApiError::Upstream(e) => match e.kind {
                 ErrorKind::NotFound => "ResourceNotFound",
                 ErrorKind::AccessDenied => "AccessDenied",
@@ -106,6 +113,7 @@ mod tests {
         assert_eq!(ApiError::BadQuery(QueryError("x".into())).status(), 400);
         assert_eq!(ApiError::JsonKeyMissing.status(), 404);
         assert_eq!(ApiError::NotJsonObject.status(), 400);
+        assert_eq!(ApiError::SnapStartInit.status(), 503);
     }
 
     #[test]
@@ -134,6 +142,7 @@ mod tests {
             ApiError::MethodNotAllowed,
             ApiError::JsonKeyMissing,
             ApiError::NotJsonObject,
+            ApiError::SnapStartInit,
         ];
         let mut codes: Vec<&str> = all.iter().map(ApiError::code).collect();
         codes.sort_unstable();

@@ -101,6 +101,11 @@ impl ConnState {
             && self.now_ms().saturating_sub(self.head_since_ms.load(Relaxed)) > limit.as_millis() as u64
     }
 
+    /// Whether the connection has been told to stop (and will close shortly).
+    pub fn stopping(&self) -> bool {
+        self.stop_reason.load(Acquire) != NONE
+    }
+
     pub fn request_kill(&self) {
         self.signal(KILL);
     }

@@ -4,18 +4,22 @@
 //! (slow request heads) → `routes` (method and path) → `auth` (token,
 //! X-Forwarded-For) → `query` (parse into a cache key) → the allowlist → the cache
 //! → `response` (shape the answer); `error` is the one mapping from failure to HTTP
-//! status, `metrics` counts and renders `/metrics`, `app` is the shared state.
+//! status, `metrics` counts and renders `/metrics`, `app` is the shared state, and
+//! `gate` holds values back during a SnapStart INIT.
 //!
 //! Listens on 127.0.0.1 only. Each connection is served by hyper's HTTP/1.1 server
 //! with a bound on how large the request head may be and (see `guard`) how long it
 //! may take to arrive; idle keep-alive connections are never timed out.
-//! Connections over the cap get a canned 503 and are closed. On shutdown the listener
+//! A connection over the cap takes the slot of a connection with no request in
+//! flight (idle keep-alive, or one that never sent a byte), whatever its age; only
+//! when every connection is mid-request does it get a canned 503. On shutdown the listener
 //! closes at once (new connects are refused), open connections finish the request in
 //! progress and close, and the drain is bounded.
 
 pub mod app;
 pub mod auth;
 pub mod error;
+pub mod gate;
 pub mod guard;
 pub mod metrics;
 pub mod query;
@@ -69,11 +73,10 @@ pub async fn bind(port: u16) -> std::io::Result<TcpListener> {
     TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await
 }
 
-/// A connection idle at least this long may be closed to make room for a new one
-/// (a just-accepted connection gets this long to send its first request).
-const RECLAIM_AFTER: Duration = Duration::from_secs(1);
-/// How long a connection over the cap waits for a reclaimed slot before its 503.
-const RECLAIM_WAIT: Duration = Duration::from_millis(250);
+/// How long a connection over the cap waits for a reclaimed slot before its 503: the
+/// victim only has to notice it was told to close (microseconds, unless the machine
+/// is saturated), so this is a bound for bad days, not an expected wait.
+const RECLAIM_WAIT: Duration = Duration::from_secs(1);
 
 /// The open connections, so an idle one can be closed when the cap is reached.
 #[derive(Default)]
@@ -108,14 +111,17 @@ impl Open {
         }
     }
 
-    /// Asks the longest-idle connection (idle at least `RECLAIM_AFTER`) to close.
+    /// Asks the longest-idle connection with no request in flight (idle keep-alive,
+    /// or never sent a byte), whatever its age, to close; one already asked is
+    /// skipped, so concurrent newcomers each free a slot of their own.
     fn reclaim_one(&self) -> bool {
         let mut conns = self.conns.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         conns.retain(|w| w.strong_count() > 0);
         let victim = conns
             .iter()
             .filter_map(Weak::upgrade)
-            .filter_map(|s| s.idle_for().filter(|d| *d >= RECLAIM_AFTER).map(|d| (d, s)))
+            .filter(|s| !s.stopping())
+            .filter_map(|s| s.idle_for().map(|d| (d, s)))
             .max_by_key(|(d, _)| *d);
         match victim {
             Some((_, state)) => {
@@ -178,35 +184,32 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationT
             tracker.spawn(conn.serve(stream, permit));
             continue;
         }
-        // At the cap: close the longest-idle connection and take its slot, or refuse.
+        // At the cap: close a connection with no request in flight and take its
+        // slot. Each newcomer frees the permit it then waits for, so this needs no
+        // refusal slot and is bounded by the cap itself.
+        if open.reclaim_one() {
+            let permits = permits.clone();
+            tracker.spawn(async move {
+                match tokio::time::timeout(RECLAIM_WAIT, permits.acquire_owned()).await {
+                    Ok(Ok(permit)) => conn.serve(stream, permit).await,
+                    _ => {
+                        conn.app.metrics.connection_refused();
+                        refuse(stream).await;
+                    }
+                }
+            });
+            continue;
+        }
+        // Every connection is mid-request: refuse, or (past this many refusals in
+        // progress) just close.
         let Ok(slot) = refusals.clone().try_acquire_owned() else {
             app.metrics.connection_refused();
             continue;
         };
-        let permits = permits.clone();
-        let open = open.clone();
         tracker.spawn(async move {
-            let reclaimed = open.reclaim_one();
-            let permit = if reclaimed {
-                tokio::time::timeout(RECLAIM_WAIT, permits.acquire_owned())
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-            } else {
-                None
-            };
-            match permit {
-                Some(permit) => {
-                    // The slot only covers the wait; the connection now holds a permit.
-                    drop(slot);
-                    conn.serve(stream, permit).await;
-                }
-                None => {
-                    conn.app.metrics.connection_refused();
-                    refuse(stream).await;
-                    drop(slot);
-                }
-            }
+            conn.app.metrics.connection_refused();
+            refuse(stream).await;
+            drop(slot);
         });
     }
     drop(listener);

@@ -65,6 +65,10 @@ async fn serve_value(app: &App, lookup: Lookup) -> Result<Response<Body>, ApiErr
             return Err(ApiError::NotAllowed);
         }
     }
+    // One atomic load when open (always, but around a SnapStart snapshot).
+    if !app.gate.is_open() && app.gate.pass().await.is_err() {
+        return Err(ApiError::SnapStartInit);
+    }
     let answer = app.cache.get(key, lookup.freshness).await?;
     app.metrics.outcome(answer.outcome);
     response::value(&answer, &lookup.output)
@@ -90,6 +94,7 @@ mod tests {
     use crate::backend::CallStats;
     use crate::cache::Cache;
     use crate::config::Config;
+    use crate::server::gate::Gate;
     use crate::token::Token;
     use std::collections::HashMap;
     use std::sync::Arc;
@@ -104,7 +109,13 @@ mod tests {
         let config = Config::from_env(&env).expect("config");
         let token = Token::new(TOKEN).expect("token");
         let cache = Cache::new(config.cache_settings(), fake.clone());
-        let app = App::new(cache, token, config.allow.clone(), Arc::new(CallStats::default()));
+        let app = App::new(
+            cache,
+            token,
+            config.allow.clone(),
+            Arc::new(CallStats::default()),
+            Gate::open(),
+        );
         (app, fake)
     }
 

@@ -11,6 +11,8 @@ use aws_smithy_http_client::test_util::{infallible_client_fn, NeverClient};
 use aws_smithy_types::body::SdkBody;
 
 use super::*;
+use crate::backend::{ErrorKind, Upstream};
+use crate::model::{SecretRef, Selector};
 
 /// What the SDK sent: the `X-Amz-Target` operation and the JSON body.
 #[derive(Clone, Debug)]
@@ -265,4 +267,87 @@ async fn an_answer_without_an_arn_is_refused_as_malformed() {
     let err = aws.get_secret("app/db", &Selector::Current).await.expect_err("no ARN");
     assert_eq!(err.kind, ErrorKind::Unavailable);
     assert!(err.detail.contains("ARN"), "{}", err.detail);
+}
+
+#[tokio::test]
+async fn existence_is_asked_with_metadata_calls_only() {
+    let (client, log) = answering(
+        200,
+        r#"{"ARN":"arn:aws:secretsmanager:us-east-1:1:secret:app/db-AbCdEf","Name":"app/db"}"#,
+    );
+    let (aws, calls) = upstream(client, None);
+    aws.exists(&SecretRef::Secret("app/db".into())).await.expect("exists");
+    let (client, param_log) = answering(
+        200,
+        r#"{"Parameters":[{"Name":"/team/a","Type":"String","Version":1}]}"#,
+    );
+    let (ssm_aws, ssm_calls) = upstream(client, None);
+    ssm_aws
+        .exists(&SecretRef::Path("/team/".into()))
+        .await
+        .expect("a parameter under the path");
+    ssm_aws
+        .exists(&SecretRef::Parameter(
+            "arn:aws:ssm:us-east-1:123456789012:parameter/app/key".into(),
+        ))
+        .await
+        .expect("exists");
+    let sent_sm = sent(&log);
+    assert_eq!(sent_sm[0].target, "secretsmanager.DescribeSecret");
+    assert_eq!(sent_sm[0].body["SecretId"], "app/db");
+    let sent_ssm = sent(&param_log);
+    assert_eq!(sent_ssm[0].target, "AmazonSSM.DescribeParameters");
+    let path = &sent_ssm[0].body["ParameterFilters"][0];
+    assert_eq!(
+        (path["Key"].as_str(), path["Option"].as_str()),
+        (Some("Path"), Some("Recursive"))
+    );
+    assert_eq!(path["Values"][0], "/team", "the Path filter takes no trailing slash");
+    let name = &sent_ssm[1].body["ParameterFilters"][0];
+    assert_eq!(
+        (name["Key"].as_str(), name["Option"].as_str()),
+        (Some("Name"), Some("Equals"))
+    );
+    assert_eq!(name["Values"][0], "/app/key", "an ARN is asked for by its name");
+    assert_eq!(
+        (calls.get(Api::DescribeSecret), ssm_calls.get(Api::DescribeParameters)),
+        (1, 2)
+    );
+    assert_eq!(calls.total() + ssm_calls.total(), 3, "no value was asked for");
+}
+
+#[tokio::test]
+async fn nothing_described_is_not_found() {
+    let (client, _) = answering(200, r#"{"Parameters":[]}"#);
+    let (aws, _) = upstream(client, None);
+    let err = aws
+        .exists(&SecretRef::Parameter("/gone".into()))
+        .await
+        .expect_err("missing");
+    assert_eq!(err.kind, ErrorKind::NotFound);
+    let (client, _) = answering(
+        400,
+        r#"{"__type":"ResourceNotFoundException","message":"no such secret"}"#,
+    );
+    let (aws, _) = upstream(client, None);
+    let err = aws
+        .exists(&SecretRef::Secret("gone".into()))
+        .await
+        .expect_err("missing");
+    assert_eq!(err.kind, ErrorKind::NotFound);
+}
+
+#[tokio::test]
+async fn a_reset_builds_new_clients_on_the_next_call() {
+    let (client, log) = answering(200, SECRET);
+    let (aws, _) = upstream(client, None);
+    aws.get_secret("app/db", &Selector::Current).await.expect("value");
+    let first = aws.clients().await;
+    aws.reset();
+    aws.get_secret("app/db", &Selector::Current)
+        .await
+        .expect("value after a reset");
+    let second = aws.clients().await;
+    assert!(!Arc::ptr_eq(&first, &second), "the reset dropped the old clients");
+    assert_eq!(sent(&log).len(), 2);
 }

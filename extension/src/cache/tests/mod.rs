@@ -328,7 +328,7 @@ async fn refresh_ahead_bookkeeping() {
     sm(&cache, "secretId=app/db").await.expect("fetched");
     let due = |cache: &Cache| cache.inner.store.due_for_refresh(Instant::now(), |_| false);
     assert!(due(&cache).is_empty());
-    advance(TTL / 2).await;
+    advance(TTL.mul_f64(0.5 + super::entry::REFRESH_JITTER)).await;
     let due = due(&cache);
     assert_eq!(due.len(), 1, "used entries past the refresh point are due");
     assert_eq!(&*due[0].1, "app/db", "refreshed with the id the request used");

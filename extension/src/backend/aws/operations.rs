@@ -1,0 +1,271 @@
+//! The operations of [`Upstream`] as AWS SDK calls, and their answers as [`Value`]s.
+
+use aws_sdk_ssm as ssm;
+use tokio::sync::Semaphore;
+
+use super::classify::classify;
+use super::AwsUpstream;
+use crate::backend::{
+    Batch, BoxFuture, ErrorKind, Page, ParameterFields, SecretFields, Upstream, UpstreamError, Value,
+};
+use crate::model::{SecretRef, Selector};
+
+/// One of a service's call slots (`PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS`).
+async fn permit(slots: &Semaphore) -> Result<tokio::sync::SemaphorePermit<'_>, UpstreamError> {
+    slots.acquire().await.map_err(|_| UpstreamError::aborted("closing"))
+}
+
+fn missing(what: &str) -> UpstreamError {
+    UpstreamError::new(ErrorKind::Unavailable, format!("upstream response has no {what}"))
+}
+
+fn secret_value(
+    arn: Option<String>,
+    name: Option<String>,
+    version_id: Option<String>,
+    secret_string: Option<String>,
+    secret_binary: Option<aws_smithy_types::Blob>,
+    version_stages: Option<Vec<String>>,
+    created_date: Option<aws_smithy_types::DateTime>,
+) -> Result<Value, UpstreamError> {
+    Ok(Value::from_secret(SecretFields {
+        arn: arn.ok_or_else(|| missing("ARN"))?,
+        name: name.ok_or_else(|| missing("Name"))?,
+        version_id,
+        secret_string,
+        secret_binary: secret_binary.map(aws_smithy_types::Blob::into_inner),
+        version_stages: version_stages.unwrap_or_default(),
+        created_date: created_date.map(|d| d.as_secs_f64()),
+    }))
+}
+
+fn parameter_value(p: ssm::types::Parameter) -> Result<Value, UpstreamError> {
+    Ok(Value::from_parameter(ParameterFields {
+        arn: p.arn.ok_or_else(|| missing("Parameter.ARN"))?,
+        name: p.name.ok_or_else(|| missing("Parameter.Name"))?,
+        kind: p
+            .r#type
+            .map(|t| t.as_str().to_owned())
+            .unwrap_or_else(|| "String".to_owned()),
+        value: p.value.ok_or_else(|| missing("Parameter.Value"))?,
+        version: p.version,
+        data_type: p.data_type,
+        last_modified_date: p.last_modified_date.map(|d| d.as_secs_f64()),
+        selector: p.selector,
+        source_result: p.source_result,
+    }))
+}
+
+impl Upstream for AwsUpstream {
+    fn get_secret<'a>(&'a self, id: &'a str, selector: &'a Selector) -> BoxFuture<'a, Result<Value, UpstreamError>> {
+        Box::pin(async move {
+            let _permit = permit(&self.sm_permits).await?;
+            let mut call = self.clients().await.sm.get_secret_value().secret_id(id);
+            call = match selector {
+                Selector::VersionId(v) => call.version_id(v),
+                Selector::VersionStage(s) => call.version_stage(s),
+                _ => call,
+            };
+            let out = call.send().await.map_err(classify)?;
+            secret_value(
+                out.arn,
+                out.name,
+                out.version_id,
+                out.secret_string,
+                out.secret_binary,
+                out.version_stages,
+                out.created_date,
+            )
+        })
+    }
+
+    fn get_parameter<'a>(
+        &'a self,
+        name: &'a str,
+        selector: &'a Selector,
+        decrypt: bool,
+    ) -> BoxFuture<'a, Result<Value, UpstreamError>> {
+        Box::pin(async move {
+            let _permit = permit(&self.ssm_permits).await?;
+            let full = match selector.ssm_suffix() {
+                Some(suffix) => format!("{name}{suffix}"),
+                None => name.to_owned(),
+            };
+            let out = self
+                .clients()
+                .await
+                .ssm
+                .get_parameter()
+                .name(full)
+                .with_decryption(decrypt)
+                .send()
+                .await
+                .map_err(classify)?;
+            parameter_value(out.parameter.ok_or_else(|| missing("Parameter"))?)
+        })
+    }
+
+    fn batch_get_secrets<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<Batch, UpstreamError>> {
+        Box::pin(async move {
+            let _permit = permit(&self.sm_permits).await?;
+            let out = self
+                .clients()
+                .await
+                .sm
+                .batch_get_secret_value()
+                .set_secret_id_list(Some(ids.to_vec()))
+                .send()
+                .await
+                .map_err(classify)?;
+            let mut batch = Batch::default();
+            for e in out.secret_values.unwrap_or_default() {
+                batch.values.push(secret_value(
+                    e.arn,
+                    e.name,
+                    e.version_id,
+                    e.secret_string,
+                    e.secret_binary,
+                    e.version_stages,
+                    e.created_date,
+                )?);
+            }
+            for e in out.errors.unwrap_or_default() {
+                let id = e.secret_id.unwrap_or_default();
+                let err =
+                    UpstreamError::from_aws_code(e.error_code.as_deref(), None, e.message.as_deref().unwrap_or(""));
+                batch.errors.push((id, err));
+            }
+            Ok(batch)
+        })
+    }
+
+    fn get_parameters<'a>(&'a self, names: &'a [String], decrypt: bool) -> BoxFuture<'a, Result<Batch, UpstreamError>> {
+        Box::pin(async move {
+            let _permit = permit(&self.ssm_permits).await?;
+            let out = self
+                .clients()
+                .await
+                .ssm
+                .get_parameters()
+                .set_names(Some(names.to_vec()))
+                .with_decryption(decrypt)
+                .send()
+                .await
+                .map_err(classify)?;
+            let mut batch = Batch::default();
+            for p in out.parameters.unwrap_or_default() {
+                batch.values.push(parameter_value(p)?);
+            }
+            for name in out.invalid_parameters.unwrap_or_default() {
+                let err = UpstreamError::new(ErrorKind::NotFound, format!("ParameterNotFound: {name}"));
+                batch.errors.push((name, err));
+            }
+            Ok(batch)
+        })
+    }
+
+    fn get_parameters_by_path<'a>(
+        &'a self,
+        path: &'a str,
+        decrypt: bool,
+        next_token: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Page, UpstreamError>> {
+        Box::pin(async move {
+            let _permit = permit(&self.ssm_permits).await?;
+            let out = self
+                .clients()
+                .await
+                .ssm
+                .get_parameters_by_path()
+                .path(path)
+                .recursive(true)
+                .with_decryption(decrypt)
+                .max_results(10)
+                .set_next_token(next_token.map(str::to_owned))
+                .send()
+                .await
+                .map_err(classify)?;
+            let mut page = Page {
+                values: Vec::new(),
+                next_token: out.next_token.filter(|t| !t.is_empty()),
+            };
+            for p in out.parameters.unwrap_or_default() {
+                page.values.push(parameter_value(p)?);
+            }
+            Ok(page)
+        })
+    }
+
+    fn exists<'a>(&'a self, r: &'a SecretRef) -> BoxFuture<'a, Result<(), UpstreamError>> {
+        Box::pin(async move {
+            match r {
+                SecretRef::Secret(id) => {
+                    let _permit = permit(&self.sm_permits).await?;
+                    let clients = self.clients().await;
+                    clients
+                        .sm
+                        .describe_secret()
+                        .secret_id(id)
+                        .send()
+                        .await
+                        .map_err(classify)?;
+                    Ok(())
+                }
+                SecretRef::Parameter(id) => {
+                    let name = parameter_name(id);
+                    self.any_parameter("Name", "Equals", name, &format!("ParameterNotFound: {name}"))
+                        .await
+                }
+                SecretRef::Path(prefix) => {
+                    // The Path filter takes the path without its trailing slash.
+                    let path = match prefix.trim_end_matches('/') {
+                        "" => "/",
+                        p => p,
+                    };
+                    self.any_parameter("Path", "Recursive", path, &format!("no parameters under {prefix}"))
+                        .await
+                }
+            }
+        })
+    }
+}
+
+impl AwsUpstream {
+    /// DescribeParameters with one filter: whether anything matches (metadata only).
+    async fn any_parameter(&self, key: &str, option: &str, value: &str, missing: &str) -> Result<(), UpstreamError> {
+        let filter = ssm::types::ParameterStringFilter::builder()
+            .key(key)
+            .option(option)
+            .values(value)
+            .build()
+            .map_err(|e| UpstreamError::new(ErrorKind::Invalid, e.to_string()))?;
+        let _permit = permit(&self.ssm_permits).await?;
+        let clients = self.clients().await;
+        let out = clients
+            .ssm
+            .describe_parameters()
+            .parameter_filters(filter)
+            .max_results(1)
+            .send()
+            .await
+            .map_err(classify)?;
+        if out.parameters.is_some_and(|p| !p.is_empty()) {
+            Ok(())
+        } else {
+            Err(UpstreamError::new(ErrorKind::NotFound, missing))
+        }
+    }
+}
+
+/// The name a parameter ARN carries (`arn:…:parameter/a/b` → `/a/b`; DescribeParameters
+/// filters by name, not by ARN); a name is returned as it is.
+fn parameter_name(id: &str) -> &str {
+    if !id.starts_with("arn:") {
+        return id;
+    }
+    match id.splitn(6, ':').nth(5).and_then(|r| r.strip_prefix("parameter")) {
+        Some(rest) if rest.starts_with("/") && rest[1..].contains('/') => rest,
+        Some(rest) => rest.strip_prefix('/').unwrap_or(rest),
+        None => id,
+    }
+}

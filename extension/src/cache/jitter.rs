@@ -1,0 +1,70 @@
+//! Randomness for spreading retries and refreshes, reseedable after a SnapStart restore.
+//!
+//! Every environment restored from one snapshot starts with the same memory, so a
+//! generator seeded during INIT would draw the same numbers in all of them and their
+//! refreshes and retries would hit AWS in lockstep. [`reseed`] draws a new seed from
+//! the operating system; the restore calls it. Not for anything secret: a splitmix64
+//! sequence over one atomic counter, shared by every thread.
+
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Once;
+
+static STATE: AtomicU64 = AtomicU64::new(0);
+static SEEDED: Once = Once::new();
+
+/// A fresh seed from the OS, or (without `/dev/urandom`) from the clock and pid.
+fn entropy() -> u64 {
+    let mut bytes = [0u8; 8];
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    match read {
+        Ok(()) => u64::from_le_bytes(bytes),
+        Err(_) => {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            nanos ^ (u64::from(std::process::id()) << 32)
+        }
+    }
+}
+
+/// Starts a new sequence from the OS's randomness.
+pub fn reseed() {
+    SEEDED.call_once(|| {});
+    STATE.store(entropy(), Relaxed);
+}
+
+/// A uniform number in [0, 1).
+pub(super) fn unit() -> f64 {
+    SEEDED.call_once(|| STATE.store(entropy(), Relaxed));
+    let mut z = STATE
+        .fetch_add(0x9E37_79B9_7F4A_7C15, Relaxed)
+        .wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    // The top 53 bits, as the mantissa of a double in [0, 1).
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draws_are_in_range_and_spread() {
+        let draws: Vec<f64> = (0..10_000).map(|_| unit()).collect();
+        assert!(draws.iter().all(|d| (0.0..1.0).contains(d)));
+        let low = draws.iter().filter(|d| **d < 0.5).count();
+        assert!((4_500..5_500).contains(&low), "{low} of 10000 below one half");
+    }
+
+    #[test]
+    fn a_reseed_starts_a_different_sequence() {
+        reseed();
+        let a: Vec<f64> = (0..4).map(|_| unit()).collect();
+        reseed();
+        let b: Vec<f64> = (0..4).map(|_| unit()).collect();
+        assert_ne!(a, b, "two seeds from the OS gave the same sequence");
+    }
+}
