@@ -9,7 +9,10 @@
 //!   before the runtime; invoke N+1 waits until every process is back in `next`;
 //!   freeze between invokes), `emulator/shutdown.rs` (SIGTERM + 300 ms for the
 //!   runtime, SHUTDOWN + 2 s for extensions, then SIGKILL; resets after a timeout or a
-//!   failure); `emulator/mod.rs` maps them;
+//!   failure); the platforms (`emulator/modes.rs`: on demand, provisioned concurrency,
+//!   SnapStart with its snapshot scan and restore, Managed Instances with concurrent
+//!   invokes); `emulator/mod.rs` maps them;
+//! - `probes`: emulators over the probe extension and runtime, for contract tests;
 //! - `extensions_api`: a scripted Lambda Extensions API for one extension;
 //! - `fakes`: fake weather providers (Dark Sky-compatible, OpenWeatherMap, HERE) and a fake sidecar;
 //! - `layer`: layer-like extension folders and task roots for the emulator;
@@ -30,6 +33,7 @@ pub mod fakes;
 pub mod layer;
 pub mod moto;
 pub mod net;
+pub mod probes;
 pub mod process;
 pub mod proxy;
 pub mod sidecar;

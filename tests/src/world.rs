@@ -9,7 +9,7 @@ use anyhow::Result;
 use bytes::Bytes;
 
 use crate::emulator::gateway::{http_api_event, match_route};
-use crate::emulator::{Emulator, FunctionConfig, Invoked};
+use crate::emulator::{Emulator, FunctionConfig, Invoked, Mode};
 use crate::fakes::FakeProviders;
 use crate::layer::{Layer, TaskRoot};
 use crate::moto::{Moto, ParamType};
@@ -59,6 +59,8 @@ pub struct WorldConfig {
     pub keys: Keys,
     pub timeout: Duration,
     pub freeze: bool,
+    /// The platform the function runs on (on demand unless a test says otherwise).
+    pub mode: Mode,
     /// Real provider URLs instead of the fakes (the demo with real keys).
     pub provider_urls: Option<(String, String, String)>,
 }
@@ -71,12 +73,18 @@ impl Default for WorldConfig {
             keys: Keys::default(),
             timeout: Duration::from_secs(10),
             freeze: true,
+            mode: Mode::OnDemand,
             provider_urls: None,
         }
     }
 }
 
 impl WorldConfig {
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.retain(|(k, _)| k != key);
         self.env.push((key.to_owned(), value.to_owned()));
@@ -140,6 +148,7 @@ impl World {
             .extensions(layer.extensions())
             .timeout(cfg.timeout)
             .freeze(cfg.freeze)
+            .mode(cfg.mode)
             .env("AWS_ENDPOINT_URL", &proxy.endpoint())
             .env("DARKSKY_URL", &urls.0)
             .env("OPENWEATHERMAP_URL", &urls.1)

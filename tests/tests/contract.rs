@@ -2,58 +2,29 @@
 //! the Lambda contract. Each check is a function over what the emulator and the
 //! probes recorded; each test runs it against the correct emulator (must pass) and
 //! against a deliberately wrong setting or a misbehaving probe (must fail), so every
-//! check is shown able to fail.
+//! check is shown able to fail. The rules that differ by platform are checked in
+//! `contract_modes.rs`.
 
-use std::path::Path;
 use std::time::Duration;
 
 use harness::emulator::{Emulator, FunctionConfig, Outcome, Phase, Quirks, ShutdownReason, Trace, TraceEvent};
-use harness::layer::{Layer, TaskRoot};
+use harness::probes::{position, probe_lines, Probe, ProbeBins, ProbeEnv};
 use serde_json::Value;
 
-const EXT: &str = env!("CARGO_BIN_EXE_probe-extension");
-const RUNTIME: &str = env!("CARGO_BIN_EXE_probe-runtime");
+const BINS: ProbeBins = ProbeBins {
+    extension: env!("CARGO_BIN_EXE_probe-extension"),
+    runtime: env!("CARGO_BIN_EXE_probe-runtime"),
+};
 
 type R = anyhow::Result<()>;
 
-struct Env {
-    emulator: Emulator,
-    _layer: Layer,
-    _task: TaskRoot,
-}
-
 /// An emulator over probe extensions `exts` (name, settings) and the probe runtime.
 async fn environment(
-    exts: &[(&str, &[(&str, &str)])],
+    exts: &[Probe<'_>],
     runtime_env: &[(&str, &str)],
     cfg: impl FnOnce(FunctionConfig) -> FunctionConfig,
-) -> anyhow::Result<Env> {
-    let layer = Layer::new()?;
-    for (name, env) in exts {
-        layer.add(name, Path::new(EXT), env)?;
-    }
-    let task = TaskRoot::new(Path::new(RUNTIME), runtime_env)?;
-    let config = cfg(FunctionConfig::new("contract", task.bootstrap()).extensions(layer.extensions()));
-    Ok(Env {
-        emulator: Emulator::start(config).await?,
-        _layer: layer,
-        _task: task,
-    })
-}
-
-/// The JSON lines a probe printed.
-fn probe_lines(emulator: &Emulator, probe: &str) -> Vec<Value> {
-    let prefix = format!("[{probe}] ");
-    emulator
-        .logs()
-        .lines()
-        .iter()
-        .filter_map(|l| l.strip_prefix(&prefix).and_then(|j| serde_json::from_str(j).ok()))
-        .collect()
-}
-
-fn position(trace: &[TraceEvent], pred: impl Fn(&Trace) -> bool) -> Option<usize> {
-    trace.iter().position(|t| pred(&t.what))
+) -> anyhow::Result<ProbeEnv> {
+    ProbeEnv::start(BINS, exts, runtime_env, cfg).await
 }
 
 // ---- 1. registration happens before the runtime starts -------------------------

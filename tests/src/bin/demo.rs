@@ -7,15 +7,67 @@
 //! `bootstrap`; an API-Gateway-like server serves `GET /{provider}/{lat}/{lon}` on
 //! 127.0.0.1:9000 (`DEMO_PORT`). Three example calls are shown, then it serves until
 //! Ctrl-C; `DEMO_ONESHOT=1` exits after the examples, 0 only if all three answered 200.
+//!
+//! `DEMO_MODE` picks the platform: `on-demand` (the default), `provisioned` (init,
+//! then the environment idles frozen before the first call), `snapstart` (init, then
+//! the snapshot is scanned for the three keys and restored after a pause; credentials
+//! come from the container credentials endpoint), `managed-instances` (nothing frozen,
+//! up to four invokes at once, the sidecar registered for SHUTDOWN only).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{anyhow, Result};
 use harness::emulator::gateway::serve_http_api;
-use harness::emulator::ShutdownReason;
+use harness::emulator::{Mode, ShutdownReason};
 use harness::net::HttpClient;
 use harness::world::{Keys, World, WorldConfig, ROUTE};
+
+/// Managed Instances: invokes at once (`AWS_LAMBDA_MAX_CONCURRENCY`).
+const MAX_CONCURRENCY: usize = 4;
+/// Provisioned concurrency: the idle spell between init and the first call.
+const IDLE_SPELL: Duration = Duration::from_secs(2);
+/// SnapStart: how long the snapshot sits before it is restored.
+const SNAPSHOT_PAUSE: Duration = Duration::from_secs(1);
+
+fn mode() -> Result<Mode> {
+    let s = std::env::var("DEMO_MODE").unwrap_or_default();
+    Mode::parse(&s, MAX_CONCURRENCY)
+        .ok_or_else(|| anyhow!("DEMO_MODE={s}: use on-demand, provisioned, snapstart or managed-instances"))
+}
+
+/// What each platform does between init and traffic.
+async fn before_traffic(world: &World, mode: Mode) -> Result<()> {
+    match mode {
+        Mode::Provisioned => {
+            world.emulator.idle(IDLE_SPELL).await.map_err(anyhow::Error::msg)?;
+            println!("provisioned concurrency: the environment idled, frozen, for {IDLE_SPELL:?}");
+        }
+        Mode::SnapStart => {
+            let keys = &world.keys;
+            let planted = [&keys.darksky, &keys.openweathermap, &keys.here];
+            let report = world.emulator.snapshot(&planted).await.map_err(anyhow::Error::msg)?;
+            println!(
+                "snapshot: {} processes and {} files under /tmp scanned for the three keys (#0 Dark Sky, #1 OpenWeatherMap, #2 HERE): {} found",
+                report.processes.len(),
+                report.files.len(),
+                report.findings.len()
+            );
+            for finding in &report.findings {
+                println!("  {finding}");
+            }
+            world
+                .emulator
+                .restore(SNAPSHOT_PAUSE)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            println!("restored after {SNAPSHOT_PAUSE:?}");
+        }
+        Mode::OnDemand | Mode::ManagedInstances { .. } => {}
+    }
+    Ok(())
+}
 
 const REAL_URLS: (&str, &str, &str) = (
     "https://api.pirateweather.net/forecast",
@@ -37,7 +89,8 @@ async fn run() -> Result<bool> {
         .ok()
         .and_then(|p| p.parse().ok())
         .unwrap_or(9000);
-    let mut cfg = WorldConfig::default();
+    let mode = mode()?;
+    let mut cfg = WorldConfig::default().mode(mode);
     match real_keys() {
         Some(keys) => {
             println!("using the real providers (keys from DARKSKY_KEY, OPENWEATHERMAP_APPID, HERE_API_KEY)");
@@ -48,14 +101,15 @@ async fn run() -> Result<bool> {
             "using local fake providers (set DARKSKY_KEY, OPENWEATHERMAP_APPID and HERE_API_KEY for the real ones)"
         ),
     }
-    println!("starting moto (local AWS), seeding the keys, starting the Lambda emulator ...");
+    println!("starting moto (local AWS), seeding the keys, starting the Lambda emulator ({mode}) ...");
     let world = World::start(cfg).await?;
     let init = world.emulator.init().await.map_err(anyhow::Error::msg)?;
     println!(
-        "environment initialised in {:.1} ms: secrets-sidecar registered, prefetched {:?}, then the runtime started",
+        "environment initialised in {:.1} ms: secrets-sidecar registered, upstream calls during init {:?}, then the runtime started",
         init.as_secs_f64() * 1000.0,
         world.proxy.counts()
     );
+    before_traffic(&world, mode).await?;
     let door = serve_http_api(world.emulator.clone(), SocketAddr::from(([127, 0, 0, 1], port)), ROUTE).await?;
     println!("weather API on http://127.0.0.1:{}{ROUTE}", door.port);
 
@@ -81,10 +135,13 @@ async fn run() -> Result<bool> {
     for line in world.emulator.logs().lines().iter().filter(|l| l.starts_with("REPORT")) {
         println!("{line}");
     }
-    println!(
-        "secret requests during the three calls: {} upstream (all answered from the sidecar's cache)",
-        world.proxy.total() - before
-    );
+    let upstream = world.proxy.total() - before;
+    let note = if upstream == 0 {
+        "all answered from the sidecar's cache"
+    } else {
+        "fetched on first use"
+    };
+    println!("secret requests during the three calls: {upstream} upstream ({note})");
     if std::env::var_os("DEMO_ONESHOT").is_some() {
         let report = world.emulator.shutdown(ShutdownReason::Spindown).await;
         println!("shutdown: {:?}", report.extensions);

@@ -1,14 +1,25 @@
 //! A scriptable external extension for the emulator's contract tests. It registers
-//! under its file name, prints one JSON line per thing that happens, and misbehaves
-//! on request (all settings are environment variables):
+//! under its file name, prints one JSON line per thing that happens (after
+//! registering, `env`: what its environment says about the platform, and with
+//! container credentials what their endpoint answered), and misbehaves on request (all settings are
+//! environment variables):
 //!
-//! `PROBE_EVENTS` (INVOKE,SHUTDOWN) · `PROBE_REGISTER_DELAY_MS` · `PROBE_INVOKE_HOLD_MS`
-//! (wait before returning to `next`) · `PROBE_TICK_MS` (print a tick this often) ·
-//! `PROBE_IGNORE_SHUTDOWN=1` · `PROBE_CRASH_ON_INVOKE=1` · `PROBE_INIT_ERROR=1` ·
-//! `PROBE_EXIT_ERROR_ON_INVOKE=1`.
+//! `PROBE_EVENTS` (INVOKE,SHUTDOWN) · `PROBE_RETRY_EVENTS` (register again with these
+//! after a refusal, as an extension must on Managed Instances) ·
+//! `PROBE_REGISTER_DELAY_MS` · `PROBE_INVOKE_HOLD_MS` (wait before returning to
+//! `next`) · `PROBE_TICK_MS` (print a tick this often) · `PROBE_IGNORE_SHUTDOWN=1` ·
+//! `PROBE_NEXT_AFTER_SHUTDOWN=1` (call `next` again after SHUTDOWN, then exit 0 half
+//! a second before the deadline while that call still waits) · `PROBE_CRASH_ON_INVOKE=1` ·
+//! `PROBE_INIT_ERROR=1` · `PROBE_EXIT_ERROR_ON_INVOKE=1` · `PROBE_EXIT_AFTER_MS`
+//! (exit 0 this long after registering) · `PROBE_FETCH_URL` with `PROBE_FETCH_AT`
+//! (`init`, the default, or the first `invoke`) and `PROBE_HOLD` (`memory`, the
+//! default: keep the body for good; `tmp`: write it base64-encoded to
+//! `$TMPDIR/<name>-held`): fetch a value as an extension that caches it would. The
+//! probe never prints what it fetched, only its size.
 
 use std::time::Duration;
 
+use base64::Engine;
 use bytes::Bytes;
 use harness::emulator::epoch_ms;
 use harness::net::HttpClient;
@@ -36,6 +47,72 @@ async fn idle_forever() -> ! {
     }
 }
 
+/// What the environment says about the platform (presence only for credentials).
+async fn report_env(name: &str, http: &HttpClient) {
+    let var = |k: &str| std::env::var(k).ok();
+    let uri = var("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+    say(
+        name,
+        "env",
+        json!({
+            "initialization_type": var("AWS_LAMBDA_INITIALIZATION_TYPE"),
+            "max_concurrency": var("AWS_LAMBDA_MAX_CONCURRENCY"),
+            "session_token": var("AWS_SESSION_TOKEN").is_some(),
+            "access_key_id": var("AWS_ACCESS_KEY_ID").is_some(),
+            "secret_access_key": var("AWS_SECRET_ACCESS_KEY").is_some(),
+            "container_credentials_uri": uri,
+            "container_token": var("AWS_CONTAINER_AUTHORIZATION_TOKEN").is_some(),
+            "tmpdir": var("TMPDIR"),
+        }),
+    );
+    let (Some(uri), Some(token)) = (uri, var("AWS_CONTAINER_AUTHORIZATION_TOKEN")) else {
+        return;
+    };
+    let r = http.get(&uri, &[("Authorization", &token)]).await;
+    let line = match r {
+        Ok(r) => {
+            let c = r.json();
+            json!({
+                "status": r.status,
+                "access_key_id": c["AccessKeyId"],
+                "expiration": c["Expiration"],
+                "token": c["Token"].is_string(),
+            })
+        }
+        Err(e) => json!({ "error": e.to_string() }),
+    };
+    say(name, "credentials", line);
+}
+
+/// Fetches `PROBE_FETCH_URL` and keeps it as `PROBE_HOLD` says (see the header).
+async fn fetch_and_hold(name: &str, http: &HttpClient, held: &mut Vec<Vec<u8>>) {
+    let Some(url) = setting("PROBE_FETCH_URL") else { return };
+    let body = match http.get(&url, &[]).await {
+        Ok(r) if r.status == 200 => r.body,
+        Ok(r) => {
+            say(name, "fetch_failed", json!({ "status": r.status }));
+            return;
+        }
+        Err(e) => {
+            say(name, "fetch_failed", json!({ "error": e.to_string() }));
+            return;
+        }
+    };
+    let place = if setting("PROBE_HOLD").as_deref() == Some("tmp") {
+        let path = std::env::temp_dir().join(format!("{name}-held"));
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&body);
+        if let Err(e) = std::fs::write(&path, encoded) {
+            say(name, "fetch_failed", json!({ "error": e.to_string() }));
+            return;
+        }
+        path.display().to_string()
+    } else {
+        held.push(body.to_vec());
+        "memory".to_owned()
+    };
+    say(name, "fetched", json!({ "bytes": body.len(), "held": place }));
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let name = std::env::args()
@@ -49,11 +126,9 @@ async fn main() {
     let api = setting("AWS_LAMBDA_RUNTIME_API").unwrap_or_default();
     let base = format!("http://{api}/2020-01-01/extension");
     let http = HttpClient::new();
-    let events: Vec<String> = setting("PROBE_EVENTS")
-        .unwrap_or_else(|| "INVOKE,SHUTDOWN".into())
-        .split(',')
-        .map(str::to_owned)
-        .collect();
+    let events =
+        |list: String| -> Vec<String> { list.split(',').filter(|e| !e.is_empty()).map(str::to_owned).collect() };
+    let mut held: Vec<Vec<u8>> = Vec::new();
 
     if let Some(tick) = setting("PROBE_TICK_MS").and_then(|v| v.parse::<u64>().ok()) {
         let name = name.clone();
@@ -65,27 +140,51 @@ async fn main() {
         });
     }
     tokio::time::sleep(Duration::from_millis(millis("PROBE_REGISTER_DELAY_MS"))).await;
-    let body = Bytes::from(json!({ "events": events }).to_string());
-    let reg = http
-        .send(
-            Method::POST,
-            &format!("{base}/register"),
-            &[
-                ("Lambda-Extension-Name", &name),
-                ("Lambda-Extension-Accept-Feature", "accountId"),
-            ],
-            body,
-        )
-        .await;
-    let Ok(reg) = reg else {
-        say(&name, "register_failed", json!({}));
-        std::process::exit(2);
-    };
-    let id = reg.header("lambda-extension-identifier").unwrap_or("").to_owned();
-    say(&name, "register", json!({ "status": reg.status, "body": reg.json() }));
-    if reg.status != 200 {
+    let mut id = None;
+    let attempts = [
+        Some(setting("PROBE_EVENTS").unwrap_or_else(|| "INVOKE,SHUTDOWN".into())),
+        setting("PROBE_RETRY_EVENTS"),
+    ];
+    for list in attempts.into_iter().flatten() {
+        let body = Bytes::from(json!({ "events": events(list) }).to_string());
+        let reg = http
+            .send(
+                Method::POST,
+                &format!("{base}/register"),
+                &[
+                    ("Lambda-Extension-Name", &name),
+                    ("Lambda-Extension-Accept-Feature", "accountId"),
+                ],
+                body,
+            )
+            .await;
+        let Ok(reg) = reg else {
+            say(&name, "register_failed", json!({}));
+            std::process::exit(2);
+        };
+        say(&name, "register", json!({ "status": reg.status, "body": reg.json() }));
+        if reg.status == 200 {
+            id = reg.header("lambda-extension-identifier").map(str::to_owned);
+            break;
+        }
+    }
+    let Some(id) = id else {
         // Refused: stay alive but out of the way, as a stubborn process would.
         idle_forever().await;
+    };
+    // After registering, so spawn → registered stays a bare baseline (bench).
+    report_env(&name, &http).await;
+    if let Some(after) = setting("PROBE_EXIT_AFTER_MS").and_then(|v| v.parse::<u64>().ok()) {
+        let name = name.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(after)).await;
+            say(&name, "exit", json!({ "code": 0 }));
+            std::process::exit(0);
+        });
+    }
+    let fetch_at_invoke = setting("PROBE_FETCH_AT").as_deref() == Some("invoke");
+    if !fetch_at_invoke {
+        fetch_and_hold(&name, &http, &mut held).await;
     }
     if setting("PROBE_INIT_ERROR").is_some() {
         let _ = http
@@ -137,6 +236,9 @@ async fn main() {
                         .await;
                     std::process::exit(1);
                 }
+                if fetch_at_invoke && held.is_empty() {
+                    fetch_and_hold(&name, &http, &mut held).await;
+                }
                 tokio::time::sleep(Duration::from_millis(millis("PROBE_INVOKE_HOLD_MS"))).await;
                 say(&name, "invoke_done", json!({ "request_id": event["requestId"] }));
             }
@@ -149,6 +251,11 @@ async fn main() {
                 if setting("PROBE_IGNORE_SHUTDOWN").is_some() {
                     idle_forever().await;
                 }
+                if setting("PROBE_NEXT_AFTER_SHUTDOWN").is_some() {
+                    next_after_shutdown(&name, &http, &base, &id, event["deadlineMs"].as_u64()).await;
+                }
+                let held_bytes: usize = std::hint::black_box(&held).iter().map(Vec::len).sum();
+                say(&name, "exit", json!({ "code": 0, "held_bytes": held_bytes }));
                 std::process::exit(0);
             }
             _ => {
@@ -156,5 +263,23 @@ async fn main() {
                 std::process::exit(2);
             }
         }
+    }
+}
+
+/// Breaks the contract on purpose: `next` after SHUTDOWN. Lambda never answers it;
+/// the probe gives up half a second before the deadline and then exits 0, as an
+/// extension whose main returned with the call pending would.
+async fn next_after_shutdown(name: &str, http: &HttpClient, base: &str, id: &str, deadline_ms: Option<u64>) {
+    let left = deadline_ms.unwrap_or(0).saturating_sub(epoch_ms()).saturating_sub(500);
+    say(name, "next_after_shutdown", json!({ "waiting_ms": left }));
+    let url = format!("{base}/event/next");
+    let headers = [("Lambda-Extension-Identifier", id)];
+    match tokio::time::timeout(Duration::from_millis(left), http.get(&url, &headers)).await {
+        Ok(r) => say(
+            name,
+            "next_after_shutdown_answered",
+            json!({ "status": r.map(|r| r.status).unwrap_or(0) }),
+        ),
+        Err(_) => say(name, "next_after_shutdown_unanswered", json!({})),
     }
 }

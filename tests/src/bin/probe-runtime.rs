@@ -1,11 +1,17 @@
 //! A scriptable custom runtime (`bootstrap`) for the emulator's tests. It prints one
-//! JSON line per invocation and answers with what it saw. Settings:
+//! JSON line per invocation and answers with what it saw; first it prints `env`,
+//! what its environment says about the platform. Settings:
 //!
 //! `PROBE_RUNTIME_SLEEP_MS` (work this long per invoke) · `PROBE_RUNTIME_LATE_REGISTER_MS`
 //! (register an internal extension this long after start, when it is too late) ·
 //! `PROBE_RUNTIME_FETCH` (a sidecar path to GET per invoke, reported as status,
 //! cache outcome and latency; with `PROBE_RUNTIME_SHOW_VALUE=1` the body too, for
-//! tests whose values are fake).
+//! tests whose values are fake; the token sent is `AWS_SESSION_TOKEN`, or in SnapStart
+//! `AWS_CONTAINER_AUTHORIZATION_TOKEN`) · `PROBE_RUNTIME_RESTORE=1` (call
+//! `restore/next` before the first `invocation/next`, as a runtime that supports
+//! SnapStart does) · `PROBE_RUNTIME_WORKERS` (workers polling `invocation/next` at
+//! once; default `AWS_LAMBDA_MAX_CONCURRENCY`, as a Managed Instances runtime does,
+//! else 1).
 
 use std::time::{Duration, Instant};
 
@@ -31,6 +37,19 @@ async fn main() {
     let api = setting("AWS_LAMBDA_RUNTIME_API").unwrap_or_default();
     let base = format!("http://{api}/2018-06-01/runtime");
     let http = HttpClient::new();
+    say(
+        "env",
+        json!({
+            "initialization_type": setting("AWS_LAMBDA_INITIALIZATION_TYPE"),
+            "max_concurrency": setting("AWS_LAMBDA_MAX_CONCURRENCY"),
+            "session_token": setting("AWS_SESSION_TOKEN").is_some(),
+            "access_key_id": setting("AWS_ACCESS_KEY_ID").is_some(),
+            "secret_access_key": setting("AWS_SECRET_ACCESS_KEY").is_some(),
+            "container_credentials_uri": setting("AWS_CONTAINER_CREDENTIALS_FULL_URI"),
+            "container_token": setting("AWS_CONTAINER_AUTHORIZATION_TOKEN").is_some(),
+            "tmpdir": setting("TMPDIR"),
+        }),
+    );
     if let Some(delay) = setting("PROBE_RUNTIME_LATE_REGISTER_MS").and_then(|v| v.parse::<u64>().ok()) {
         let http = http.clone();
         let url = format!("http://{api}/2020-01-01/extension/register");
@@ -47,42 +66,46 @@ async fn main() {
             say("late_register", json!({ "status": r.map(|r| r.status).unwrap_or(0) }));
         });
     }
+    if setting("PROBE_RUNTIME_RESTORE").is_some() {
+        let r = http.get(&format!("{base}/restore/next"), &[]).await;
+        say("restored", json!({ "status": r.map(|r| r.status).unwrap_or(0) }));
+    }
+    let workers = setting("PROBE_RUNTIME_WORKERS")
+        .or_else(|| setting("AWS_LAMBDA_MAX_CONCURRENCY"))
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1);
+    let mut running = tokio::task::JoinSet::new();
+    for worker in 0..workers {
+        running.spawn(work(worker, http.clone(), base.clone()));
+    }
+    // Workers end only when the API goes away; then so does the runtime.
+    while running.join_next().await.is_some() {}
+    std::process::exit(2);
+}
+
+/// One worker: `next`, answer, `next`, ...
+async fn work(worker: usize, http: HttpClient, base: String) {
     let sleep = setting("PROBE_RUNTIME_SLEEP_MS")
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
     loop {
         let Ok(inv) = http.get(&format!("{base}/invocation/next"), &[]).await else {
-            std::process::exit(2);
+            return;
         };
         let request_id = inv.header("lambda-runtime-aws-request-id").unwrap_or("").to_owned();
         let deadline: u64 = inv
             .header("lambda-runtime-deadline-ms")
             .and_then(|d| d.parse().ok())
             .unwrap_or(0);
-        say("invoke", json!({ "request_id": request_id, "deadline_ms": deadline }));
-        let mut answer = json!({ "request_id": request_id, "deadline_ms": deadline, "payload": inv.json() });
+        say(
+            "invoke",
+            json!({ "request_id": request_id, "deadline_ms": deadline, "worker": worker }),
+        );
+        let mut answer =
+            json!({ "request_id": request_id, "deadline_ms": deadline, "worker": worker, "payload": inv.json() });
         if let Some(path) = setting("PROBE_RUNTIME_FETCH") {
-            let token = setting("AWS_SESSION_TOKEN").unwrap_or_default();
-            let port = setting("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT").unwrap_or_else(|| "2773".into());
-            let started = Instant::now();
-            let r = http
-                .get(
-                    &format!("http://127.0.0.1:{port}{path}"),
-                    &[("X-Aws-Parameters-Secrets-Token", &token)],
-                )
-                .await;
-            let micros = started.elapsed().as_micros() as u64;
-            answer["fetch"] = match r {
-                Ok(r) => {
-                    let mut f =
-                        json!({ "status": r.status, "cache": r.header("x-secrets-sidecar-cache"), "micros": micros });
-                    if setting("PROBE_RUNTIME_SHOW_VALUE").is_some() {
-                        f["body"] = Value::from(r.text());
-                    }
-                    f
-                }
-                Err(e) => json!({ "error": e.to_string(), "micros": micros }),
-            };
+            answer["fetch"] = fetch(&http, &path).await;
         }
         if sleep > 0 {
             tokio::time::sleep(Duration::from_millis(sleep)).await;
@@ -95,5 +118,31 @@ async fn main() {
                 Bytes::from(answer.to_string()),
             )
             .await;
+    }
+}
+
+/// GETs `path` from the sidecar with the environment's token.
+async fn fetch(http: &HttpClient, path: &str) -> Value {
+    let token = setting("AWS_SESSION_TOKEN")
+        .or_else(|| setting("AWS_CONTAINER_AUTHORIZATION_TOKEN"))
+        .unwrap_or_default();
+    let port = setting("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT").unwrap_or_else(|| "2773".into());
+    let started = Instant::now();
+    let r = http
+        .get(
+            &format!("http://127.0.0.1:{port}{path}"),
+            &[("X-Aws-Parameters-Secrets-Token", &token)],
+        )
+        .await;
+    let micros = started.elapsed().as_micros() as u64;
+    match r {
+        Ok(r) => {
+            let mut f = json!({ "status": r.status, "cache": r.header("x-secrets-sidecar-cache"), "micros": micros });
+            if setting("PROBE_RUNTIME_SHOW_VALUE").is_some() {
+                f["body"] = Value::from(r.text());
+            }
+            f
+        }
+        Err(e) => json!({ "error": e.to_string(), "micros": micros }),
     }
 }

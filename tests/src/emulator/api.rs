@@ -2,7 +2,15 @@
 //! on one loopback port as in Lambda (`AWS_LAMBDA_RUNTIME_API` = `host:port`).
 //!
 //! `next` requests are parked as waiters in the shared state and answered when the
-//! emulator delivers an event; they carry no timeout, as in Lambda.
+//! emulator delivers an event; they carry no timeout, as in Lambda. A `next` from an
+//! extension that already got SHUTDOWN is a contract violation: recorded as
+//! [`Trace::NextAfterShutdown`] and parked for good, as Lambda's own emulator does.
+//!
+//! Per mode: SnapStart adds `restore/next` and `restore/error` (`snapstart.rs`) and the
+//! container credentials endpoint (`credentials.rs`); Managed Instances refuse any
+//! event but SHUTDOWN at registration (403 `Extension.InvalidEventType`; the extension
+//! is not registered and may register again) and let several runtime workers wait in
+//! `next` at once.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -15,11 +23,12 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 use super::config::FunctionConfig;
-use super::state::{Delivery, Extension, Phase, RuntimeAnswer, Shared, Trace};
+use super::state::{Delivery, Extension, Phase, RuntimeAnswer, Shared, State, Trace};
+use super::{credentials, snapstart};
 
-type Resp = Response<Full<Bytes>>;
+pub(super) type Resp = Response<Full<Bytes>>;
 
-fn reply(status: StatusCode, body: Value) -> Resp {
+pub(super) fn reply(status: StatusCode, body: Value) -> Resp {
     let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
     *r.status_mut() = status;
     r.headers_mut()
@@ -27,11 +36,11 @@ fn reply(status: StatusCode, body: Value) -> Resp {
     r
 }
 
-fn refuse(status: StatusCode, error_type: &str, message: &str) -> Resp {
+pub(super) fn refuse(status: StatusCode, error_type: &str, message: &str) -> Resp {
     reply(status, json!({ "errorMessage": message, "errorType": error_type }))
 }
 
-fn header(h: &HeaderMap, name: &str) -> Option<String> {
+pub(super) fn header(h: &HeaderMap, name: &str) -> Option<String> {
     h.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
 
@@ -47,29 +56,60 @@ pub async fn handle(shared: Arc<Shared>, cfg: Arc<FunctionConfig>, req: Request<
         .unwrap_or_default();
     let resp = match (method, path.as_str()) {
         (Method::POST, "/2020-01-01/extension/register") => register(&shared, &cfg, &headers, &body),
-        (Method::GET, "/2020-01-01/extension/event/next") => extension_next(&shared, &headers).await,
+        (Method::GET, "/2020-01-01/extension/event/next") => extension_next(&shared, &cfg, &headers).await,
         (Method::POST, "/2020-01-01/extension/init/error") | (Method::POST, "/2020-01-01/extension/exit/error") => {
             extension_error(&shared, &cfg, &headers, &path, &body)
         }
         (Method::GET, "/2018-06-01/runtime/invocation/next") => runtime_next(&shared).await,
-        (Method::POST, "/2018-06-01/runtime/init/error") => {
-            let error_type = header(&headers, "lambda-runtime-function-error-type").unwrap_or_default();
-            shared.update(|s| {
-                s.record(Trace::ErrorReported {
-                    source: "runtime".into(),
-                    path: path.clone(),
-                    error_type: error_type.clone(),
-                });
-                s.fail(format!("runtime init error: {error_type}"));
-            });
-            reply(StatusCode::ACCEPTED, json!({"status": "OK"}))
+        (Method::GET, "/2018-06-01/runtime/restore/next") => snapstart::restore_next(&shared, &cfg).await,
+        (Method::GET, credentials::PATH) if cfg.mode == super::Mode::SnapStart => {
+            credentials::serve(&shared, &cfg, &headers)
         }
+        (Method::POST, "/2018-06-01/runtime/restore/error") if cfg.mode == super::Mode::SnapStart => {
+            runtime_error(&shared, &headers, &path)
+        }
+        (Method::POST, "/2018-06-01/runtime/init/error") => runtime_error(&shared, &headers, &path),
         (Method::POST, p) if p.starts_with("/2018-06-01/runtime/invocation/") => {
             invocation_result(&shared, &headers, p, body)
         }
         _ => refuse(StatusCode::NOT_FOUND, "InvalidRequest", "unknown path"),
     };
     Ok(resp)
+}
+
+/// `init/error` (and SnapStart's `restore/error`): the runtime failed; so does the environment.
+fn runtime_error(shared: &Shared, headers: &HeaderMap, path: &str) -> Resp {
+    let error_type = header(headers, "lambda-runtime-function-error-type").unwrap_or_default();
+    shared.update(|s| {
+        s.record(Trace::ErrorReported {
+            source: "runtime".into(),
+            path: path.to_owned(),
+            error_type: error_type.clone(),
+        });
+        let stage = if path.ends_with("/restore/error") {
+            "restore"
+        } else {
+            "init"
+        };
+        s.fail(format!("runtime {stage} error: {error_type}"));
+    });
+    reply(StatusCode::ACCEPTED, json!({"status": "OK"}))
+}
+
+/// Managed Instances: the refusal of an event other than SHUTDOWN (AWS's emulator,
+/// `rapi/handler/agentregister.go`): external extensions may subscribe to SHUTDOWN
+/// only, internal ones to nothing.
+fn managed_refusal(cfg: &FunctionConfig, external: bool, events: &[String]) -> Option<String> {
+    if !cfg.mode.is_managed() || cfg.quirks.managed_accepts_invoke {
+        return None;
+    }
+    if !external {
+        return (!events.is_empty()).then(|| "No events allowed for internal extensions".to_owned());
+    }
+    events
+        .iter()
+        .find(|e| *e != "SHUTDOWN")
+        .map(|e| format!("{e}: ErrorInvalidEventType"))
 }
 
 fn register(shared: &Shared, cfg: &FunctionConfig, headers: &HeaderMap, body: &Bytes) -> Resp {
@@ -96,7 +136,17 @@ fn register(shared: &Shared, cfg: &FunctionConfig, headers: &HeaderMap, body: &B
     }
     let account = header(headers, "lambda-extension-accept-feature").is_some_and(|f| f.contains("accountId"));
     shared.update(|s| {
-        let refused = |s: &mut super::state::State, status: StatusCode, kind: &str, why: &str| {
+        let external = s.started_extensions.contains(&name);
+        if let Some(why) = managed_refusal(cfg, external, &events) {
+            // Not registered and not counted as refused: it may register again.
+            s.record(Trace::RegistrationRefused {
+                name: name.clone(),
+                status: StatusCode::FORBIDDEN.as_u16(),
+                why: why.clone(),
+            });
+            return refuse(StatusCode::FORBIDDEN, "Extension.InvalidEventType", &why);
+        }
+        let refused = |s: &mut State, status: StatusCode, kind: &str, why: &str| {
             s.record(Trace::RegistrationRefused {
                 name: name.clone(),
                 status: status.as_u16(),
@@ -137,7 +187,6 @@ fn register(shared: &Shared, cfg: &FunctionConfig, headers: &HeaderMap, body: &B
                 "this name is already registered",
             );
         }
-        let external = s.started_extensions.contains(&name);
         if !external && events.iter().any(|e| e == "SHUTDOWN") {
             return refused(
                 s,
@@ -155,10 +204,13 @@ fn register(shared: &Shared, cfg: &FunctionConfig, headers: &HeaderMap, body: &B
             waiter: None,
             nexts: 0,
             pending_shutdown: None,
+            shutdown_delivered: false,
+            limbo: None,
         });
         s.record(Trace::Registered {
             name: name.clone(),
             external,
+            events: events.clone(),
         });
         let mut body = json!({
             "functionName": cfg.name,
@@ -176,7 +228,7 @@ fn register(shared: &Shared, cfg: &FunctionConfig, headers: &HeaderMap, body: &B
     })
 }
 
-async fn extension_next(shared: &Shared, headers: &HeaderMap) -> Resp {
+async fn extension_next(shared: &Shared, cfg: &FunctionConfig, headers: &HeaderMap) -> Resp {
     let Some(id) = header(headers, "lambda-extension-identifier") else {
         return refuse(
             StatusCode::FORBIDDEN,
@@ -191,10 +243,19 @@ async fn extension_next(shared: &Shared, headers: &HeaderMap) -> Resp {
         ext.nexts += 1;
         let name = ext.name.clone();
         let owed = ext.pending_shutdown.take();
-        if owed.is_none() {
+        let violation = ext.shutdown_delivered && !cfg.quirks.ignore_next_after_shutdown;
+        if owed.is_some() {
+            ext.shutdown_delivered = true;
+        } else if violation {
+            // Nothing will answer it: the extension should have exited.
+            ext.limbo = Some(tx);
+        } else {
             ext.waiter = Some(tx);
         }
-        s.record(Trace::ExtensionNext { name });
+        s.record(Trace::ExtensionNext { name: name.clone() });
+        if violation {
+            s.record(Trace::NextAfterShutdown { name });
+        }
         Some(owed)
     });
     match parked {
@@ -253,7 +314,7 @@ async fn runtime_next(shared: &Shared) -> Resp {
     let (tx, rx) = oneshot::channel();
     shared.update(|s| {
         s.runtime.nexts += 1;
-        s.runtime.waiter = Some(tx);
+        s.runtime.waiters.push(tx);
         s.registration_closed = true;
         s.record(Trace::RuntimeNext);
     });
@@ -291,19 +352,18 @@ fn invocation_result(shared: &Shared, headers: &HeaderMap, path: &str, body: Byt
         },
         _ => return refuse(StatusCode::NOT_FOUND, "InvalidRequest", "unknown path"),
     };
-    shared.update(|s| match s.inflight.take() {
-        Some((id, tx)) if id == request_id => {
-            s.record(Trace::RuntimeAnswered { request_id: id.clone() });
+    shared.update(|s| match s.inflight.remove(request_id) {
+        Some(tx) => {
+            s.record(Trace::RuntimeAnswered {
+                request_id: request_id.to_owned(),
+            });
             let _ = tx.send(answer);
             reply(StatusCode::ACCEPTED, json!({"status": "OK"}))
         }
-        other => {
-            s.inflight = other;
-            refuse(
-                StatusCode::BAD_REQUEST,
-                "InvalidRequestID",
-                "no such invocation in flight",
-            )
-        }
+        None => refuse(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestID",
+            "no such invocation in flight",
+        ),
     })
 }

@@ -1,9 +1,12 @@
 //! What an execution environment is made of: the function, its layer's extensions,
-//! its configuration, and (for contract tests only) deliberate deviations from
-//! Lambda's behaviour that show each contract test can fail.
+//! its configuration, the platform it runs on ([`Mode`]), and (for contract tests
+//! only) deliberate deviations from Lambda's behaviour that show each contract test
+//! can fail.
 
 use std::path::PathBuf;
 use std::time::Duration;
+
+use super::modes::Mode;
 
 #[derive(Clone, Debug)]
 pub struct FunctionConfig {
@@ -20,11 +23,20 @@ pub struct FunctionConfig {
     pub handler: String,
     pub account_id: String,
     /// Freeze processes between invokes (SIGSTOP/SIGCONT). Off only for debugging.
+    /// Managed Instances never freeze, whatever this says.
     pub freeze: bool,
-    pub init_timeout: Duration,
+    /// The platform: on demand unless a test says otherwise.
+    pub mode: Mode,
+    /// Overrides the mode's init limit ([`Mode::init_limit`]).
+    pub init_timeout: Option<Duration>,
+    /// The role's credentials: in the environment as `AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, or (SnapStart) served by the
+    /// container credentials endpoint.
     pub access_key_id: String,
     pub secret_access_key: String,
     pub session_token: String,
+    /// SnapStart's `AWS_CONTAINER_AUTHORIZATION_TOKEN` (a UUID, as Lambda's).
+    pub container_token: String,
     pub quirks: Quirks,
 }
 
@@ -41,10 +53,12 @@ impl FunctionConfig {
             handler: "bootstrap".to_owned(),
             account_id: "123456789012".to_owned(),
             freeze: true,
-            init_timeout: Duration::from_secs(10),
+            mode: Mode::OnDemand,
+            init_timeout: None,
             access_key_id: "ASIALOCALEMULATOR".to_owned(),
             secret_access_key: "local-emulator-secret-key".to_owned(),
             session_token: format!("local-emulator-session-{}", uuid::Uuid::new_v4().simple()),
+            container_token: uuid::Uuid::new_v4().to_string(),
             quirks: Quirks::default(),
         }
     }
@@ -73,6 +87,38 @@ impl FunctionConfig {
     pub fn quirks(mut self, q: Quirks) -> Self {
         self.quirks = q;
         self
+    }
+
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// The role's credentials (moto accepts any; a test may want fixed ones).
+    pub fn credentials(mut self, access_key_id: &str, secret_access_key: &str, session_token: &str) -> Self {
+        self.access_key_id = access_key_id.to_owned();
+        self.secret_access_key = secret_access_key.to_owned();
+        self.session_token = session_token.to_owned();
+        self
+    }
+
+    /// How long init may take: the override, or the mode's limit.
+    pub fn init_limit(&self) -> Duration {
+        self.init_timeout.unwrap_or_else(|| self.mode.init_limit(self.timeout))
+    }
+
+    /// Whether processes are frozen between invokes in this configuration.
+    pub fn freezes(&self) -> bool {
+        self.freeze && (self.mode.freezes() || self.quirks.managed_freezes)
+    }
+
+    /// How many invokes may be in flight at once.
+    pub fn max_concurrency(&self) -> usize {
+        if self.quirks.managed_one_at_a_time {
+            1
+        } else {
+            self.mode.max_concurrency()
+        }
     }
 
     pub fn function_arn(&self) -> String {
@@ -105,6 +151,32 @@ pub struct Quirks {
     pub no_kill: bool,
     /// Ignore init/error, exit/error and crashed extensions.
     pub ignore_extension_failures: bool,
+    /// Let an extension call `next` after its SHUTDOWN unremarked (Lambda's own
+    /// emulator notices: "failed to transition to EXITED").
+    pub ignore_next_after_shutdown: bool,
+    /// The classic emulator's environment in every mode: no
+    /// `AWS_LAMBDA_INITIALIZATION_TYPE`, the session token instead of container
+    /// credentials, no `AWS_LAMBDA_MAX_CONCURRENCY`.
+    pub legacy_env: bool,
+    /// Managed Instances: accept registrations for INVOKE (Lambda: 403).
+    pub managed_accepts_invoke: bool,
+    /// Managed Instances: one invoke at a time (Lambda: `AWS_LAMBDA_MAX_CONCURRENCY`).
+    pub managed_one_at_a_time: bool,
+    /// Managed Instances: freeze between invokes as on demand (Lambda never does).
+    pub managed_freezes: bool,
+    /// SnapStart: take the snapshot without looking into memory or `/tmp`.
+    pub blind_snapshot: bool,
+    /// SnapStart: answer `restore/next` at once instead of at the restore.
+    pub restore_next_at_once: bool,
+}
+
+impl Quirks {
+    /// The defaults with `f` applied: `Quirks::with(|q| q.no_hold = true)`.
+    pub fn with(f: impl FnOnce(&mut Quirks)) -> Quirks {
+        let mut q = Quirks::default();
+        f(&mut q);
+        q
+    }
 }
 
 impl Default for Quirks {
@@ -119,6 +191,13 @@ impl Default for Quirks {
             shutdown_deadline: Duration::from_millis(2000),
             no_kill: false,
             ignore_extension_failures: false,
+            ignore_next_after_shutdown: false,
+            legacy_env: false,
+            managed_accepts_invoke: false,
+            managed_one_at_a_time: false,
+            managed_freezes: false,
+            blind_snapshot: false,
+            restore_next_at_once: false,
         }
     }
 }

@@ -2,15 +2,18 @@
 //!
 //! Every executable of the extensions folder starts first, in name order; the
 //! runtime starts only once each of them has registered (or had its registration
-//! refused); init is done when the runtime and every extension wait in `next`. The
-//! whole init has `FunctionConfig::init_timeout` (10 s on demand); a failure or
-//! the bound resets the environment with [`ShutdownReason::Failure`].
+//! refused); init is done when the runtime (in SnapStart perhaps in `restore/next`,
+//! on Managed Instances at least one worker of it) and every extension wait in
+//! `next`. The whole init has `FunctionConfig::init_limit` (10 s on demand, 130 s or
+//! the function timeout elsewhere); a failure or the bound resets the environment
+//! with [`ShutdownReason::Failure`]. Each new environment gets an empty `/tmp`.
 //!
 //! An invoke that finds no environment (the first one, or one after a reset) inits
 //! on demand and reports the init duration with its answer.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -36,6 +39,18 @@ fn extension_executables(dir: &Option<PathBuf>) -> Vec<PathBuf> {
     found
 }
 
+/// Empties the environment's `/tmp` (a new environment starts with nothing there).
+fn empty_dir(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path();
+        let _ = match entry.file_type() {
+            Ok(t) if t.is_dir() => std::fs::remove_dir_all(&path),
+            _ => std::fs::remove_file(&path),
+        };
+    }
+}
+
 fn file_name(p: &Path) -> String {
     p.file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -59,7 +74,9 @@ impl Emulator {
         let inner = &self.inner;
         let cfg = &inner.cfg;
         let started = Instant::now();
-        let deadline = started + cfg.init_timeout;
+        let deadline = started + cfg.init_limit();
+        inner.generation.fetch_add(1, Ordering::SeqCst);
+        empty_dir(inner.tmp.path());
         let executables = extension_executables(&cfg.extensions_dir);
         let names: Vec<String> = executables.iter().map(|p| file_name(p)).collect();
         inner.shared.update(|s| {
@@ -69,7 +86,12 @@ impl Emulator {
         });
         inner.procs.start_thawed();
         let api = self.runtime_api();
-        let ext_env = env::extension_env(cfg, &api, &inner.stream);
+        let place = env::Place {
+            runtime_api: &api,
+            stream: &inner.stream,
+            tmp: inner.tmp.path(),
+        };
+        let ext_env = env::extension_env(cfg, &place);
         for (path, name) in executables.iter().zip(&names) {
             match self.spawn(name, Role::Extension, path, &ext_env) {
                 Ok(()) => inner
@@ -97,7 +119,7 @@ impl Emulator {
                 return Err(self.fail_init("extensions did not all register").await);
             }
         }
-        let rt_env = env::runtime_env(cfg, &api, &inner.stream);
+        let rt_env = env::runtime_env(cfg, &place);
         if let Err(e) = self.spawn("runtime", Role::Runtime, &cfg.bootstrap, &rt_env) {
             inner
                 .shared
@@ -111,7 +133,7 @@ impl Emulator {
         let ready = inner
             .shared
             .wait_until(deadline, |s| {
-                s.runtime.waiter.is_some() && s.extensions.iter().all(|e| e.nexts >= 1)
+                s.runtime.waiting_for_anything() && s.extensions.iter().all(|e| e.nexts >= 1)
             })
             .await;
         if ready != Some(true) {
@@ -132,7 +154,7 @@ impl Emulator {
             let s = self.inner.shared.lock();
             s.failure
                 .clone()
-                .unwrap_or_else(|| format!("{what} within {:?}", self.inner.cfg.init_timeout))
+                .unwrap_or_else(|| format!("{what} within {:?}", self.inner.cfg.init_limit()))
         };
         self.inner.shared.update(|s| s.fail(why.clone()));
         self.teardown(ShutdownReason::Failure).await;
@@ -140,10 +162,16 @@ impl Emulator {
     }
 
     /// Starts one process of the environment; its exit fails the environment unless
-    /// it happens during shutdown (or the lax quirk forgets a failed extension).
+    /// it happens during shutdown (or the lax quirk forgets a failed extension). On
+    /// Managed Instances an extension's exit, even with code 0, is `Extension.Crash`.
     fn spawn(&self, name: &str, role: Role, program: &Path, env: &[(String, String)]) -> Result<()> {
         let shared = self.inner.shared.clone();
         let ignore = self.inner.cfg.quirks.ignore_extension_failures;
+        let crash = if self.inner.cfg.mode.is_managed() && role == Role::Extension {
+            "Extension.Crash: "
+        } else {
+            ""
+        };
         let who = name.to_owned();
         let proc = EnvProc::spawn(name, role, program, env, self.inner.logs.clone(), move |status| {
             shared.update(|s| {
@@ -156,7 +184,7 @@ impl Emulator {
                     // The deliberately lax emulator forgets the extension instead.
                     s.forget_extension(&who);
                 } else if s.phase != Phase::ShuttingDown {
-                    s.fail(format!("{who} exited ({status})"));
+                    s.fail(format!("{crash}{who} exited ({status})"));
                 }
             });
         })?;

@@ -1,6 +1,7 @@
 //! Invoke: one event through the environment, in Lambda's order.
 //!
-//! 1. Init on demand when there is no environment (`init.rs`).
+//! 1. Init on demand when there is no environment (`init.rs`); in SnapStart mode,
+//!    snapshot and restore it if no test did (`snapstart.rs`).
 //! 2. Hold until every process is back in `next`
 //!    ([`Emulator::hold_until_everyone_is_back_in_next`]: the rule lives there).
 //! 3. Thaw, then deliver: INVOKE to the extensions' parked `next` first, then the
@@ -11,6 +12,8 @@
 //!    ([`Emulator::end_invoke`]): when everyone is back in `next`, the REPORT line and
 //!    the freeze; if they are not back by the deadline, a reset. The invoke's turn
 //!    stays with that ending, so invoke N+1 starts only after it.
+//!
+//! Managed Instances run invokes differently (`managed.rs`), with the same delivery.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,7 +65,7 @@ pub struct Report {
 /// INVOKE have called `next` again after the previous one (`lambda-contract.md`,
 /// "Ordering" 2). The same condition ends an invoke (REPORT, freeze).
 fn everyone_back_in_next(s: &State) -> bool {
-    s.runtime.waiter.is_some()
+    s.runtime.waiting()
         && s.extensions
             .iter()
             .filter(|e| e.wants("INVOKE"))
@@ -84,20 +87,16 @@ impl Emulator {
             Ok(init) => init,
             Err(why) => return failed(why, None),
         };
+        if let Err(why) = self.restore_on_demand().await {
+            return failed(why, init);
+        }
         if let Err(why) = self.hold_until_everyone_is_back_in_next().await {
             self.teardown(ShutdownReason::Failure).await;
             return failed(why, init);
         }
         self.inner.procs.thaw(&self.inner.shared);
-        let deadline_ms = epoch_ms() + cfg.timeout.as_millis() as u64;
         let deadline = Instant::now() + cfg.timeout;
-        let invocation = Invocation {
-            request_id: request_id.clone(),
-            deadline_ms,
-            payload,
-            function_arn: cfg.function_arn(),
-            trace_id: format!("Root=1-{:08x}-{}", epoch_ms() / 1000, uuid::Uuid::new_v4().simple()),
-        };
+        let invocation = self.invocation(&request_id, payload);
         let started = Instant::now();
         let answer = self.deliver(invocation);
         let answer = self.wait_for_answer(answer, deadline).await;
@@ -137,6 +136,18 @@ impl Emulator {
         }
     }
 
+    /// A new invocation of `payload`, due within the function timeout from now.
+    pub(super) fn invocation(&self, request_id: &str, payload: Bytes) -> Invocation {
+        let cfg = &self.inner.cfg;
+        Invocation {
+            request_id: request_id.to_owned(),
+            deadline_ms: epoch_ms() + cfg.timeout.as_millis() as u64,
+            payload,
+            function_arn: cfg.function_arn(),
+            trace_id: format!("Root=1-{:08x}-{}", epoch_ms() / 1000, uuid::Uuid::new_v4().simple()),
+        }
+    }
+
     /// Enforces [`everyone_back_in_next`] before an invoke is delivered, within the
     /// function timeout; a failure or the bound fails the invoke (the caller resets).
     ///
@@ -149,7 +160,7 @@ impl Emulator {
         let shared = &self.inner.shared;
         let deadline = Instant::now() + self.inner.cfg.timeout;
         let held = if self.inner.cfg.quirks.no_hold {
-            shared.wait_until(deadline, |s| s.runtime.waiter.is_some()).await
+            shared.wait_until(deadline, |s| s.runtime.waiting()).await
         } else {
             shared.wait_until(deadline, everyone_back_in_next).await
         };
@@ -166,7 +177,7 @@ impl Emulator {
     /// Releases the invocation to the parked `next` requests: the INVOKE event to every
     /// extension subscribed to it, then the invocation to the runtime (the reverse
     /// under the `runtime_first` quirk). Returns where the runtime's answer will arrive.
-    fn deliver(&self, invocation: Invocation) -> oneshot::Receiver<RuntimeAnswer> {
+    pub(super) fn deliver(&self, invocation: Invocation) -> oneshot::Receiver<RuntimeAnswer> {
         let quirks = &self.inner.cfg.quirks;
         // Extensions see the same epoch deadline as the runtime (unless a quirk skews it).
         let ext_deadline = (invocation.deadline_ms as i64 + quirks.extension_deadline_skew_ms).max(0) as u64;
@@ -180,7 +191,7 @@ impl Emulator {
         let (tx, rx) = oneshot::channel();
         self.inner.shared.update(|s| {
             s.phase = Phase::Invoking;
-            s.inflight = Some((invocation.request_id.clone(), tx));
+            s.inflight.insert(invocation.request_id.clone(), tx);
             if quirks.runtime_first {
                 invoke_runtime(s, &invocation);
                 invoke_extensions(s, &event, &invocation.request_id, ext_deadline);
@@ -193,7 +204,7 @@ impl Emulator {
     }
 
     /// The runtime's answer, or `None` when the deadline passed or a process failed.
-    async fn wait_for_answer(
+    pub(super) async fn wait_for_answer(
         &self,
         answer: oneshot::Receiver<RuntimeAnswer>,
         deadline: Instant,
@@ -249,7 +260,7 @@ impl Emulator {
     }
 
     /// Writes the REPORT line to the logs and keeps its figures.
-    fn report(&self, r: Report) {
+    pub(super) fn report(&self, r: Report) {
         // Lambda bills whole milliseconds, rounded up.
         let billed = (r.duration.as_secs_f64() * 1000.0).ceil().max(1.0) as u64;
         let init = r
@@ -287,9 +298,9 @@ fn invoke_extensions(s: &mut State, event: &Value, request_id: &str, deadline_ms
     }
 }
 
-/// The invocation to the runtime, if it is parked in `next`.
+/// The invocation to the runtime (its longest-waiting worker), if it is parked in `next`.
 fn invoke_runtime(s: &mut State, invocation: &Invocation) {
-    if let Some(w) = s.runtime.waiter.take() {
+    if let Some(w) = s.runtime.take_waiter() {
         let _ = w.send(Delivery::Invocation(invocation.clone()));
         s.record(Trace::InvokeToRuntime {
             request_id: invocation.request_id.clone(),

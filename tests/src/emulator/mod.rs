@@ -30,14 +30,21 @@
 
 pub mod api;
 pub mod config;
+pub mod credentials;
 pub mod env;
 pub mod gateway;
 mod init;
 mod invoke;
+mod managed;
+pub mod modes;
 pub mod procs;
 mod shutdown;
+pub mod snapshot;
+mod snapstart;
 pub mod state;
 
+use std::path::Path;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,13 +52,15 @@ use anyhow::Result;
 use bytes::Bytes;
 use hyper::service::service_fn;
 use tokio::net::TcpListener;
-use tokio::sync::OwnedMutexGuard;
+use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock, Semaphore};
 use tokio::task::JoinSet;
 
 pub use config::{FunctionConfig, Quirks};
 pub use invoke::{Invoked, Outcome, Report};
+pub use modes::Mode;
 pub use shutdown::ShutdownReport;
-pub use state::{epoch_ms, Phase, ShutdownReason, Trace, TraceEvent};
+pub use snapshot::{Finding, Form, Place, SnapshotReport};
+pub use state::{epoch_ms, Phase, ShutdownReason, SnapStage, Trace, TraceEvent};
 
 use procs::Processes;
 use state::Shared;
@@ -71,7 +80,14 @@ struct Inner {
     server: Server,
     procs: Processes,
     /// Held by whoever holds a [`Turn`].
-    turn: Arc<tokio::sync::Mutex<()>>,
+    turn: Arc<RwLock<()>>,
+    /// Invokes in flight at once: one, or `AWS_LAMBDA_MAX_CONCURRENCY` on Managed Instances.
+    slots: Arc<Semaphore>,
+    /// Counts environments started, so a late reset spares a newer environment.
+    generation: AtomicU64,
+    /// The environment's `/tmp` (given as `TMPDIR` in SnapStart, where the snapshot
+    /// scans it); emptied for every new environment.
+    tmp: tempfile::TempDir,
     /// The end of each invoke, run after the caller got its answer (see `invoke.rs`);
     /// dropped, and so stopped, with the emulator.
     invoke_endings: Mutex<JoinSet<()>>,
@@ -82,9 +98,11 @@ struct Inner {
 
 /// The right to change the environment: init, an invoke, a shutdown. One at a time;
 /// released when dropped. An invoke hands its turn to the task that ends it, so the
-/// turn comes free only once every process is back in `next`.
-struct Turn {
-    _held: OwnedMutexGuard<()>,
+/// turn comes free only once every process is back in `next`. Managed Instances'
+/// invokes hold it shared, so several run at once while init and shutdown wait.
+enum Turn {
+    Alone { _guard: OwnedRwLockWriteGuard<()> },
+    Shared { _guard: OwnedRwLockReadGuard<()> },
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -103,13 +121,17 @@ impl Emulator {
         };
         let server = net::serve(listener, service)?;
         let stream = format!("{}/[$LATEST]{}", chrono_like_date(), uuid::Uuid::new_v4().simple());
+        let tmp = tempfile::Builder::new().prefix("lambda-tmp-").tempdir()?;
         Ok(Emulator {
             inner: Arc::new(Inner {
-                procs: Processes::new(cfg.freeze),
+                procs: Processes::new(cfg.freezes()),
+                slots: Arc::new(Semaphore::new(cfg.max_concurrency())),
                 cfg,
                 shared,
                 server,
-                turn: Arc::new(tokio::sync::Mutex::new(())),
+                turn: Arc::new(RwLock::new(())),
+                generation: AtomicU64::new(0),
+                tmp,
                 invoke_endings: Mutex::new(JoinSet::new()),
                 logs: Arc::new(Logs::default()),
                 reports: Mutex::new(Vec::new()),
@@ -144,6 +166,27 @@ impl Emulator {
         self.inner.shared.lock().phase
     }
 
+    /// Where a SnapStart environment stands (snapshot taken, restored).
+    pub fn snap_stage(&self) -> SnapStage {
+        self.inner.shared.lock().snap
+    }
+
+    /// The environment's `/tmp` (`TMPDIR` in SnapStart mode).
+    pub fn tmp_dir(&self) -> &Path {
+        self.inner.tmp.path()
+    }
+
+    /// Every `next` an extension made after its SHUTDOWN (a contract violation), by name.
+    pub fn next_after_shutdown(&self) -> Vec<String> {
+        self.trace()
+            .into_iter()
+            .filter_map(|t| match t.what {
+                Trace::NextAfterShutdown { name } => Some(name),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Names of the running processes.
     pub fn process_names(&self) -> Vec<String> {
         self.inner.procs.names()
@@ -156,12 +199,53 @@ impl Emulator {
         self.start_environment().await
     }
 
-    /// Invokes the function with `payload`, starting an environment if there is none.
+    /// Invokes the function with `payload`, starting an environment if there is none
+    /// (in SnapStart mode, also snapshotting and restoring it first if no test did).
     /// Returns with the runtime's answer; the invoke keeps the turn until every
-    /// process is back in `next`.
+    /// process is back in `next`. On Managed Instances up to
+    /// `AWS_LAMBDA_MAX_CONCURRENCY` invokes run at once (call this from several
+    /// tasks, or use [`Emulator::invoke_all`]); elsewhere they queue.
     pub async fn invoke(&self, payload: impl Into<Bytes>) -> Invoked {
+        if self.inner.cfg.mode.is_managed() {
+            return self.run_managed_invoke(payload.into()).await;
+        }
         let turn = self.take_turn().await;
         self.run_invoke(turn, payload.into()).await
+    }
+
+    /// Invokes once per payload, all at once, each in its own task; the results in
+    /// the payloads' order.
+    pub async fn invoke_all(&self, payloads: Vec<Bytes>) -> Vec<Invoked> {
+        let mut tasks = JoinSet::new();
+        for (i, payload) in payloads.into_iter().enumerate() {
+            let this = self.clone();
+            tasks.spawn(async move { (i, this.invoke(payload).await) });
+        }
+        let mut done: Vec<(usize, Invoked)> = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(result) => done.push(result),
+                // A panicking invoke task is the emulator's bug: surface it.
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            }
+        }
+        done.sort_by_key(|(i, _)| *i);
+        done.into_iter().map(|(_, invoked)| invoked).collect()
+    }
+
+    /// Provisioned concurrency's gap between init and traffic: starts an environment
+    /// if there is none, then leaves it idle for `spell` (frozen, as Lambda leaves it;
+    /// Managed Instances keep running), holding invokes back until the spell is over.
+    /// Returns the init duration when it started the environment.
+    pub async fn idle(&self, spell: Duration) -> Result<Option<Duration>, String> {
+        let _turn = self.take_turn().await;
+        let init = self.init_on_demand().await?;
+        let shared = &self.inner.shared;
+        self.inner.procs.freeze(shared);
+        shared.update(|s| s.record(Trace::IdleStarted));
+        tokio::time::sleep(spell).await;
+        shared.update(|s| s.record(Trace::IdleEnded));
+        Ok(init)
     }
 
     /// Waits for the invoke in progress to complete (everyone back in `next`).
@@ -178,24 +262,20 @@ impl Emulator {
     }
 
     async fn take_turn(&self) -> Turn {
-        Turn {
-            _held: self.inner.turn.clone().lock_owned().await,
+        Turn::Alone {
+            _guard: self.inner.turn.clone().write_owned().await,
+        }
+    }
+
+    async fn take_shared_turn(&self) -> Turn {
+        Turn::Shared {
+            _guard: self.inner.turn.clone().read_owned().await,
         }
     }
 }
 
 /// `YYYY/MM/DD` for log stream names, from the epoch (no date crate needed).
 fn chrono_like_date() -> String {
-    let days = (epoch_ms() / 86_400_000) as i64;
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d) = credentials::civil_from_days((epoch_ms() / 86_400_000) as i64);
     format!("{y:04}/{m:02}/{d:02}")
 }

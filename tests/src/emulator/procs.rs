@@ -87,6 +87,11 @@ impl EnvProc {
         }
     }
 
+    /// The process group it leads (its pid).
+    pub fn pgid(&self) -> Option<i32> {
+        self.pgid.map(Pid::as_raw)
+    }
+
     pub fn exited(&self) -> Option<ExitStatus> {
         *self.exit.borrow()
     }
@@ -115,7 +120,7 @@ impl Drop for EnvProc {
 /// The running processes of the environment, and whether they are frozen.
 pub(crate) struct Processes {
     list: Mutex<Vec<EnvProc>>,
-    /// Whether the configuration freezes at all (Lambda does; `FunctionConfig::freeze`).
+    /// Whether the configuration freezes at all (Lambda does; `FunctionConfig::freezes`).
     enabled: bool,
     frozen: AtomicBool,
 }
@@ -141,6 +146,15 @@ impl Processes {
         self.list().iter().map(|p| p.name.clone()).collect()
     }
 
+    /// (name, process group) of every live process.
+    pub(crate) fn groups(&self) -> Vec<(String, i32)> {
+        self.list()
+            .iter()
+            .filter(|p| p.exited().is_none())
+            .filter_map(|p| p.pgid().map(|g| (p.name.clone(), g)))
+            .collect()
+    }
+
     /// Takes every process out of the set (for shutdown); they die when dropped.
     pub(crate) fn take_all(&self) -> Vec<EnvProc> {
         std::mem::take(&mut *self.list())
@@ -153,7 +167,15 @@ impl Processes {
 
     /// SIGSTOP to every process group, once, between invokes.
     pub(crate) fn freeze(&self, shared: &Shared) {
-        if !self.enabled || self.frozen.swap(true, Ordering::SeqCst) {
+        if self.enabled {
+            self.stop_all(shared);
+        }
+    }
+
+    /// SIGSTOP to every process group, once, whatever the configuration says (a
+    /// SnapStart snapshot stops everything).
+    pub(crate) fn stop_all(&self, shared: &Shared) {
+        if self.frozen.swap(true, Ordering::SeqCst) {
             return;
         }
         for p in self.list().iter() {

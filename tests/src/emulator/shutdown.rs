@@ -7,6 +7,16 @@
 //! where the environment stands afterwards ([`ShutdownReason::phase_after`]): idle
 //! after a spindown, reset after a timeout or a failure (the next invoke is a cold
 //! start). The invoke and init paths call [`Emulator::teardown`] for their resets.
+//!
+//! On Managed Instances (as in AWS's emulator) the deadline is set first, the runtime
+//! is stopped (600 ms grace), and only then do extensions get SHUTDOWN; the reason is
+//! `spindown` or `failure` (a timeout is a failure there).
+//!
+//! An extension that calls `next` again after its SHUTDOWN breaks the contract: the
+//! API records [`Trace::NextAfterShutdown`], and when the extension then ends, the log
+//! gets the line AWS's emulator writes ("failed to transition to EXITED: State
+//! transition is not allowed (current state: Ready)", or `ShutdownFailed` when it had
+//! to be killed).
 
 use std::time::Duration;
 
@@ -18,9 +28,6 @@ use super::procs::{EnvProc, Role};
 use super::state::{epoch_ms, Delivery, Phase, ShutdownReason, Trace};
 use super::Emulator;
 
-/// The runtime's grace between SIGTERM and SIGKILL.
-const RUNTIME_GRACE: Duration = Duration::from_millis(300);
-
 /// What happened to each process at shutdown.
 #[derive(Clone, Debug)]
 pub struct ShutdownReport {
@@ -30,6 +37,8 @@ pub struct ShutdownReport {
     pub killed: Vec<String>,
     /// Processes still running after the deadline (only with `Quirks::no_kill`).
     pub alive_after_deadline: Vec<String>,
+    /// Extensions that called `next` after their SHUTDOWN (a contract violation).
+    pub next_after_shutdown: Vec<String>,
 }
 
 impl ShutdownReport {
@@ -39,6 +48,7 @@ impl ShutdownReport {
             extensions: Vec::new(),
             killed: Vec::new(),
             alive_after_deadline: Vec::new(),
+            next_after_shutdown: Vec::new(),
         }
     }
 }
@@ -49,19 +59,29 @@ impl Emulator {
     pub(super) async fn teardown(&self, reason: ShutdownReason) -> ShutdownReport {
         let inner = &self.inner;
         let quirks = &inner.cfg.quirks;
+        let mode = inner.cfg.mode;
+        let reason = mode.shutdown_reason(reason);
         inner.shared.update(|s| s.phase = Phase::ShuttingDown);
         inner.procs.thaw(&inner.shared);
         let procs = inner.procs.take_all();
         let deadline_ms = epoch_ms() + quirks.shutdown_deadline.as_millis() as u64;
         let deadline = Instant::now() + quirks.shutdown_deadline;
-        let sent_at = Instant::now();
-        let subscribed = self.send_shutdown(reason, deadline_ms);
+        let runtime_first = mode.is_managed();
+        let mut sent_at = Instant::now();
+        let mut subscribed = Vec::new();
+        if !runtime_first {
+            subscribed = self.send_shutdown(reason, deadline_ms);
+        }
         let mut report = ShutdownReport::new(reason);
         for p in procs.iter().filter(|p| p.role == Role::Runtime) {
             p.signal(Signal::SIGTERM);
-            if p.wait_exit(RUNTIME_GRACE).await.is_none() {
+            if p.wait_exit(mode.runtime_grace()).await.is_none() {
                 self.kill(p, &mut report);
             }
+        }
+        if runtime_first {
+            sent_at = Instant::now();
+            subscribed = self.send_shutdown(reason, deadline_ms);
         }
         for p in procs.iter().filter(|p| p.role == Role::Extension) {
             if !subscribed.contains(&p.name) {
@@ -89,11 +109,37 @@ impl Emulator {
             p.signal(Signal::SIGKILL);
         }
         drop(procs);
+        report.next_after_shutdown = self.log_next_after_shutdown(&report);
         inner.shared.update(|s| {
             s.reset();
             s.phase = reason.phase_after();
         });
         report
+    }
+
+    /// Writes AWS's emulator's line for each extension that called `next` after its
+    /// SHUTDOWN (it is left in state Ready, from which neither exiting nor being
+    /// killed is a valid transition); returns their names.
+    fn log_next_after_shutdown(&self, report: &ShutdownReport) -> Vec<String> {
+        let violators: Vec<(String, String)> = {
+            let s = self.inner.shared.lock();
+            s.extensions
+                .iter()
+                .filter(|e| e.limbo.is_some())
+                .map(|e| (e.name.clone(), e.id.clone()))
+                .collect()
+        };
+        for (name, id) in &violators {
+            let to = if report.killed.contains(name) {
+                "ShutdownFailed"
+            } else {
+                "EXITED"
+            };
+            self.inner.logs.push(format!(
+                "WARN {name} ({id}) failed to transition to {to}: State transition is not allowed (current state: Ready)"
+            ));
+        }
+        violators.into_iter().map(|(name, _)| name).collect()
     }
 
     /// SHUTDOWN to every external extension subscribed to it; returns their names.
@@ -110,6 +156,7 @@ impl Emulator {
                 match e.waiter.take() {
                     Some(w) => {
                         let _ = w.send(Delivery::Event(event.clone()));
+                        e.shutdown_delivered = true;
                     }
                     // Busy (not in `next`): it gets the event at its next `next`.
                     None => e.pending_shutdown = Some(event.clone()),
@@ -123,7 +170,8 @@ impl Emulator {
                     deadline_ms,
                 });
             }
-            s.runtime.waiter = None;
+            s.runtime.waiters.clear();
+            s.runtime.restore_waiter = None;
             subscribed
         })
     }

@@ -1,10 +1,11 @@
 //! The execution environment's state: who registered, who waits in `next`, the
-//! invocation in flight, failures, and a trace of everything with timestamps; and
-//! the words for it ([`Phase`], [`ShutdownReason`]).
+//! invocations in flight, the SnapStart stage, failures, and a trace of everything
+//! with timestamps; and the words for it ([`Phase`], [`ShutdownReason`], [`SnapStage`]).
 //!
 //! One mutex guards it (no `.await` happens under it); every change wakes the
 //! waiters of [`Shared::wait_until`], which re-check their condition.
 
+use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -12,6 +13,8 @@ use bytes::Bytes;
 use serde_json::Value;
 use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
+
+use super::snapshot::Finding;
 
 pub fn epoch_ms() -> u64 {
     SystemTime::now()
@@ -63,6 +66,17 @@ impl ShutdownReason {
     }
 }
 
+/// Where a SnapStart environment stands between its init and its first invoke.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SnapStage {
+    /// Not snapshotted yet (every other mode stays here).
+    #[default]
+    NotYet,
+    /// Snapshotted; every process stopped until the restore.
+    Taken,
+    Restored,
+}
+
 impl std::fmt::Display for ShutdownReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.label())
@@ -100,6 +114,10 @@ pub struct Extension {
     pub nexts: u64,
     /// SHUTDOWN owed to an extension that was busy when the environment shut down.
     pub pending_shutdown: Option<Value>,
+    /// It has been handed its SHUTDOWN: a further `next` breaks the contract.
+    pub shutdown_delivered: bool,
+    /// A `next` after SHUTDOWN, parked for good (as Lambda's own emulator does).
+    pub limbo: Option<oneshot::Sender<Delivery>>,
 }
 
 impl Extension {
@@ -110,8 +128,29 @@ impl Extension {
 
 #[derive(Default)]
 pub struct Runtime {
-    pub waiter: Option<oneshot::Sender<Delivery>>,
+    /// Parked `invocation/next` requests: one, or one per worker on Managed Instances.
+    pub waiters: Vec<oneshot::Sender<Delivery>>,
+    /// A parked `restore/next` (SnapStart): answered at the restore.
+    pub restore_waiter: Option<oneshot::Sender<()>>,
     pub nexts: u64,
+}
+
+impl Runtime {
+    /// Whether the runtime (some worker of it) waits in `invocation/next`.
+    pub fn waiting(&self) -> bool {
+        self.waiters.iter().any(|w| !w.is_closed())
+    }
+
+    /// Whether it waits for an event of any kind (`invocation/next` or `restore/next`).
+    pub fn waiting_for_anything(&self) -> bool {
+        self.waiting() || self.restore_waiter.as_ref().is_some_and(|w| !w.is_closed())
+    }
+
+    /// The longest-waiting worker still connected.
+    pub fn take_waiter(&mut self) -> Option<oneshot::Sender<Delivery>> {
+        self.waiters.retain(|w| !w.is_closed());
+        (!self.waiters.is_empty()).then(|| self.waiters.remove(0))
+    }
 }
 
 /// One entry of the trace: what happened, when.
@@ -130,6 +169,7 @@ pub enum Trace {
     Registered {
         name: String,
         external: bool,
+        events: Vec<String>,
     },
     RegistrationRefused {
         name: String,
@@ -140,7 +180,13 @@ pub enum Trace {
     ExtensionNext {
         name: String,
     },
+    /// A contract violation: `name` called `next` after it was handed SHUTDOWN.
+    NextAfterShutdown {
+        name: String,
+    },
     RuntimeNext,
+    /// SnapStart: the runtime waits in `restore/next`.
+    RuntimeRestoreNext,
     InitDone,
     InvokeToExtension {
         name: String,
@@ -159,6 +205,22 @@ pub enum Trace {
     },
     Frozen,
     Thawed,
+    /// Provisioned concurrency: the environment idles (frozen) from here ...
+    IdleStarted,
+    /// ... to here.
+    IdleEnded,
+    /// SnapStart: the snapshot was taken; what the scan found (never the values).
+    Snapshot {
+        findings: Vec<Finding>,
+    },
+    /// SnapStart: the environment was restored (processes continued).
+    Restored,
+    /// SnapStart: the runtime's `restore/next` was answered.
+    RestoreToRuntime,
+    /// The container credentials endpoint answered (`ok`: the token matched).
+    CredentialsServed {
+        ok: bool,
+    },
     ShutdownToExtension {
         name: String,
         reason: ShutdownReason,
@@ -195,7 +257,9 @@ pub struct State {
     /// Extensions the lax quirk forgot after a failure (they count as settled too:
     /// one that registered and then failed at once must not hold the runtime back).
     pub forgotten: Vec<String>,
-    pub inflight: Option<(String, oneshot::Sender<RuntimeAnswer>)>,
+    /// Invocations delivered to the runtime and not answered yet, by request id.
+    pub inflight: HashMap<String, oneshot::Sender<RuntimeAnswer>>,
+    pub snap: SnapStage,
     pub failure: Option<String>,
     pub trace: Vec<TraceEvent>,
 }
@@ -211,7 +275,8 @@ impl State {
             registration_closed: false,
             refused: Vec::new(),
             forgotten: Vec::new(),
-            inflight: None,
+            inflight: HashMap::new(),
+            snap: SnapStage::NotYet,
             failure: None,
             trace: Vec::new(),
         }
