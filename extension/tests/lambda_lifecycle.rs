@@ -232,3 +232,74 @@ async fn a_missing_required_secret_fails_the_init() -> R {
     assert!(!proc.wait_exit(Duration::from_secs(5)).await?.success());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managed_instances_register_shutdown_only_and_never_poll_after_it() -> R {
+    let moto = Moto::start().await?;
+    let api = MockExtensionsApi::start().await?;
+    moto.create_secret("db", "pw").await?;
+    let b = lambda_sidecar(&api, &moto.endpoint())
+        .var("AWS_LAMBDA_INITIALIZATION_TYPE", "lambda-managed-instances")
+        .var("SECRETS_SIDECAR_PREFETCH", "secretsmanager:db");
+    let proc = b.spawn_raw()?;
+    let mut sc = attach(&b, proc);
+    let reg = api.wait_for("/extension/register", 1, WAIT).await?;
+    assert_eq!(reg[0].body["events"], serde_json::json!(["SHUTDOWN"]));
+    api.wait_for("/event/next", 1, WAIT).await?;
+    assert_eq!(sc.get("/secretsmanager/get?secretId=db").await?.status, 200);
+
+    let shutdown_at = Instant::now();
+    api.push_shutdown("spindown");
+    let status = exit_before(&mut sc, shutdown_at + Duration::from_secs(2)).await?;
+    assert!(status.success(), "{status}");
+    assert_eq!(api.requests("/event/next").len(), 1, "no event/next after SHUTDOWN");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapstart_serves_no_value_during_init_and_restores_on_the_first_request() -> R {
+    let moto = Moto::start().await?;
+    let proxy = FaultProxy::start(moto.port).await?;
+    let api = MockExtensionsApi::start().await?;
+    moto.create_secret("db", "pw").await?;
+    let b = lambda_sidecar(&api, &proxy.endpoint());
+    let token = b.token.clone();
+    // SnapStart: no session token (AWS's emulator sets it empty); the container
+    // credentials token is the one callers present.
+    let b = b
+        .var("AWS_LAMBDA_INITIALIZATION_TYPE", "snap-start")
+        .var("AWS_SESSION_TOKEN", "")
+        .var("AWS_CONTAINER_AUTHORIZATION_TOKEN", &token)
+        .var("SECRETS_SIDECAR_PREFETCH", "secretsmanager:db")
+        .var("SECRETS_SIDECAR_REQUIRED", "secretsmanager:db");
+    let proc = b.spawn_raw()?;
+    let sc = attach(&b, proc);
+    api.wait_for("/extension/register", 1, WAIT).await?;
+    // INIT: REQUIRED is checked without a value; a request for one is refused.
+    proxy.wait_for_count("DescribeSecret", 1, WAIT).await?;
+    let during_init = harness::net::poll(WAIT, "an answer during INIT", || async {
+        sc.get("/secretsmanager/get?secretId=db").await.ok()
+    })
+    .await?;
+    assert_eq!(during_init.status, 503, "{}", during_init.text());
+    assert_eq!(during_init.json()["error"], "SnapStartInit");
+    api.wait_for("/event/next", 1, WAIT).await?;
+    assert_eq!(
+        proxy.count("BatchGetSecretValue") + proxy.count("GetSecretValue"),
+        0,
+        "no value fetched during INIT"
+    );
+
+    // After INIT's event/next (where the snapshot is taken): the first request is
+    // the restore's, joins its one batch and is served.
+    let restored = sc.get("/secretsmanager/get?secretId=db").await?;
+    assert_eq!(restored.status, 200, "{}", restored.text());
+    assert_eq!(restored.json()["SecretString"], "pw");
+    assert_eq!(proxy.count("BatchGetSecretValue"), 1);
+    assert_eq!(
+        proxy.count("GetSecretValue"),
+        0,
+        "the request joined the restore's batch"
+    );
+    Ok(())
+}

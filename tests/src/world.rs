@@ -177,16 +177,36 @@ impl World {
 
     /// Invokes with an HTTP API (v2) event for `GET path`.
     pub async fn get(&self, path: &str) -> Invoked {
-        let params = match_route(ROUTE, path).unwrap_or_default();
-        let event = http_api_event(
-            ROUTE,
-            &http::Method::GET,
-            path,
-            "",
-            &http::HeaderMap::new(),
-            params,
-            &Bytes::new(),
-        );
-        self.emulator.invoke(Bytes::from(event.to_string())).await
+        self.emulator.invoke(get_event(path)).await
     }
+}
+
+/// The HTTP API (v2) event API Gateway sends for `GET path` on the weather route.
+pub fn get_event(path: &str) -> Bytes {
+    let params = match_route(ROUTE, path).unwrap_or_default();
+    let event = http_api_event(
+        ROUTE,
+        &http::Method::GET,
+        path,
+        "",
+        &http::HeaderMap::new(),
+        params,
+        &Bytes::new(),
+    );
+    Bytes::from(event.to_string())
+}
+
+/// The weather function's HTTP answer in an invoke's outcome: (status, JSON body);
+/// (0, null) when the invoke gave no response.
+pub fn http_answer(outcome: &crate::emulator::Outcome) -> (u64, serde_json::Value) {
+    let crate::emulator::Outcome::Response(bytes) = outcome else {
+        return (0, serde_json::Value::Null);
+    };
+    let v: serde_json::Value = serde_json::from_slice(bytes).unwrap_or(serde_json::Value::Null);
+    let status = v["statusCode"].as_u64().unwrap_or(0);
+    let inner = v["body"]
+        .as_str()
+        .and_then(|b| serde_json::from_str(b).ok())
+        .unwrap_or(serde_json::Value::Null);
+    (status, inner)
 }

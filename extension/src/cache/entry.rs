@@ -18,9 +18,10 @@ use crate::backend::{UpstreamError, Value};
 pub(super) const BACKOFF_BASE: Duration = Duration::from_secs(1);
 /// Longest wait between retries while upstream keeps failing.
 pub(super) const BACKOFF_MAX: Duration = Duration::from_secs(60);
-/// The refresh-ahead point is drawn from [`refresh_ahead`, `refresh_ahead` + this]
-/// of the TTL (never past it), so environments restored from one snapshot, or
-/// started together, do not all refresh at the same moment.
+/// The refresh-ahead point lies in [`refresh_ahead`, `refresh_ahead` + this] of the
+/// TTL (never past it), at this process's offset (`jitter`), so environments
+/// restored from one snapshot, or started together, do not all refresh at the same
+/// moment, while one environment's keys still refresh together.
 pub(super) const REFRESH_JITTER: f64 = 0.05;
 
 pub(super) struct Entry {
@@ -57,7 +58,7 @@ impl Entry {
             fetch_id,
             fetched_at: now,
             fresh_until: now + ttl,
-            refresh_at: now + ttl.mul_f64((refresh_ahead + REFRESH_JITTER * jitter::unit()).min(1.0)),
+            refresh_at: now + ttl.mul_f64((refresh_ahead + REFRESH_JITTER * jitter::refresh_offset()).min(1.0)),
             pinned: false,
             failures: 0,
             retry_at: None,
@@ -135,17 +136,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_refresh_point_is_spread_after_the_configured_fraction_and_before_expiry() {
+    fn the_refresh_point_follows_the_offset_after_the_configured_fraction_and_before_expiry() {
         let now = Instant::now();
         let ttl = Duration::from_secs(100);
         let value = Arc::new(crate::backend::fake::FakeUpstream::value_for_tests());
-        let points: Vec<Duration> = (0..200)
-            .map(|_| Entry::fresh(value.clone(), "id".into(), now, ttl, 0.75, 0).refresh_at - now)
-            .collect();
-        assert!(points
-            .iter()
-            .all(|p| *p >= ttl.mul_f64(0.75) && *p <= ttl.mul_f64(0.75 + REFRESH_JITTER)));
-        assert!(points.iter().any(|p| *p != points[0]), "the points are spread");
+        let point = |ra| Entry::fresh(value.clone(), "id".into(), now, ttl, ra, 0).refresh_at - now;
+        let p = point(0.75);
+        assert!(
+            p >= ttl.mul_f64(0.75) && p <= ttl.mul_f64(0.75 + REFRESH_JITTER),
+            "{p:?}"
+        );
+        let expected = ttl.mul_f64(0.75 + REFRESH_JITTER * jitter::refresh_offset());
+        // Equal up to the nanosecond rounding of `mul_f64`.
+        assert!(p.abs_diff(expected) < Duration::from_micros(1), "{p:?} vs {expected:?}");
+        assert_eq!(point(0.75), p, "one environment's keys stay due together");
         let at_expiry = Entry::fresh(value, "id".into(), now, ttl, 1.0, 0);
         assert_eq!(at_expiry.refresh_at, now + ttl, "never past expiry");
     }

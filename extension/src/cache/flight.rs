@@ -89,6 +89,7 @@ impl Flights {
         lock(&self.by_key).get(key).cloned()
     }
 
+    #[cfg(test)]
     pub(super) fn contains(&self, key: &Key) -> bool {
         lock(&self.by_key).contains_key(key)
     }

@@ -5,6 +5,10 @@
 //! refreshes and retries would hit AWS in lockstep. [`reseed`] draws a new seed from
 //! the operating system; the restore calls it. Not for anything secret: a splitmix64
 //! sequence over one atomic counter, shared by every thread.
+//!
+//! Retries draw per call. The refresh-ahead point is shifted by one offset per
+//! process (per environment), drawn with the seed: environments spread apart, while
+//! the keys of one environment stay due together and refresh in one batch.
 
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -12,6 +16,8 @@ use std::sync::Once;
 
 static STATE: AtomicU64 = AtomicU64::new(0);
 static SEEDED: Once = Once::new();
+/// This process's refresh offset in [0, 1), as `f64` bits.
+static OFFSET: AtomicU64 = AtomicU64::new(0);
 
 /// A fresh seed from the OS, or (without `/dev/urandom`) from the clock and pid.
 fn entropy() -> u64 {
@@ -28,15 +34,30 @@ fn entropy() -> u64 {
     }
 }
 
-/// Starts a new sequence from the OS's randomness.
+fn seed() {
+    STATE.store(entropy(), Relaxed);
+    OFFSET.store(draw().to_bits(), Relaxed);
+}
+
+/// Starts a new sequence from the OS's randomness, with a new refresh offset.
 pub fn reseed() {
     SEEDED.call_once(|| {});
-    STATE.store(entropy(), Relaxed);
+    seed();
 }
 
 /// A uniform number in [0, 1).
 pub(super) fn unit() -> f64 {
-    SEEDED.call_once(|| STATE.store(entropy(), Relaxed));
+    SEEDED.call_once(seed);
+    draw()
+}
+
+/// This process's position in the refresh jitter window, in [0, 1).
+pub(super) fn refresh_offset() -> f64 {
+    SEEDED.call_once(seed);
+    f64::from_bits(OFFSET.load(Relaxed))
+}
+
+fn draw() -> f64 {
     let mut z = STATE
         .fetch_add(0x9E37_79B9_7F4A_7C15, Relaxed)
         .wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -60,11 +81,15 @@ mod tests {
     }
 
     #[test]
-    fn a_reseed_starts_a_different_sequence() {
+    fn a_reseed_starts_a_different_sequence_and_offset() {
         reseed();
         let a: Vec<f64> = (0..4).map(|_| unit()).collect();
+        let offset = refresh_offset();
+        assert_eq!(refresh_offset(), offset, "one offset per seed");
+        assert!((0.0..1.0).contains(&offset));
         reseed();
         let b: Vec<f64> = (0..4).map(|_| unit()).collect();
         assert_ne!(a, b, "two seeds from the OS gave the same sequence");
+        assert_ne!(refresh_offset(), offset, "a clone gets its own refresh offset");
     }
 }

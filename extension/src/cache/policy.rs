@@ -10,6 +10,7 @@ use super::batch::fetch_all;
 use super::entry::Entry;
 use super::flight::{wait, Begun, FetchFor};
 use super::key::{Decrypt, Key};
+use super::refresh;
 use super::{Answer, Cache, Freshness, Outcome};
 use crate::backend::{ErrorKind, UpstreamError, Value};
 use crate::model::Source;
@@ -54,7 +55,21 @@ pub(super) async fn get(cache: &Cache, requested: &Key, freshness: Freshness) ->
     if entry.backing_off(now) {
         return stale_or_error(cache, &entry, now);
     }
-    revalidate(cache, stored_key(key.into_owned(), decrypt), entry, now, false).await
+    let key = stored_key(key.into_owned(), decrypt);
+    // Expired, and kept warm by refresh-ahead (it is due, like any others that
+    // expired with it): refresh them all in one batch and join it.
+    refresh::start_due(cache, now);
+    if let Some(rx) = inner.flights.get(&key) {
+        let result = wait(rx).await;
+        if result.is_ok() {
+            // Counted as a use, as a fetch made for this request would be.
+            if let Some((fresh, _)) = inner.store.find(&key) {
+                fresh.touch(inner.store.now_ms(Instant::now()));
+            }
+        }
+        return settle(cache, result, Outcome::Miss, Some(&entry), now);
+    }
+    revalidate(cache, key, entry, now, false).await
 }
 
 /// The key an entry found by [`super::store::Store::find`] is stored under.

@@ -2,8 +2,12 @@
 //! no request waits on upstream.
 //!
 //! In Lambda this runs on every INVOKE and finishes before the next `event/next`
-//! (the environment is frozen between invokes, so work left running would stall).
-//! Standalone, a timer runs it. Refreshed keys are batched like the prefetch.
+//! (the environment is frozen between invokes, so work left running would stall),
+//! including refreshes a request started. Standalone and on Managed Instances, a
+//! timer runs it. Refreshed keys are batched like the prefetch. A request that finds
+//! a kept-warm entry already expired (an environment idle or frozen past its TTLs:
+//! provisioned concurrency's first INVOKE, say) starts the refresh of everything due
+//! in one batch and joins it, rather than fetching its key alone.
 
 use std::time::Duration;
 
@@ -11,7 +15,7 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::batch::fetch_all;
-use super::flight::{Begun, FetchFor};
+use super::flight::{wait, Begun, FetchFor, FlightHandle, FlightRx};
 use super::Cache;
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -23,26 +27,50 @@ pub struct Refreshed {
     pub abandoned: bool,
 }
 
-/// Refreshes what is due, within `budget`.
+/// Registers every due key as a refresh in flight; returns the new fetches, and the
+/// receivers of due keys some other fetch is already getting.
+fn begin_due(cache: &Cache, now: Instant) -> (Vec<FlightHandle>, Vec<FlightRx>) {
+    let (mut started, mut joined) = (Vec::new(), Vec::new());
+    for (key, id) in cache.inner.store.due_for_refresh(now, |_| false) {
+        match cache.begin(key, id, FetchFor::REFRESH) {
+            Begun::New(h) => started.push(h),
+            Begun::Joined(rx) => joined.push(rx),
+        }
+    }
+    (started, joined)
+}
+
+/// Starts, in a task the cache owns, the refresh of everything due (the request
+/// that calls this then waits for its own key's flight).
+pub(super) fn start_due(cache: &Cache, now: Instant) {
+    let (handles, _) = begin_due(cache, now);
+    if handles.is_empty() {
+        return;
+    }
+    let owner = cache.clone();
+    cache.spawn(async move {
+        let tally = fetch_all(&owner, handles, None).await;
+        owner.inner.stats.refreshed(tally.ok as u64, tally.failed.len() as u64);
+    });
+}
+
+/// Refreshes what is due, within `budget`, and waits (within it too) for due keys
+/// whose refresh is already under way.
 pub(super) async fn refresh_due(cache: &Cache, budget: Duration) -> Refreshed {
     let started = Instant::now();
-    let flights = &cache.inner.flights;
-    let due = cache.inner.store.due_for_refresh(started, |key| flights.contains(key));
-    if due.is_empty() {
+    let deadline = started + budget;
+    let (handles, joined) = begin_due(cache, started);
+    if handles.is_empty() && joined.is_empty() {
         return Refreshed::default();
     }
-    let handles: Vec<_> = due
-        .into_iter()
-        .filter_map(|(key, id)| match cache.begin(key, id, FetchFor::REFRESH) {
-            Begun::New(h) => Some(h),
-            Begun::Joined(_) => None,
-        })
-        .collect();
     let mut outcome = Refreshed {
         due: handles.len(),
         ..Refreshed::default()
     };
-    let tally = fetch_all(cache, handles, Some(started + budget)).await;
+    let tally = fetch_all(cache, handles, Some(deadline)).await;
+    for rx in joined {
+        let _ = tokio::time::timeout_at(deadline, wait(rx)).await;
+    }
     outcome.ok = tally.ok;
     outcome.failed = tally.failed.len();
     outcome.abandoned = tally.abandoned;
@@ -162,5 +190,35 @@ mod tests {
         assert!(r.abandoned);
         fake.set_latency(Duration::ZERO);
         assert_eq!(cache.refresh_due(TTL).await.ok, 1, "still due after abandoning");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_after_a_long_freeze_refreshes_every_due_key_in_one_batch() {
+        let (cache, fake) = setup();
+        for i in 0..3 {
+            cache
+                .get(&secret(&format!("s{i}")), Freshness::Cached)
+                .await
+                .expect("v");
+        }
+        // Frozen far past every TTL (provisioned concurrency before its first invoke).
+        advance(TTL * 3).await;
+        for i in 0..3 {
+            fake.put_secret(&format!("s{i}"), "v2");
+        }
+        let calls = fake.calls();
+        let first = cache.get(&secret("s1"), Freshness::Cached).await.expect("v");
+        assert_eq!((first.outcome, &first.value.raw()[..]), (Outcome::Miss, &b"v2"[..]));
+        assert_eq!(fake.calls(), calls + 1, "one BatchGetSecretValue for the three keys");
+        for i in [0, 2] {
+            let s = cache
+                .get(&secret(&format!("s{i}")), Freshness::Cached)
+                .await
+                .expect("v");
+            assert_eq!((s.outcome, &s.value.raw()[..]), (Outcome::Hit, &b"v2"[..]), "s{i}");
+        }
+        assert_eq!(fake.calls(), calls + 1);
+        // The INVOKE's own pass finds nothing left to do.
+        assert_eq!(cache.refresh_due(TTL).await, Refreshed::default());
     }
 }

@@ -15,9 +15,11 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed};
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::atomic::{
+    AtomicBool, AtomicU64, AtomicU8, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
+};
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -40,6 +42,11 @@ pub struct ConnState {
     /// on one future besides hyper's, and each wake-up polls one instead of two.
     stop_reason: AtomicU8,
     stop: Notify,
+    /// The last read found nothing waiting, and no input has arrived since (the
+    /// reactor has not woken the reader). Only such a connection may be closed to
+    /// make room: an idle one whose next request sits unread in the socket (its task
+    /// not yet run on a busy machine) must not lose it. False until the first read.
+    quiet: AtomicBool,
 }
 
 const NONE: u8 = 0;
@@ -64,6 +71,7 @@ impl ConnState {
             epoch: Instant::now(),
             stop_reason: AtomicU8::new(NONE),
             stop: Notify::new(),
+            quiet: AtomicBool::new(false),
         })
     }
 
@@ -89,9 +97,10 @@ impl ConnState {
         self.phase.store(IDLE, Relaxed);
     }
 
-    /// How long the connection has been idle (no request in progress), if it is.
+    /// How long the connection has been idle (no request in progress, and nothing
+    /// of the next one received, read or not), if it is.
     pub fn idle_for(&self) -> Option<Duration> {
-        (self.phase.load(Relaxed) == IDLE)
+        (self.phase.load(Relaxed) == IDLE && self.quiet.load(Acquire))
             .then(|| Duration::from_millis(self.now_ms().saturating_sub(self.idle_since_ms.load(Relaxed))))
     }
 
@@ -135,20 +144,63 @@ impl ConnState {
 pub struct GuardedIo<T> {
     inner: T,
     state: Arc<ConnState>,
+    /// The reader's waker, wrapped to note input arriving; kept while the task's
+    /// waker stays the same, so a read allocates nothing.
+    waker: Option<Arc<InputWaker>>,
 }
 
 impl<T> GuardedIo<T> {
     pub fn new(inner: T, state: Arc<ConnState>) -> Self {
-        GuardedIo { inner, state }
+        GuardedIo {
+            inner,
+            state,
+            waker: None,
+        }
+    }
+}
+
+/// Wakes the reading task, noting first that input has arrived.
+struct InputWaker {
+    state: Weak<ConnState>,
+    task: Waker,
+}
+
+impl Wake for InputWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if let Some(state) = self.state.upgrade() {
+            state.quiet.store(false, Release);
+        }
+        self.task.wake_by_ref();
     }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for GuardedIo<T> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let wrapped = match &this.waker {
+            Some(w) if w.task.will_wake(cx.waker()) => w.clone(),
+            _ => {
+                let w = Arc::new(InputWaker {
+                    state: Arc::downgrade(&this.state),
+                    task: cx.waker().clone(),
+                });
+                this.waker = Some(w.clone());
+                w
+            }
+        };
+        let waker = Waker::from(wrapped);
         let before = buf.filled().len();
-        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        // Quiet from before the read: input arriving after this point wakes the
+        // reader through `InputWaker`, which clears it again.
+        this.state.quiet.store(true, Release);
+        let result = Pin::new(&mut this.inner).poll_read(&mut Context::from_waker(&waker), buf);
         if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.state.on_bytes();
+            this.state.quiet.store(false, Release);
+            this.state.on_bytes();
         }
         result
     }
@@ -199,11 +251,33 @@ mod tests {
         tokio::time::advance(Duration::from_secs(60)).await;
         assert!(!state.head_overdue(limit));
         state.end_request();
+        state.quiet.store(true, Release);
         assert!(state.idle_for().is_some());
         // A head that never completes.
         state.on_bytes();
         tokio::time::advance(Duration::from_secs(6)).await;
         assert!(state.head_overdue(limit));
         assert!(state.idle_for().is_none());
+    }
+
+    #[tokio::test]
+    async fn only_a_connection_with_no_input_waiting_counts_as_idle() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut client, server) = tokio::io::duplex(64);
+        let state = ConnState::new();
+        let mut io = GuardedIo::new(server, state.clone());
+        assert!(state.idle_for().is_none(), "never read: unknown, so not idle");
+        let mut buf = [0u8; 16];
+        // A read that finds nothing waiting leaves the connection quiet, hence idle.
+        let read = tokio::time::timeout(Duration::from_millis(20), io.read(&mut buf)).await;
+        assert!(read.is_err(), "nothing to read yet");
+        assert!(state.idle_for().is_some());
+        // Input arrives but is not read yet (a busy machine has not run the task):
+        // no longer idle.
+        client.write_all(b"GET /").await.expect("write");
+        assert!(state.idle_for().is_none(), "unread input makes it busy");
+        let n = io.read(&mut buf).await.expect("read");
+        assert_eq!(&buf[..n], b"GET /");
+        assert!(state.idle_for().is_none(), "a head in progress");
     }
 }
