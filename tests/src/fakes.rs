@@ -56,11 +56,19 @@ where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = Resp> + Send + 'static,
 {
+    serve_on(TcpListener::bind("127.0.0.1:0").await?, handler)
+}
+
+fn serve_on<F, Fut>(listener: TcpListener, handler: F) -> Result<Server>
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Resp> + Send + 'static,
+{
     let service = service_fn(move |req| {
         let handler = handler.clone();
         async move { Ok::<_, Infallible>(handler(req).await) }
     });
-    net::serve(TcpListener::bind("127.0.0.1:0").await?, service)
+    net::serve(listener, service)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -90,6 +98,12 @@ pub struct FakeProviders {
 impl FakeProviders {
     /// Starts the providers accepting `darksky`, `owm` and `here` as the valid keys.
     pub async fn start(darksky: &str, owm: &str, here: &str) -> Result<FakeProviders> {
+        FakeProviders::start_on(TcpListener::bind("127.0.0.1:0").await?, darksky, owm, here).await
+    }
+
+    /// The same on a listener of the caller's (the `fake-providers` binary: a fixed
+    /// port on every interface, for the Docker compose path).
+    pub async fn start_on(listener: TcpListener, darksky: &str, owm: &str, here: &str) -> Result<FakeProviders> {
         let state = Arc::new(ProviderState::default());
         {
             let mut keys = lock(&state.keys);
@@ -99,11 +113,10 @@ impl FakeProviders {
         }
         let server = {
             let state = state.clone();
-            serve(move |req| {
+            serve_on(listener, move |req| {
                 let state = state.clone();
                 async move { handle_provider(&state, req).await }
-            })
-            .await?
+            })?
         };
         Ok(FakeProviders {
             port: server.port(),
