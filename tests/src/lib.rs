@@ -17,7 +17,8 @@
 //! - `fakes`: fake weather providers (Dark Sky-compatible, OpenWeatherMap, HERE) and a fake sidecar;
 //! - `layer`: layer-like extension folders and task roots for the emulator;
 //! - `moto`: a moto server on a free port, with helpers to seed secrets and parameters;
-//! - `proxy`: a fault-injecting proxy between the sidecar and moto that counts calls by API;
+//! - `proxy`: a fault-injecting proxy between the sidecar and moto that counts calls by API
+//!   and can enforce AWS-shaped request quotas (token buckets, `ThrottlingException`);
 //! - `sidecar`: the real `secrets-sidecar` binary in standalone mode;
 //! - `process`: child processes killed on drop (panics included), logs captured;
 //! - `net`: the one HTTP accept loop every server above runs on (`net::serve`; a

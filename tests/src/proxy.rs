@@ -7,11 +7,18 @@
 //! added latency, HTTP 500, `ThrottlingException` (HTTP 400 with AWS's JSON error),
 //! any other AWS error, a dropped connection, or a hang (no answer until the client
 //! gives up).
+//!
+//! Quotas (`enforce`) are shaped like AWS's request-rate quotas: a token bucket per
+//! Secrets Manager operation and one bucket shared by SSM's `GetParameter`,
+//! `GetParameters` and `GetParametersByPath`; a call finding its bucket empty gets
+//! the same `ThrottlingException` as `Fault::Throttle`. Every call that meets a bucket
+//! is logged with its arrival time, forwarded or throttled, so a benchmark can ask how
+//! many calls went through in any one-second window.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use bytes::Bytes;
@@ -52,7 +59,185 @@ struct Rule {
 struct State {
     counts: Mutex<HashMap<String, u64>>,
     rules: Mutex<Vec<Rule>>,
+    quotas: Mutex<Option<QuotaState>>,
     seen: Notify,
+}
+
+/// One request-rate quota: a sustained rate and a bucket depth (the burst a full
+/// bucket admits at once).
+///
+/// What AWS documents (searched December 2026): Secrets Manager lists one
+/// per-second quota per read API ("GetSecretValue" 10,000 per second since March
+/// 2025, "BatchGetSecretValue" 100 per second, DescribeSecret 40,000) and SSM one
+/// shared by GetParameter, GetParameters and GetParametersByPath (40 per second by
+/// default; 3,000 for GetParameter(s) and 100 for GetParametersByPath with higher
+/// throughput enabled). Neither documents a burst or a bucket depth; the services that
+/// do (EC2, ECS, RDS) call theirs token buckets with a depth above the rate. So the
+/// depth defaults to one second of rate ([`Quota::per_second`]): a fleet that keeps
+/// within the quota in every second is never throttled, and nothing is assumed about
+/// an undocumented burst allowance.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Quota {
+    /// Calls per second the bucket refills.
+    pub rate: f64,
+    /// Tokens a full bucket holds (at least 1).
+    pub burst: u32,
+}
+
+impl Quota {
+    /// `rate` calls per second with a bucket one second deep.
+    pub fn per_second(rate: u32) -> Quota {
+        Quota {
+            rate: f64::from(rate),
+            burst: rate.max(1),
+        }
+    }
+}
+
+/// The quotas the proxy enforces (see [`Quota`] for what AWS documents).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Quotas {
+    /// Each Secrets Manager operation has a bucket of its own with this quota.
+    pub secrets_manager: Quota,
+    /// The one bucket shared by SSM's `GetParameter*` operations.
+    pub ssm_get_parameters: Quota,
+}
+
+/// The name of the bucket SSM's `GetParameter*` operations share.
+pub const SSM_GET_PARAMETERS_BUCKET: &str = "ssm:GetParameter*";
+
+/// Which bucket a call with this `X-Amz-Target` draws from (`None`: not limited
+/// here; AWS limits SSM's other operations separately, which no test needs).
+pub fn bucket_of(target: &str) -> Option<String> {
+    let (service, operation) = target.split_once('.')?;
+    match service {
+        "secretsmanager" => Some(format!("secretsmanager:{operation}")),
+        "AmazonSSM" if matches!(operation, "GetParameter" | "GetParameters" | "GetParametersByPath") => {
+            Some(SSM_GET_PARAMETERS_BUCKET.to_owned())
+        }
+        _ => None,
+    }
+}
+
+/// A token bucket kept as the generic cell rate algorithm: instead of a fractional
+/// token count it keeps the time at which the bucket will be full again (`full_at`).
+/// A call is admitted when the bucket holds a whole token: when `full_at` lies less
+/// than `burst - 1` emission intervals ahead of now. Integer time, so the same calls
+/// at the same instants always get the same answers; the clock is the caller's.
+#[derive(Clone, Debug)]
+pub struct TokenBucket {
+    /// Time to refill one token.
+    interval: Duration,
+    /// How far `full_at` may run ahead of now and still admit a call.
+    tolerance: Duration,
+    full_at: Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket at `now`.
+    pub fn new(quota: Quota, now: Instant) -> TokenBucket {
+        let interval = Duration::from_secs_f64(1.0 / quota.rate.max(1e-9));
+        TokenBucket {
+            interval,
+            tolerance: interval.saturating_mul(quota.burst.max(1) - 1),
+            full_at: now,
+        }
+    }
+
+    /// Takes a token at `now` if there is one.
+    pub fn try_take(&mut self, now: Instant) -> bool {
+        if self.full_at > now + self.tolerance {
+            return false;
+        }
+        self.full_at = self.full_at.max(now) + self.interval;
+        true
+    }
+}
+
+/// Arrival times of the calls that met one bucket.
+#[derive(Clone, Debug, Default)]
+pub struct BucketLog {
+    pub forwarded: Vec<Instant>,
+    pub throttled: Vec<Instant>,
+}
+
+impl BucketLog {
+    /// Forwarded calls that arrived in `[from, to)`.
+    pub fn forwarded_in(&self, from: Instant, to: Instant) -> Vec<Instant> {
+        within(&self.forwarded, from, to)
+    }
+
+    /// Throttled calls that arrived in `[from, to)`.
+    pub fn throttled_in(&self, from: Instant, to: Instant) -> Vec<Instant> {
+        within(&self.throttled, from, to)
+    }
+
+    /// Every call (forwarded or throttled) that arrived in `[from, to)`, in order:
+    /// what the clients asked for, whatever the quota let through.
+    pub fn offered_in(&self, from: Instant, to: Instant) -> Vec<Instant> {
+        let mut all = self.forwarded_in(from, to);
+        all.extend(self.throttled_in(from, to));
+        all.sort();
+        all
+    }
+}
+
+fn within(times: &[Instant], from: Instant, to: Instant) -> Vec<Instant> {
+    times.iter().copied().filter(|t| *t >= from && *t < to).collect()
+}
+
+/// The largest number of `times` (sorted) inside any half-open window `window` long.
+pub fn max_in_window(times: &[Instant], window: Duration) -> usize {
+    let mut best = 0;
+    let mut first = 0;
+    for (i, t) in times.iter().enumerate() {
+        while *t >= times[first] + window {
+            first += 1;
+        }
+        best = best.max(i + 1 - first);
+    }
+    best
+}
+
+struct QuotaState {
+    quotas: Quotas,
+    buckets: HashMap<String, TokenBucket>,
+    log: BTreeMap<String, BucketLog>,
+}
+
+impl QuotaState {
+    fn new(quotas: Quotas) -> QuotaState {
+        QuotaState {
+            quotas,
+            buckets: HashMap::new(),
+            log: BTreeMap::new(),
+        }
+    }
+
+    /// Whether the call to `target` arriving at `now` is within its quota; logs it.
+    fn admit(&mut self, target: &str, now: Instant) -> bool {
+        let Some(bucket) = bucket_of(target) else {
+            return true;
+        };
+        let quota = if bucket == SSM_GET_PARAMETERS_BUCKET {
+            self.quotas.ssm_get_parameters
+        } else {
+            self.quotas.secrets_manager
+        };
+        // A bucket first met now starts full, as an account's does after a quiet spell.
+        let admitted = self
+            .buckets
+            .entry(bucket.clone())
+            .or_insert_with(|| TokenBucket::new(quota, now))
+            .try_take(now);
+        let log = self.log.entry(bucket).or_default();
+        if admitted {
+            log.forwarded.push(now);
+        } else {
+            log.throttled.push(now);
+        }
+        admitted
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -121,6 +306,29 @@ impl FaultProxy {
         lock(&self.state.rules).clear();
     }
 
+    /// Enforces `quotas` from now on, with full buckets and an empty log (replacing
+    /// any quotas enforced before). Checked before the injected faults: AWS refuses a
+    /// call over quota before anything else happens to it.
+    pub fn enforce(&self, quotas: Quotas) {
+        *lock(&self.state.quotas) = Some(QuotaState::new(quotas));
+    }
+
+    /// The calls that met each bucket so far, by bucket name (`secretsmanager:<operation>`
+    /// or [`SSM_GET_PARAMETERS_BUCKET`]).
+    pub fn quota_log(&self) -> BTreeMap<String, BucketLog> {
+        lock(&self.state.quotas)
+            .as_ref()
+            .map(|q| q.log.clone())
+            .unwrap_or_default()
+    }
+
+    /// Calls answered `ThrottlingException` for want of quota so far.
+    pub fn throttled(&self) -> u64 {
+        lock(&self.state.quotas)
+            .as_ref()
+            .map_or(0, |q| q.log.values().map(|l| l.throttled.len() as u64).sum())
+    }
+
     /// Waits until `operation` has been seen at least `n` times, at most `timeout`.
     pub async fn wait_for_count(&self, operation: &str, n: u64, timeout: Duration) -> Result<u64> {
         let wait = async {
@@ -168,21 +376,37 @@ fn aws_error(status: StatusCode, kind: &str, message: &str) -> Response<Full<Byt
     resp
 }
 
+/// What AWS answers a call over quota (or `Fault::Throttle`).
+fn throttling() -> Response<Full<Bytes>> {
+    aws_error(StatusCode::BAD_REQUEST, "ThrottlingException", "Rate exceeded")
+}
+
 async fn forward(
     state: Arc<State>,
     client: Client<HttpConnector, Full<Bytes>>,
     upstream: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, std::io::Error> {
-    let operation = req
+    let target = req
         .headers()
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
-        .and_then(|t| t.rsplit('.').next())
+        .unwrap_or("")
+        .to_owned();
+    let operation = target
+        .rsplit('.')
+        .next()
+        .filter(|o| !o.is_empty())
         .unwrap_or("Other")
         .to_owned();
     *lock(&state.counts).entry(operation.clone()).or_insert(0) += 1;
     state.seen.notify_waiters();
+    let within_quota = lock(&state.quotas)
+        .as_mut()
+        .is_none_or(|q| q.admit(&target, Instant::now()));
+    if !within_quota {
+        return Ok(throttling());
+    }
     match take_fault(&state, &operation) {
         Some(Fault::Latency(d)) => tokio::time::sleep(d).await,
         Some(Fault::ServerError) => {
@@ -192,13 +416,7 @@ async fn forward(
                 "injected failure",
             ));
         }
-        Some(Fault::Throttle) => {
-            return Ok(aws_error(
-                StatusCode::BAD_REQUEST,
-                "ThrottlingException",
-                "Rate exceeded",
-            ));
-        }
+        Some(Fault::Throttle) => return Ok(throttling()),
         Some(Fault::Drop) => return Err(std::io::Error::other("connection dropped by the fault proxy")),
         Some(Fault::Hang) => std::future::pending::<()>().await,
         Some(Fault::Error(status, kind)) => {
@@ -233,5 +451,173 @@ async fn forward(
             "InternalServiceError",
             "upstream unreachable",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::HttpClient;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    /// Admissions of calls at the given offsets (ms) from a full bucket's start.
+    fn admissions(quota: Quota, at_ms: &[u64]) -> Vec<bool> {
+        let start = Instant::now();
+        let mut bucket = TokenBucket::new(quota, start);
+        at_ms
+            .iter()
+            .map(|ms| bucket.try_take(start + MS * (*ms as u32)))
+            .collect()
+    }
+
+    #[test]
+    fn a_full_bucket_admits_its_depth_at_once_then_one_call_per_refill() {
+        let quota = Quota::per_second(50);
+        let burst: Vec<u64> = vec![0; 51];
+        let got = admissions(quota, &burst);
+        assert_eq!(got.iter().filter(|a| **a).count(), 50);
+        assert!(!got[50], "the 51st call at once is over quota");
+        // Then one token every 20 ms: not at 19 ms, yes at 20 ms, not again at 20 ms.
+        let mut calls = vec![0; 50];
+        calls.extend([19, 20, 20, 39, 40]);
+        let got = admissions(quota, &calls);
+        assert_eq!(&got[50..], [false, true, false, false, true]);
+    }
+
+    #[test]
+    fn a_bucket_never_holds_more_than_its_depth() {
+        // Idle for a minute, then a burst: still only 40 of 41 go through.
+        let got = admissions(Quota::per_second(40), &[60_000; 41]);
+        assert_eq!(got.iter().filter(|a| **a).count(), 40);
+        assert!(!got[40]);
+    }
+
+    #[test]
+    fn a_steady_rate_at_the_quota_is_never_throttled() {
+        // 40 calls per second, evenly spaced, for ten seconds.
+        let calls: Vec<u64> = (0..400).map(|i| i * 25).collect();
+        assert!(admissions(Quota::per_second(40), &calls).iter().all(|a| *a));
+        // Twice the rate: about half get through once the bucket is empty.
+        let calls: Vec<u64> = (0..800).map(|i| i * 25 / 2).collect();
+        let admitted = admissions(Quota::per_second(40), &calls).iter().filter(|a| **a).count();
+        assert_eq!(admitted, 40 + 400 - 1, "the depth, then one per 25 ms for 10 s");
+    }
+
+    #[test]
+    fn buckets_are_per_secrets_manager_operation_and_shared_by_ssm_reads() {
+        assert_eq!(
+            bucket_of("secretsmanager.GetSecretValue").as_deref(),
+            Some("secretsmanager:GetSecretValue")
+        );
+        assert_eq!(
+            bucket_of("secretsmanager.BatchGetSecretValue").as_deref(),
+            Some("secretsmanager:BatchGetSecretValue")
+        );
+        for op in ["GetParameter", "GetParameters", "GetParametersByPath"] {
+            assert_eq!(
+                bucket_of(&format!("AmazonSSM.{op}")).as_deref(),
+                Some(SSM_GET_PARAMETERS_BUCKET)
+            );
+        }
+        assert_eq!(bucket_of("AmazonSSM.DescribeParameters"), None);
+        assert_eq!(bucket_of(""), None);
+
+        let start = Instant::now();
+        let mut state = QuotaState::new(Quotas {
+            secrets_manager: Quota::per_second(2),
+            ssm_get_parameters: Quota::per_second(2),
+        });
+        let admitted: Vec<bool> = [
+            "secretsmanager.GetSecretValue",
+            "secretsmanager.GetSecretValue",
+            "secretsmanager.GetSecretValue",
+            "secretsmanager.BatchGetSecretValue",
+            "AmazonSSM.GetParameter",
+            "AmazonSSM.GetParametersByPath",
+            "AmazonSSM.GetParameters",
+            "AmazonSSM.DescribeParameters",
+        ]
+        .iter()
+        .map(|t| state.admit(t, start))
+        .collect();
+        assert_eq!(admitted, [true, true, false, true, true, true, false, true]);
+        let log = &state.log["secretsmanager:GetSecretValue"];
+        assert_eq!((log.forwarded.len(), log.throttled.len()), (2, 1));
+        let ssm = &state.log[SSM_GET_PARAMETERS_BUCKET];
+        assert_eq!((ssm.forwarded.len(), ssm.throttled.len()), (2, 1));
+        assert_eq!(ssm.offered_in(start, start + MS).len(), 3);
+        assert!(!state.log.contains_key("AmazonSSM.DescribeParameters"));
+    }
+
+    #[test]
+    fn the_busiest_window_is_found_whatever_its_alignment() {
+        let t0 = Instant::now();
+        let at = |ms: &[u32]| ms.iter().map(|m| t0 + MS * *m).collect::<Vec<_>>();
+        let second = Duration::from_secs(1);
+        assert_eq!(max_in_window(&[], second), 0);
+        assert_eq!(max_in_window(&at(&[5]), second), 1);
+        // 600..1599 holds four calls; no calendar second holds more than two.
+        assert_eq!(max_in_window(&at(&[0, 600, 900, 1200, 1599, 2600]), second), 4);
+        // The window is half-open: calls exactly 1 s apart are never in one window.
+        assert_eq!(max_in_window(&at(&[0, 1000, 2000]), second), 1);
+    }
+
+    /// The real proxy in front of a stand-in upstream that answers `{}` to anything.
+    #[tokio::test]
+    async fn calls_over_quota_get_aws_throttling_errors_and_are_logged() -> Result<()> {
+        let upstream = net::serve(
+            TcpListener::bind("127.0.0.1:0").await?,
+            service_fn(|_req: Request<Incoming>| async {
+                Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(b"{}"))))
+            }),
+        )?;
+        let proxy = FaultProxy::start(upstream.port()).await?;
+        // Two tokens that refill only after a quarter of an hour: the test cannot race a refill.
+        let scarce = Quota { rate: 0.001, burst: 2 };
+        proxy.enforce(Quotas {
+            secrets_manager: scarce,
+            ssm_get_parameters: scarce,
+        });
+        let http = HttpClient::new();
+        let call = |target: &'static str| {
+            let http = http.clone();
+            let url = proxy.endpoint();
+            async move {
+                http.send(
+                    http::Method::POST,
+                    &url,
+                    &[("x-amz-target", target)],
+                    Bytes::from_static(b"{}"),
+                )
+                .await
+            }
+        };
+        let mut statuses = Vec::new();
+        for target in [
+            "secretsmanager.GetSecretValue",
+            "secretsmanager.GetSecretValue",
+            "secretsmanager.GetSecretValue",
+            "AmazonSSM.GetParameters",
+            "AmazonSSM.GetParametersByPath",
+            "AmazonSSM.GetParameter",
+            "AmazonSSM.DescribeParameters",
+        ] {
+            let r = call(target).await?;
+            if r.status != 200 {
+                assert_eq!(r.status, 400);
+                assert_eq!(r.header("x-amzn-errortype"), Some("ThrottlingException"));
+                assert_eq!(r.json()["__type"], "ThrottlingException");
+                assert_eq!(r.json()["message"], "Rate exceeded");
+            }
+            statuses.push(r.status);
+        }
+        assert_eq!(statuses, [200, 200, 400, 200, 200, 400, 200]);
+        assert_eq!(proxy.throttled(), 2);
+        assert_eq!(proxy.count("GetSecretValue"), 3, "throttled calls are counted too");
+        let log = proxy.quota_log();
+        assert_eq!(log["secretsmanager:GetSecretValue"].forwarded.len(), 2);
+        assert_eq!(log[SSM_GET_PARAMETERS_BUCKET].throttled.len(), 1);
+        Ok(())
     }
 }
