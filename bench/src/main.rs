@@ -1,15 +1,18 @@
 //! `make bench`: measures the sidecar against baselines measured in the same run and
 //! writes BENCHMARKS.md (see `report`). Sections: 1 warm hit (`warm`), 2 cold start
 //! (`cold`), 3 cold key under concurrency (`burst`), 4 refresh-ahead (`refresh`),
-//! 5 cost (`cost`), 6 memory and size (`memory`), 7 where the time goes (`profile`).
+//! 5 cost (`cost`), 6 memory and size (`memory`), 7 where the time goes (`profile`),
+//! 8 a fleet under an API quota (`fleet`).
 //!
 //! `bench --smoke` runs every section in seconds (part of `make test`: it checks the
 //! benchmarks still run, never their numbers) and writes to `--out` (default
-//! `target/bench-smoke.md`), leaving BENCHMARKS.md alone.
+//! `target/bench-smoke.md`), leaving BENCHMARKS.md alone. `--only 8` (or `1,7`) runs
+//! those sections and keeps the others of the file it rewrites.
 
 mod burst;
 mod cold;
 mod cost;
+mod fleet;
 mod load;
 mod memory;
 mod profile;
@@ -55,7 +58,7 @@ fn tools() -> Result<Tools> {
 struct Opts {
     smoke: bool,
     out: PathBuf,
-    /// Sections to run (1–7); all when empty.
+    /// Sections to run (1–8); all when empty.
     only: Vec<u8>,
 }
 
@@ -155,10 +158,22 @@ async fn run() -> Result<bool> {
             profile::run(&tools, opts.smoke).await,
         );
     }
+    if wanted(8) {
+        record(
+            &mut report,
+            "8. A fleet under an API quota",
+            fleet::run(&tools, opts.smoke).await,
+        );
+    }
     if let Some(dir) = opts.out.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(&opts.out, &report.text)?;
+    // A partial run replaces its own sections and keeps the rest of the file.
+    let text = match std::fs::read_to_string(&opts.out) {
+        Ok(previous) if !opts.only.is_empty() => report.merged_with(&previous),
+        _ => report.text,
+    };
+    std::fs::write(&opts.out, text)?;
     println!("wrote {}", opts.out.display());
     Ok(all_ran)
 }

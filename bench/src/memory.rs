@@ -16,13 +16,13 @@ use crate::Tools;
 /// Resident memory of a process, in KiB: total, anonymous (private heap and
 /// stacks), and file-backed (the executable's and libraries' pages).
 #[derive(Clone, Copy)]
-struct Rss {
-    total: u64,
-    anon: u64,
-    file: u64,
+pub struct Rss {
+    pub total: u64,
+    pub anon: u64,
+    pub file: u64,
 }
 
-fn rss(pid: u32) -> Result<Rss> {
+pub fn rss(pid: u32) -> Result<Rss> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let field = |name: &str| {
         status
@@ -67,7 +67,7 @@ fn top_mappings(pid: u32, n: usize) -> String {
         .join("\n")
 }
 
-fn mib(kib: u64) -> String {
+pub fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 

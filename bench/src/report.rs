@@ -1,5 +1,6 @@
 //! BENCHMARKS.md: a machine line, then one section per benchmark with its table, the
-//! commands that produced it, and what the numbers mean against the target.
+//! commands that produced it, and what the numbers mean against the target. A run of
+//! some sections only (`--only`) keeps the other sections of the file it replaces.
 
 use std::fmt::Write as _;
 
@@ -87,6 +88,64 @@ impl Report {
     pub fn section(&mut self, title: &str, body: &str) {
         let _ = writeln!(self.text, "## {title}\n\n{}\n", body.trim_end());
     }
+
+    /// This report with the sections of `previous` (an earlier BENCHMARKS.md) that it
+    /// lacks, all in section order, and a line saying which are older; so `--only 8`
+    /// refreshes one section without dropping the others.
+    pub fn merged_with(&self, previous: &str) -> String {
+        let (head, mine) = split_sections(&self.text);
+        let (_, theirs) = split_sections(previous);
+        let kept: Vec<(u32, &str)> = theirs
+            .into_iter()
+            .filter(|(n, _)| !mine.iter().any(|(m, _)| m == n))
+            .collect();
+        if kept.is_empty() {
+            return self.text.clone();
+        }
+        let produced = previous
+            .lines()
+            .find_map(|l| l.strip_prefix("Produced by "))
+            .and_then(|l| l.rsplit_once(" on "))
+            .map_or("an earlier run", |(_, when)| when.trim_end_matches('.'));
+        let numbers: Vec<String> = kept.iter().map(|(n, _)| n.to_string()).collect();
+        let mut all: Vec<(u32, &str)> = mine.into_iter().chain(kept).collect();
+        all.sort_by_key(|(n, _)| *n);
+        let mut out = head.to_owned();
+        let _ = writeln!(
+            out,
+            "Sections {} are kept from the run of {produced}; this run (`--only`) produced the others.\n",
+            numbers.join(", ")
+        );
+        for (_, text) in all {
+            out.push_str(text);
+        }
+        out
+    }
+}
+
+/// The text before the first `## ` heading, and each section (heading to the next
+/// heading) with its number (`## 8. …` → 8; unnumbered sections are dropped).
+fn split_sections(text: &str) -> (&str, Vec<(u32, &str)>) {
+    let starts: Vec<usize> = text
+        .match_indices("\n## ")
+        .map(|(i, _)| i + 1)
+        .chain(text.starts_with("## ").then_some(0))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let Some(&first) = starts.first() else {
+        return (text, Vec::new());
+    };
+    let mut sections = Vec::new();
+    for (i, &start) in starts.iter().enumerate() {
+        let end = starts.get(i + 1).copied().unwrap_or(text.len());
+        let chunk = &text[start..end];
+        let number = chunk[3..].split('.').next().and_then(|n| n.trim().parse().ok());
+        if let Some(n) = number {
+            sections.push((n, chunk));
+        }
+    }
+    (&text[..first], sections)
 }
 
 pub fn median(values: &mut [f64]) -> f64 {
@@ -132,6 +191,22 @@ mod tests {
         assert_eq!(quantile(&mut v, 0.99), 99.0);
         assert_eq!(quantile(&mut v, 0.5), 50.0);
         assert!(median(&mut []).is_nan());
+    }
+
+    #[test]
+    fn a_partial_run_keeps_the_other_sections_in_order() {
+        let previous = "# Benchmarks\n\nProduced by `make bench` on 2026-01-01 00:00 UTC.\n\n## 1. One\n\nold one\n\n## 2. Two\n\nold two\n\n## 3. Three\n\nold three\n";
+        let mut report = Report::new("m", false, "2026-02-02 00:00 UTC");
+        report.section("2. Two", "new two");
+        let merged = report.merged_with(previous);
+        let one = merged.find("old one").expect("1 kept");
+        let two = merged.find("new two").expect("2 replaced");
+        let three = merged.find("old three").expect("3 kept");
+        assert!(one < two && two < three, "{merged}");
+        assert!(!merged.contains("old two"));
+        assert!(merged.contains("Sections 1, 3 are kept from the run of 2026-01-01 00:00 UTC"));
+        // Nothing to keep: the report as it is.
+        assert_eq!(report.merged_with("# Benchmarks\n"), report.text);
     }
 
     #[test]
