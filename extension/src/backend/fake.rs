@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::{Batch, BoxFuture, ErrorKind, Page, ParameterFields, SecretFields, Upstream, UpstreamError, Value};
+use super::{
+    Attempts, Batch, BoxFuture, ErrorKind, Page, ParameterFields, SecretFields, Upstream, UpstreamError, Value, Via,
+};
 use crate::model::{SecretRef, Selector};
 
 #[derive(Clone)]
@@ -34,6 +36,8 @@ pub struct FakeUpstream {
     panic_next: std::sync::atomic::AtomicBool,
     pub calls: AtomicUsize,
     pub batch_calls: AtomicUsize,
+    /// Calls made with a single attempt ([`Attempts::Once`]).
+    pub single_attempt_calls: AtomicUsize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -110,6 +114,14 @@ impl FakeUpstream {
         self.calls.load(SeqCst)
     }
 
+    /// Counts a call made `via`.
+    fn count(&self, via: &Via) {
+        self.calls.fetch_add(1, SeqCst);
+        if via.attempts == Attempts::Once {
+            self.single_attempt_calls.fetch_add(1, SeqCst);
+        }
+    }
+
     async fn enter(&self) -> Result<(), UpstreamError> {
         assert!(!self.panic_next.swap(false, SeqCst), "injected panic");
         let latency = *lock(&self.latency);
@@ -183,9 +195,14 @@ impl FakeUpstream {
 }
 
 impl Upstream for FakeUpstream {
-    fn get_secret<'a>(&'a self, id: &'a str, selector: &'a Selector) -> BoxFuture<'a, Result<Value, UpstreamError>> {
+    fn get_secret<'a>(
+        &'a self,
+        via: &'a Via,
+        id: &'a str,
+        selector: &'a Selector,
+    ) -> BoxFuture<'a, Result<Value, UpstreamError>> {
         Box::pin(async move {
-            self.calls.fetch_add(1, SeqCst);
+            self.count(via);
             self.enter().await?;
             self.secret(id, selector)
         })
@@ -193,20 +210,21 @@ impl Upstream for FakeUpstream {
 
     fn get_parameter<'a>(
         &'a self,
+        via: &'a Via,
         name: &'a str,
         selector: &'a Selector,
         decrypt: bool,
     ) -> BoxFuture<'a, Result<Value, UpstreamError>> {
         Box::pin(async move {
-            self.calls.fetch_add(1, SeqCst);
+            self.count(via);
             self.enter().await?;
             self.param(name, selector, decrypt)
         })
     }
 
-    fn batch_get_secrets<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<Batch, UpstreamError>> {
+    fn batch_get_secrets<'a>(&'a self, via: &'a Via, ids: &'a [String]) -> BoxFuture<'a, Result<Batch, UpstreamError>> {
         Box::pin(async move {
-            self.calls.fetch_add(1, SeqCst);
+            self.count(via);
             self.batch_calls.fetch_add(1, SeqCst);
             self.enter().await?;
             let mut batch = Batch::default();
@@ -220,9 +238,14 @@ impl Upstream for FakeUpstream {
         })
     }
 
-    fn get_parameters<'a>(&'a self, names: &'a [String], decrypt: bool) -> BoxFuture<'a, Result<Batch, UpstreamError>> {
+    fn get_parameters<'a>(
+        &'a self,
+        via: &'a Via,
+        names: &'a [String],
+        decrypt: bool,
+    ) -> BoxFuture<'a, Result<Batch, UpstreamError>> {
         Box::pin(async move {
-            self.calls.fetch_add(1, SeqCst);
+            self.count(via);
             self.batch_calls.fetch_add(1, SeqCst);
             self.enter().await?;
             let mut batch = Batch::default();
@@ -238,12 +261,13 @@ impl Upstream for FakeUpstream {
 
     fn get_parameters_by_path<'a>(
         &'a self,
+        via: &'a Via,
         path: &'a str,
         decrypt: bool,
         next_token: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Page, UpstreamError>> {
         Box::pin(async move {
-            self.calls.fetch_add(1, SeqCst);
+            self.count(via);
             self.batch_calls.fetch_add(1, SeqCst);
             self.enter().await?;
             let mut names: Vec<String> = lock(&self.params)
@@ -263,9 +287,9 @@ impl Upstream for FakeUpstream {
         })
     }
 
-    fn exists<'a>(&'a self, r: &'a SecretRef) -> BoxFuture<'a, Result<(), UpstreamError>> {
+    fn exists<'a>(&'a self, via: &'a Via, r: &'a SecretRef) -> BoxFuture<'a, Result<(), UpstreamError>> {
         Box::pin(async move {
-            self.calls.fetch_add(1, SeqCst);
+            self.count(via);
             self.enter().await?;
             let found = match r {
                 SecretRef::Secret(id) => lock(&self.secrets).iter().any(|(n, s)| n == id || s.arn == *id),

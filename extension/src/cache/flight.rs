@@ -16,9 +16,10 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::entry::Entry;
+use super::jitter;
 use super::key::Key;
 use super::Cache;
-use crate::backend::{Upstream, UpstreamError, Value};
+use crate::backend::{Attempts, Upstream, UpstreamError, Value, Via};
 use crate::model::Source;
 
 pub(super) type FlightResult = Result<Arc<Value>, UpstreamError>;
@@ -54,6 +55,9 @@ pub(super) struct FetchFor {
     pub(super) pinned: bool,
     /// A request is waiting for it, so the new value counts as used.
     pub(super) served: bool,
+    /// A value is in hand and served meanwhile (a refresh, or a revalidation that
+    /// may serve stale): one attempt, no SDK retries.
+    pub(super) held: bool,
 }
 
 impl FetchFor {
@@ -64,7 +68,13 @@ impl FetchFor {
             store,
             pinned: false,
             served: true,
+            held: false,
         }
+    }
+
+    /// A request's fetch while `held` says whether a value can be served if it fails.
+    pub(super) fn holding(self, held: bool) -> FetchFor {
+        FetchFor { held, ..self }
     }
 
     /// Start-up prefetch.
@@ -73,6 +83,7 @@ impl FetchFor {
         store: true,
         pinned: true,
         served: false,
+        held: false,
     };
     /// Background refresh-ahead.
     pub(super) const REFRESH: FetchFor = FetchFor {
@@ -80,6 +91,7 @@ impl FetchFor {
         store: true,
         pinned: false,
         served: false,
+        held: true,
     };
 }
 
@@ -188,7 +200,7 @@ impl Cache {
                 let rx = handle.subscribe();
                 let upstream = self.upstream().clone();
                 self.spawn(async move {
-                    let result = fetch_one(&*upstream, &handle.key, &handle.fetch_id).await;
+                    let result = fetch_one(&*upstream, &handle.via(), &handle.key, &handle.fetch_id).await;
                     let _ = handle.finish(result);
                 });
                 rx
@@ -209,10 +221,14 @@ pub(super) async fn wait(mut rx: FlightRx) -> FlightResult {
 }
 
 /// Fetches one key upstream with `id` (the id the entry is refreshed with).
-pub(super) async fn fetch_one(upstream: &dyn Upstream, key: &Key, id: &str) -> Result<Value, UpstreamError> {
+pub(super) async fn fetch_one(upstream: &dyn Upstream, via: &Via, key: &Key, id: &str) -> Result<Value, UpstreamError> {
     match key.source {
-        Source::SecretsManager => upstream.get_secret(id, &key.selector).await,
-        Source::Ssm => upstream.get_parameter(id, &key.selector, key.decrypt.as_flag()).await,
+        Source::SecretsManager => upstream.get_secret(via, id, &key.selector).await,
+        Source::Ssm => {
+            upstream
+                .get_parameter(via, id, &key.selector, key.decrypt.as_flag())
+                .await
+        }
     }
 }
 
@@ -232,6 +248,20 @@ impl FlightHandle {
 
     pub(super) fn fetch_id(&self) -> &Arc<str> {
         &self.fetch_id
+    }
+
+    /// How this fetch calls upstream: in its key's scope; once when a value is in
+    /// hand (unless spreading is off: the naive baseline retries everything).
+    pub(super) fn via(&self) -> Via {
+        let attempts = if self.how.held && jitter::spreading() {
+            Attempts::Once
+        } else {
+            Attempts::Retried
+        };
+        Via {
+            scope: self.key.scope.clone(),
+            attempts,
+        }
     }
 
     pub(super) fn subscribe(&self) -> FlightRx {

@@ -40,7 +40,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use jitter::reseed as reseed_jitter;
+pub use jitter::{reseed as reseed_jitter, set_spread};
 pub use key::{Decrypt, Key};
 pub use prefetch::{Plan, Report};
 pub use refresh::Refreshed;
@@ -61,6 +61,9 @@ pub struct CacheSettings {
     pub max_stale: Duration,
     pub refresh_ahead: f64,
     pub refresh_now_interval: Duration,
+    /// How long a definitive failure (not found, access denied, not allowed) is
+    /// remembered; zero: not at all.
+    pub negative_ttl: Duration,
 }
 
 impl CacheSettings {
@@ -88,6 +91,7 @@ impl CacheSettings {
             max_stale: Duration::from_secs(60),
             refresh_ahead: 0.5,
             refresh_now_interval: Duration::from_secs(1),
+            negative_ttl: Duration::ZERO,
         }
     }
 }

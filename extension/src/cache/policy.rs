@@ -136,7 +136,9 @@ async fn revalidate(
     now: Instant,
     forced: bool,
 ) -> Result<Answer, UpstreamError> {
-    let rx = cache.fly(key, entry.fetch_id.clone(), FetchFor::request(forced, true));
+    let servable = entry.within_stale_limit(now, cache.inner.settings.max_stale);
+    let how = FetchFor::request(forced, true).holding(servable);
+    let rx = cache.fly(key, entry.fetch_id.clone(), how);
     let result = wait(rx).await;
     settle(cache, result, Outcome::Miss, Some(&entry), now)
 }
@@ -213,7 +215,11 @@ pub(super) async fn get_many(cache: &Cache, keys: &[Key], freshness: Freshness) 
             None => (key, requested.id.clone(), None, false),
         };
         let outcome = if caches { Outcome::Miss } else { Outcome::Bypass };
-        let rx = match cache.begin(flight_key, fetch_id, FetchFor::request(forced, caches)) {
+        let servable = held
+            .as_ref()
+            .is_some_and(|e| e.within_stale_limit(now, inner.settings.max_stale));
+        let how = FetchFor::request(forced, caches).holding(servable);
+        let rx = match cache.begin(flight_key, fetch_id, how) {
             Begun::Joined(rx) => rx,
             Begun::New(handle) => {
                 let rx = handle.subscribe();

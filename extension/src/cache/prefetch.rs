@@ -10,12 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
-use super::batch::fetch_all;
+use super::batch::{fetch_all, Tally};
+use super::entry::backoff;
 use super::flight::{Begun, FetchFor, FlightHandle, PathGuard};
+use super::jitter;
 use super::{Cache, Key};
-use crate::backend::{ErrorKind, UpstreamError};
+use crate::backend::{ErrorKind, UpstreamError, Via};
 use crate::model::{SecretRef, Source};
 
 /// Stops a path prefetch from filling the cache with more than it can hold.
@@ -112,7 +114,7 @@ pub(super) async fn run(cache: &Cache, plan: Plan, deadline: Instant) -> Report 
         .filter(|r| !matches!(r, SecretRef::Path(_)))
         .cloned()
         .collect();
-    let (tally, path_results) = tokio::join!(fetch_all(cache, handles, Some(deadline)), path_jobs);
+    let (tally, path_results) = tokio::join!(fetch_with_retries(cache, &keys, handles, deadline), path_jobs);
 
     let mut report = Report {
         stored: tally.ok,
@@ -156,6 +158,60 @@ pub(super) async fn run(cache: &Cache, plan: Plan, deadline: Instant) -> Report 
     report
 }
 
+/// Fetches the keys' handles, then retries the keys that failed transiently
+/// (throttled, say: a fleet starting together meets the API quota) with jittered,
+/// growing pauses while the deadline allows. Requests that waited on a failed
+/// attempt got its error; later ones join the retry.
+async fn fetch_with_retries(cache: &Cache, keys: &[SecretRef], handles: Vec<FlightHandle>, deadline: Instant) -> Tally {
+    let mut tally = fetch_all(cache, handles, Some(deadline)).await;
+    let mut round = 0;
+    while jitter::spreading() && !tally.abandoned && !cache.closed() {
+        let retry: Vec<&SecretRef> = keys
+            .iter()
+            .filter(|r| {
+                tally
+                    .failed
+                    .iter()
+                    .any(|(id, e)| e.kind.is_transient() && **id == *r.id())
+            })
+            .collect();
+        if retry.is_empty() {
+            break;
+        }
+        round += 1;
+        let pause = backoff(round);
+        if Instant::now() + pause >= deadline {
+            break;
+        }
+        tokio::select! {
+            () = cache.inner.cancel.cancelled() => break,
+            () = tokio::time::sleep(pause) => {}
+        }
+        let mut again = Vec::new();
+        for r in &retry {
+            let key = Key::current(r.source(), Arc::from(r.id()));
+            if let Begun::New(h) = cache.begin(key, Arc::from(r.id()), FetchFor::PREFETCH) {
+                again.push(h);
+            }
+        }
+        debug!(
+            round,
+            keys = again.len(),
+            "retrying the prefetch of keys that failed transiently"
+        );
+        let retried = fetch_all(cache, again, Some(deadline)).await;
+        tally.failed.retain(|(id, _)| !retry.iter().any(|r| r.id() == &**id));
+        tally.ok += retried.ok;
+        tally.failed.extend(retried.failed);
+        tally.abandoned = retried.abandoned;
+    }
+    // A key a request fetched meanwhile is no failure.
+    tally
+        .failed
+        .retain(|(id, _)| !keys.iter().any(|r| r.id() == &**id && cache_holds(cache, r)));
+    tally
+}
+
 fn timed_out() -> UpstreamError {
     UpstreamError::new(
         ErrorKind::Timeout,
@@ -176,7 +232,9 @@ async fn fetch_path(cache: Cache, prefix: String, guard: PathGuard) -> Result<us
     let mut token: Option<String> = None;
     let mut stored = 0;
     for _ in 0..MAX_PATH_PAGES {
-        let page = upstream.get_parameters_by_path(&prefix, true, token.as_deref()).await?;
+        let page = upstream
+            .get_parameters_by_path(&Via::HOME, &prefix, true, token.as_deref())
+            .await?;
         for value in page.values {
             let name = value.name.clone();
             cache.keep(
