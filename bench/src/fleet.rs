@@ -340,6 +340,8 @@ struct Steady {
     duration: Duration,
     buckets: BTreeMap<String, BucketPhase>,
     rss_end: Vec<u64>,
+    /// The lone sidecar's, read at the same moment.
+    alone_rss_end: u64,
 }
 
 struct Run {
@@ -381,6 +383,8 @@ struct Scenario<'a> {
     settings: &'a Settings,
     prefetch: String,
     http: HttpClient,
+    /// The sidecar running alone through the section (see `measure`).
+    alone_pid: Option<u32>,
 }
 
 impl Scenario<'_> {
@@ -426,6 +430,7 @@ impl Scenario<'_> {
                 duration: end - startup_end,
                 buckets: phase(&proxy.quota_log(), startup_end, end),
                 rss_end: fleet.rss(),
+                alone_rss_end: self.alone_pid.and_then(|p| rss(p).ok()).map_or(0, |r| r.total),
             })
         };
         let exited = fleet.exited();
@@ -486,6 +491,7 @@ async fn measure(tools: &Tools, smoke: bool) -> Result<String> {
         settings: &s,
         prefetch: refs.join(","),
         http: HttpClient::new(),
+        alone_pid: None,
     };
 
     // One sidecar alone, straight to moto (no quota, nobody else starting): the
@@ -502,17 +508,20 @@ async fn measure(tools: &Tools, smoke: bool) -> Result<String> {
         )
     })?;
     let alone_rss = alone.rss().first().copied().context("the lone sidecar has gone")?;
+    let scenario = Scenario {
+        alone_pid: alone.members[0].proc.pid(),
+        ..scenario
+    };
 
     let subject = scenario.fleet(true, s.steady).await?;
     let baseline = scenario.fleet(false, s.baseline_steady).await?;
-    let alone_rss_end = alone.rss().first().copied().unwrap_or(0);
     alone.stop().await;
 
     Ok(render(
         &s,
         &tools.sidecar,
         &[&subject, &baseline],
-        (alone_ready, alone_rss, alone_rss_end),
+        (alone_ready, alone_rss),
         knob,
         open_files,
     ))
@@ -550,8 +559,8 @@ fn ratio(a: f64, b: f64) -> String {
     }
 }
 
-fn render(s: &Settings, bin: &Path, runs: &[&Run], alone: (Duration, u64, u64), knob: bool, open_files: u64) -> String {
-    let (alone_ready, alone_rss, alone_rss_end) = alone;
+fn render(s: &Settings, bin: &Path, runs: &[&Run], alone: (Duration, u64), knob: bool, open_files: u64) -> String {
+    let (alone_ready, alone_rss) = alone;
     let n = s.sidecars;
     // The quota alone sets a floor: each sidecar needs one BatchGetSecretValue and one
     // GetParameters; beyond a full bucket they go through at the refill rate.
@@ -711,17 +720,17 @@ fn render(s: &Settings, bin: &Path, runs: &[&Run], alone: (Duration, u64, u64), 
         }
         if let Some(st) = &r.steady {
             memory.row(vec![
-                "one sidecar alone, after the same minutes".into(),
-                mib(alone_rss_end),
-                mib(alone_rss_end),
-                ratio(alone_rss_end as f64, alone_rss as f64),
+                "one sidecar alone, at the same moment".into(),
+                mib(st.alone_rss_end),
+                mib(st.alone_rss_end),
+                ratio(st.alone_rss_end as f64, alone_rss as f64),
                 String::new(),
             ]);
             mem_row(
                 &mut memory,
                 format!("{}, after the steady state", r.label),
                 &st.rss_end,
-                alone_rss_end,
+                st.alone_rss_end,
             );
         }
     }
