@@ -107,13 +107,18 @@ impl Report {
             .find_map(|l| l.strip_prefix("Produced by "))
             .and_then(|l| l.rsplit_once(" on "))
             .map_or("an earlier run", |(_, when)| when.trim_end_matches('.'));
+        // The kept sections may come from another machine: say which.
+        let machine = previous
+            .lines()
+            .find_map(|l| l.strip_prefix("**Machine:** "))
+            .map_or(String::new(), |m| format!(" on {}", m.trim_end_matches('.')));
         let numbers: Vec<String> = kept.iter().map(|(n, _)| n.to_string()).collect();
         let mut all: Vec<(u32, &str)> = mine.into_iter().chain(kept).collect();
         all.sort_by_key(|(n, _)| *n);
         let mut out = head.to_owned();
         let _ = writeln!(
             out,
-            "Sections {} are kept from the run of {produced}; this run (`--only`) produced the others.\n",
+            "Sections {} are kept from the run of {produced}{machine}; this run (`--only`) produced the others.\n",
             numbers.join(", ")
         );
         for (_, text) in all {
@@ -195,7 +200,7 @@ mod tests {
 
     #[test]
     fn a_partial_run_keeps_the_other_sections_in_order() {
-        let previous = "# Benchmarks\n\nProduced by `make bench` on 2026-01-01 00:00 UTC.\n\n## 1. One\n\nold one\n\n## 2. Two\n\nold two\n\n## 3. Three\n\nold three\n";
+        let previous = "# Benchmarks\n\nProduced by `make bench` on 2026-01-01 00:00 UTC.\n\n**Machine:** old box.\n\n## 1. One\n\nold one\n\n## 2. Two\n\nold two\n\n## 3. Three\n\nold three\n";
         let mut report = Report::new("m", false, "2026-02-02 00:00 UTC");
         report.section("2. Two", "new two");
         let merged = report.merged_with(previous);
@@ -204,7 +209,7 @@ mod tests {
         let three = merged.find("old three").expect("3 kept");
         assert!(one < two && two < three, "{merged}");
         assert!(!merged.contains("old two"));
-        assert!(merged.contains("Sections 1, 3 are kept from the run of 2026-01-01 00:00 UTC"));
+        assert!(merged.contains("Sections 1, 3 are kept from the run of 2026-01-01 00:00 UTC on old box;"));
         // Nothing to keep: the report as it is.
         assert_eq!(report.merged_with("# Benchmarks\n"), report.text);
     }
