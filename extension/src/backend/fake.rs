@@ -63,7 +63,22 @@ impl FakeUpstream {
     }
 
     pub fn arn_of(name: &str) -> String {
-        format!("arn:aws:secretsmanager:us-east-1:123456789012:secret:{name}-AbCdEf")
+        Self::arn_with_suffix(name, "AbCdEf")
+    }
+
+    pub fn arn_with_suffix(name: &str, suffix: &str) -> String {
+        format!("arn:aws:secretsmanager:us-east-1:123456789012:secret:{name}-{suffix}")
+    }
+
+    /// Creates a secret whose ARN ends in `suffix` (Secrets Manager's random six).
+    pub fn put_secret_with_suffix(&self, name: &str, suffix: &str, value: &str) {
+        lock(&self.secrets).insert(
+            name.to_owned(),
+            FakeSecret {
+                arn: Self::arn_with_suffix(name, suffix),
+                versions: vec![("v1".to_owned(), value.to_owned())],
+            },
+        );
     }
 
     /// Creates the secret or puts a new AWSCURRENT version.
@@ -137,9 +152,20 @@ impl FakeUpstream {
 
     fn secret(&self, id: &str, selector: &Selector) -> Result<Value, UpstreamError> {
         let secrets = lock(&self.secrets);
+        // As Secrets Manager resolves an id: a full ARN, then a name, then a partial
+        // ARN (the ARN without its `-XXXXXX` suffix).
         let (name, s) = secrets
             .iter()
-            .find(|(name, s)| *name == id || s.arn == id)
+            .find(|(_, s)| s.arn == id)
+            .or_else(|| secrets.iter().find(|(name, _)| *name == id))
+            .or_else(|| {
+                secrets.iter().find(|(_, s)| {
+                    id.starts_with("arn:")
+                        && s.arn
+                            .strip_prefix(id)
+                            .is_some_and(|rest| rest.len() == 7 && rest.starts_with('-'))
+                })
+            })
             .ok_or_else(|| UpstreamError::new(ErrorKind::NotFound, "ResourceNotFoundException"))?;
         let n = s.versions.len();
         let index = match selector {

@@ -237,12 +237,12 @@ async fn fetch_path(cache: Cache, prefix: String, guard: PathGuard) -> Result<us
             .await?;
         for value in page.values {
             let name = value.name.clone();
-            cache.keep(
-                &Key::current(Source::Ssm, name.clone()),
-                &name,
-                value,
-                FetchFor::PREFETCH,
-            );
+            let key = Key::current(Source::Ssm, name.clone());
+            // A path's items are checked one by one, like any fetched value.
+            let Ok(value) = cache.admit(&key, &name, value) else {
+                continue;
+            };
+            cache.keep(&key, &name, value, FetchFor::PREFETCH);
             stored += 1;
         }
         match page.next_token {

@@ -16,6 +16,8 @@
 //! closes at once (new connects are refused), open connections finish the request in
 //! progress and close, and the drain is bounded.
 
+#[cfg(test)]
+mod allowlist_tests;
 pub mod app;
 pub mod auth;
 pub mod error;
