@@ -137,6 +137,11 @@ impl AllowList {
         }
     }
 
+    /// Whether a secret listed with this name and (full) ARN may be fetched.
+    pub fn permits_secret(&self, name: &str, arn: &str) -> bool {
+        self.matches(Source::SecretsManager, &secret_identity(name, arn))
+    }
+
     /// Whether `roleArn` may name this role.
     pub fn permits_role(&self, role_arn: &str) -> bool {
         self.roles.iter().any(|g| glob_match(g, role_arn))
@@ -149,6 +154,8 @@ impl AllowList {
         match r {
             SecretRef::Secret(id) => self.could_name(Source::SecretsManager, id),
             SecretRef::Parameter(id) => self.could_name(Source::Ssm, id),
+            // Which secrets carry a tag is known only once listed; each is checked then.
+            SecretRef::Tag(_) => true,
             SecretRef::Path(prefix) => self.matches(
                 Source::Ssm,
                 &Identity {

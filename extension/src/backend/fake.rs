@@ -7,13 +7,15 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::{
-    Attempts, Batch, BoxFuture, ErrorKind, Page, ParameterFields, SecretFields, Upstream, UpstreamError, Value, Via,
+    Attempts, Batch, BoxFuture, ErrorKind, Listed, Page, ParameterFields, SecretFields, Upstream, UpstreamError, Value,
+    Via,
 };
 use crate::model::{SecretRef, Selector};
 
 #[derive(Clone)]
 struct FakeSecret {
     arn: String,
+    tags: Vec<(String, String)>,
     /// (version id, value); the last is AWSCURRENT, the one before AWSPREVIOUS.
     versions: Vec<(String, String)>,
 }
@@ -76,6 +78,7 @@ impl FakeUpstream {
             name.to_owned(),
             FakeSecret {
                 arn: Self::arn_with_suffix(name, suffix),
+                tags: Vec::new(),
                 versions: vec![("v1".to_owned(), value.to_owned())],
             },
         );
@@ -86,6 +89,7 @@ impl FakeUpstream {
         let mut secrets = lock(&self.secrets);
         let s = secrets.entry(name.to_owned()).or_insert_with(|| FakeSecret {
             arn: Self::arn_of(name),
+            tags: Vec::new(),
             versions: Vec::new(),
         });
         let version = format!("v{}", s.versions.len() + 1);
@@ -100,6 +104,13 @@ impl FakeUpstream {
         });
         p.kind = kind;
         p.versions.push(value.to_owned());
+    }
+
+    /// Tags an existing secret.
+    pub fn tag_secret(&self, name: &str, key: &str, value: &str) {
+        if let Some(s) = lock(&self.secrets).get_mut(name) {
+            s.tags.push((key.to_owned(), value.to_owned()));
+        }
     }
 
     pub fn delete_secret(&self, name: &str) {
@@ -127,6 +138,24 @@ impl FakeUpstream {
 
     pub fn calls(&self) -> usize {
         self.calls.load(SeqCst)
+    }
+
+    /// The secrets tagged `key` (= `value`), matched exactly.
+    fn tagged(&self, key: &str, value: Option<&str>) -> Vec<Listed> {
+        let mut found: Vec<Listed> = lock(&self.secrets)
+            .iter()
+            .filter(|(_, s)| {
+                s.tags
+                    .iter()
+                    .any(|(k, v)| k == key && value.is_none_or(|want| want == v))
+            })
+            .map(|(name, s)| Listed {
+                name: name.clone(),
+                arn: s.arn.clone(),
+            })
+            .collect();
+        found.sort_by(|a, b| a.name.cmp(&b.name));
+        found
     }
 
     /// Counts a call made `via`.
@@ -321,12 +350,29 @@ impl Upstream for FakeUpstream {
                 SecretRef::Secret(id) => lock(&self.secrets).iter().any(|(n, s)| n == id || s.arn == *id),
                 SecretRef::Parameter(name) => lock(&self.params).contains_key(name),
                 SecretRef::Path(prefix) => lock(&self.params).keys().any(|n| n.starts_with(prefix.as_str())),
+                SecretRef::Tag(_) => {
+                    let (key, value) = r.tag().unwrap_or_default();
+                    !self.tagged(key, value).is_empty()
+                }
             };
             if found {
                 Ok(())
             } else {
                 Err(UpstreamError::new(ErrorKind::NotFound, format!("not found: {r}")))
             }
+        })
+    }
+
+    fn list_secrets_by_tag<'a>(
+        &'a self,
+        via: &'a Via,
+        key: &'a str,
+        value: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<Listed>, UpstreamError>> {
+        Box::pin(async move {
+            self.count(via);
+            self.enter().await?;
+            Ok(self.tagged(key, value))
         })
     }
 }
