@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod query;
 pub mod response;
 pub mod routes;
+pub mod sdk;
 
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
