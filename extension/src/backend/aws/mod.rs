@@ -15,6 +15,7 @@
 //! `classify` sorts their errors.
 
 mod classify;
+pub mod endpoints;
 mod operations;
 
 use std::sync::{Arc, Mutex};
