@@ -15,6 +15,9 @@ use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_secrets-sidecar");
 const ACCOUNT_B: &str = "210987654321";
+/// Any id, and any role of account B: `roleArn` is refused unless the allowlist
+/// names the role.
+const ALLOW_B_ROLES: &str = "*,role:arn:aws:iam::210987654321:role/*";
 
 type R = anyhow::Result<()>;
 
@@ -175,6 +178,7 @@ async fn a_role_is_assumed_once_and_what_it_reads_is_cached_apart() -> R {
     let sc = sidecar_on(
         &proxy.endpoint(),
         &[
+            ("SECRETS_SIDECAR_ALLOW", ALLOW_B_ROLES),
             ("SECRETS_SIDECAR_ROLE_EXTERNAL_ID", "ext-4242"),
             ("AWS_LAMBDA_FUNCTION_NAME", "weather-api"),
         ],
@@ -311,7 +315,7 @@ async fn regions_and_roles_are_bounded() -> R {
         region: "us-east-1",
     };
     moto.create_secret_as(in_b, "app/db", "pw-b").await?;
-    let sc = sidecar_on(&proxy.endpoint(), &[]).await?;
+    let sc = sidecar_on(&proxy.endpoint(), &[("SECRETS_SIDECAR_ALLOW", ALLOW_B_ROLES)]).await?;
     proxy.reset_counts();
     for i in 0..8 {
         let r = sc
@@ -334,12 +338,10 @@ async fn regions_and_roles_are_bounded() -> R {
     Ok(())
 }
 
-/// The lead's contract (extension/src/allow.rs `permits_role`, checked in
-/// routes.rs): with `SECRETS_SIDECAR_ALLOW` set, a `roleArn` the list does not name
-/// with `role:PATTERN` is 403 before any call. Not on this branch yet.
+/// A `roleArn` is refused (403) before any call unless `SECRETS_SIDECAR_ALLOW` names
+/// the role with `role:PATTERN`; without an allowlist, no role at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs main's AllowList::permits_role check in routes.rs"]
-async fn the_allowlist_refuses_roles_it_does_not_name() -> R {
+async fn roles_are_assumed_only_when_the_allowlist_names_them() -> R {
     let moto = Moto::start().await?;
     let proxy = FaultProxy::start(moto.port).await?;
     let allowed = role("secret-reader");
@@ -367,5 +369,14 @@ async fn the_allowlist_refuses_roles_it_does_not_name() -> R {
         .await?;
     assert_eq!(ok.status, 200, "{}", ok.text());
     assert_eq!(proxy.count("AssumeRole"), 1, "only the allowed role was assumed");
+    let open = sidecar_on(&proxy.endpoint(), &[]).await?;
+    let refused = open
+        .get(&format!(
+            "/secretsmanager/get?secretId=app/db&roleArn={}",
+            enc(&allowed)
+        ))
+        .await?;
+    assert_eq!(refused.status, 403, "no allowlist: no roles; {}", refused.text());
+    assert_eq!(proxy.count("AssumeRole"), 1);
     Ok(())
 }

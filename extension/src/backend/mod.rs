@@ -112,6 +112,13 @@ pub struct Batch {
     pub errors: Vec<(String, UpstreamError)>,
 }
 
+/// A secret found by ListSecrets: its metadata, no value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    pub name: String,
+    pub arn: String,
+}
+
 /// One page of GetParametersByPath.
 #[derive(Debug, Default)]
 pub struct Page {
@@ -160,6 +167,15 @@ pub trait Upstream: Send + Sync + 'static {
     /// it), asked with metadata-only calls (DescribeSecret, DescribeParameters) that
     /// return no value: what a SnapStart INIT may call.
     fn exists<'a>(&'a self, via: &'a Via, r: &'a SecretRef) -> BoxFuture<'a, Result<(), UpstreamError>>;
+
+    /// Every secret carrying the tag `key` (with exactly `value`, when given), from
+    /// ListSecrets (metadata only), all pages.
+    fn list_secrets_by_tag<'a>(
+        &'a self,
+        via: &'a Via,
+        key: &'a str,
+        value: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<Listed>, UpstreamError>>;
 }
 
 /// Whether `value` answers a request made with `id`: by name, by full ARN, or (for

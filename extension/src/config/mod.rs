@@ -310,6 +310,7 @@ impl Config {
             refresh_ahead: self.refresh_ahead,
             refresh_now_interval: self.refresh_now_interval,
             negative_ttl: self.negative_ttl,
+            allow: self.allow.clone(),
         }
     }
 

@@ -18,6 +18,7 @@
 
 mod classify;
 mod clients;
+pub mod endpoints;
 mod operations;
 
 use std::sync::{Arc, Mutex};

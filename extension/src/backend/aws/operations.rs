@@ -7,7 +7,7 @@ use super::classify::classify;
 use super::clients::Clients;
 use super::AwsUpstream;
 use crate::backend::{
-    Batch, BoxFuture, ErrorKind, Page, ParameterFields, SecretFields, Upstream, UpstreamError, Value, Via,
+    Batch, BoxFuture, ErrorKind, Listed, Page, ParameterFields, SecretFields, Upstream, UpstreamError, Value, Via,
 };
 use crate::model::{arn_region, SecretRef, Selector};
 
@@ -203,6 +203,17 @@ impl Upstream for AwsUpstream {
                     )
                     .await
                 }
+                SecretRef::Tag(_) => {
+                    let (key, value) = r.tag().unwrap_or_default();
+                    let found = self.list_secrets_by_tag(via, key, value).await?;
+                    if found.is_empty() {
+                        return Err(UpstreamError::new(
+                            ErrorKind::NotFound,
+                            format!("no secret carries {r}"),
+                        ));
+                    }
+                    Ok(())
+                }
                 SecretRef::Path(prefix) => {
                     // The Path filter takes the path without its trailing slash.
                     let path = match prefix.trim_end_matches('/') {
@@ -223,7 +234,19 @@ impl Upstream for AwsUpstream {
             }
         })
     }
+
+    fn list_secrets_by_tag<'a>(
+        &'a self,
+        via: &'a Via,
+        key: &'a str,
+        value: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<Listed>, UpstreamError>> {
+        Box::pin(self.list_tagged(via, key, value))
+    }
 }
+
+/// ListSecrets pages read at most for one tag (100 secrets a page).
+const MAX_LIST_PAGES: usize = 100;
 
 impl AwsUpstream {
     /// BatchGetSecretValue of ids that all live in one region.
@@ -280,6 +303,52 @@ impl AwsUpstream {
             batch.errors.push((name, err));
         }
         Ok(batch)
+    }
+
+    /// ListSecrets narrowed by tag-key and tag-value filters, which match prefixes and
+    /// match keys and values independently (a secret tagged `team=x` and `env=weather`
+    /// passes `team` + `weather`): the tags each entry returns are matched exactly here.
+    pub(super) async fn list_tagged(
+        &self,
+        via: &Via,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<Vec<Listed>, UpstreamError> {
+        use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
+        let mut filters = vec![Filter::builder().key(FilterNameStringType::TagKey).values(key).build()];
+        if let Some(v) = value.filter(|v| !v.is_empty()) {
+            filters.push(Filter::builder().key(FilterNameStringType::TagValue).values(v).build());
+        }
+        let mut found = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_LIST_PAGES {
+            let out = {
+                let _permit = permit(&self.sm_permits).await?;
+                self.clients_for(via, None)
+                    .await?
+                    .sm(via.attempts)
+                    .list_secrets()
+                    .set_filters(Some(filters.clone()))
+                    .max_results(100)
+                    .set_next_token(token.take())
+                    .send()
+                    .await
+                    .map_err(classify)?
+            };
+            for entry in out.secret_list.unwrap_or_default() {
+                let tagged = entry.tags().iter().any(|t| {
+                    t.key.as_deref() == Some(key) && value.is_none_or(|v| t.value.as_deref().unwrap_or("") == v)
+                });
+                if let (true, Some(name), Some(arn)) = (tagged, entry.name, entry.arn) {
+                    found.push(Listed { name, arn });
+                }
+            }
+            match out.next_token.filter(|t| !t.is_empty()) {
+                Some(t) => token = Some(t),
+                None => break,
+            }
+        }
+        Ok(found)
     }
 
     /// DescribeParameters with one filter: whether anything matches (metadata only).

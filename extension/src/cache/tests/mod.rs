@@ -4,6 +4,7 @@
 
 mod attempts;
 mod many;
+mod negative;
 
 use std::sync::Arc;
 use std::time::Duration;
