@@ -35,6 +35,9 @@ pub struct BackendSettings {
     pub ssm_timeout: Option<Duration>,
     /// How roles named by `roleArn` are assumed.
     pub roles: RoleSettings,
+    /// Where each service's calls go (`aws::endpoints`); `None`: as the SDK
+    /// configuration says (a configuration given whole, in tests).
+    pub endpoints: Option<aws::endpoints::Endpoints>,
 }
 
 /// What every STS AssumeRole call carries.

@@ -321,6 +321,8 @@ impl Config {
             secrets_manager_timeout: self.secrets_manager.timeout,
             ssm_timeout: self.ssm.timeout,
             roles: self.roles.clone(),
+            // Resolved from the process environment where the clients are built.
+            endpoints: None,
         }
     }
 

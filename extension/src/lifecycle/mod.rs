@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::backend::aws::AwsUpstream;
+use crate::backend::aws::{endpoints, AwsUpstream};
 use crate::backend::CallStats;
 use crate::cache::{Cache, Plan, Report};
 use crate::config::Config;
@@ -78,7 +78,17 @@ impl Running {
         let snapshot = platform == Some(Platform::SnapStart);
         crate::cache::set_spread(config.fleet_spread);
         let calls = Arc::new(CallStats::default());
-        let upstream = Arc::new(AwsUpstream::from_environment(config.backend_settings(), calls.clone()));
+        let mut backend = config.backend_settings();
+        let endpoints = endpoints::resolve(|name| std::env::var(name).ok(), config.http_port);
+        for (var, url) in &endpoints.ignored {
+            warn!(
+                variable = var,
+                %url,
+                "ignored for the sidecar's own calls: it names this sidecar (set SECRETS_SIDECAR_UPSTREAM_ENDPOINT to point the sidecar elsewhere)"
+            );
+        }
+        backend.endpoints = Some(endpoints);
+        let upstream = Arc::new(AwsUpstream::from_environment(backend, calls.clone()));
         if !snapshot {
             upstream.connect().await;
         }

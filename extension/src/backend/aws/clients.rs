@@ -66,14 +66,20 @@ impl Clients {
     }
 
     fn build(sdk: &SdkConfig, settings: &BackendSettings, counter: &AttemptCounter) -> Clients {
-        let sm_config = sm::config::Builder::from(sdk)
+        let mut sm_builder = sm::config::Builder::from(sdk)
             .timeout_config(timeouts(settings.secrets_manager_timeout))
-            .interceptor(counter.clone())
-            .build();
-        let ssm_config = ssm::config::Builder::from(sdk)
+            .interceptor(counter.clone());
+        let mut ssm_builder = ssm::config::Builder::from(sdk)
             .timeout_config(timeouts(settings.ssm_timeout))
-            .interceptor(counter.clone())
-            .build();
+            .interceptor(counter.clone());
+        // Set explicitly, even to "none": the SDK's own environment lookup would
+        // otherwise bring back an endpoint that names this sidecar.
+        if let Some(e) = &settings.endpoints {
+            sm_builder.set_endpoint_url(e.secrets_manager.clone());
+            ssm_builder.set_endpoint_url(e.ssm.clone());
+        }
+        let sm_config = sm_builder.build();
+        let ssm_config = ssm_builder.build();
         let single = RetryConfig::standard().with_max_attempts(1);
         Clients {
             sm_once: sm::Client::from_conf(sm_config.to_builder().retry_config(single.clone()).build()),

@@ -119,6 +119,7 @@ fn upstream_with(
         secrets_manager_timeout: timeout,
         ssm_timeout: timeout,
         roles,
+        endpoints: None,
     };
     let calls = Arc::new(CallStats::default());
     (AwsUpstream::new(&sdk, settings, calls.clone()), calls)
