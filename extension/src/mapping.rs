@@ -35,8 +35,8 @@ pub enum MappingError {
     NoTarget(String),
     #[error("'{0}': {1}")]
     Reference(String, String),
-    #[error("'{0}': ssm-path: names many parameters; map one parameter (ssm:NAME)")]
-    Path(String),
+    #[error("'{0}': a path or a tag names many values; map one secret or parameter")]
+    Many(String),
     #[error("'{0}': the field after '#' is empty")]
     EmptyField(String),
     #[error("'{0}' is not a variable name (letters, digits and '_', not starting with a digit)")]
@@ -131,8 +131,8 @@ fn split(item: &str) -> Result<(&str, SecretRef, Option<String>), MappingError> 
         None => (rest, None),
     };
     let reference = parse_ref(reference).map_err(|e| MappingError::Reference(target.to_owned(), e.to_string()))?;
-    if matches!(reference, SecretRef::Path(_)) {
-        return Err(MappingError::Path(item.to_owned()));
+    if matches!(reference, SecretRef::Path(_) | SecretRef::Tag(_)) {
+        return Err(MappingError::Many(item.to_owned()));
     }
     Ok((target, reference, field))
 }
@@ -195,7 +195,8 @@ mod tests {
             ("DATABASE_URL", "TARGET=source:id"),
             ("=ssm:/x", "TARGET=source:id"),
             ("A=db", "needs a prefix"),
-            ("A=ssm-path:/app/", "ssm-path"),
+            ("A=ssm-path:/app/", "many values"),
+            ("A=secretsmanager-tag:team=x", "many values"),
             ("A=secretsmanager:x#", "field"),
             ("1A=ssm:/x", "variable name"),
             ("A-B=ssm:/x", "variable name"),

@@ -6,12 +6,16 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::{Batch, BoxFuture, ErrorKind, Page, ParameterFields, SecretFields, Upstream, UpstreamError, Value};
+use super::{
+    Attempts, Batch, BoxFuture, ErrorKind, Listed, Page, ParameterFields, SecretFields, Upstream, UpstreamError, Value,
+    Via,
+};
 use crate::model::{SecretRef, Selector};
 
 #[derive(Clone)]
 struct FakeSecret {
     arn: String,
+    tags: Vec<(String, String)>,
     /// (version id, value); the last is AWSCURRENT, the one before AWSPREVIOUS.
     versions: Vec<(String, String)>,
 }
@@ -34,6 +38,8 @@ pub struct FakeUpstream {
     panic_next: std::sync::atomic::AtomicBool,
     pub calls: AtomicUsize,
     pub batch_calls: AtomicUsize,
+    /// Calls made with a single attempt ([`Attempts::Once`]).
+    pub single_attempt_calls: AtomicUsize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -59,7 +65,23 @@ impl FakeUpstream {
     }
 
     pub fn arn_of(name: &str) -> String {
-        format!("arn:aws:secretsmanager:us-east-1:123456789012:secret:{name}-AbCdEf")
+        Self::arn_with_suffix(name, "AbCdEf")
+    }
+
+    pub fn arn_with_suffix(name: &str, suffix: &str) -> String {
+        format!("arn:aws:secretsmanager:us-east-1:123456789012:secret:{name}-{suffix}")
+    }
+
+    /// Creates a secret whose ARN ends in `suffix` (Secrets Manager's random six).
+    pub fn put_secret_with_suffix(&self, name: &str, suffix: &str, value: &str) {
+        lock(&self.secrets).insert(
+            name.to_owned(),
+            FakeSecret {
+                arn: Self::arn_with_suffix(name, suffix),
+                tags: Vec::new(),
+                versions: vec![("v1".to_owned(), value.to_owned())],
+            },
+        );
     }
 
     /// Creates the secret or puts a new AWSCURRENT version.
@@ -67,6 +89,7 @@ impl FakeUpstream {
         let mut secrets = lock(&self.secrets);
         let s = secrets.entry(name.to_owned()).or_insert_with(|| FakeSecret {
             arn: Self::arn_of(name),
+            tags: Vec::new(),
             versions: Vec::new(),
         });
         let version = format!("v{}", s.versions.len() + 1);
@@ -81,6 +104,13 @@ impl FakeUpstream {
         });
         p.kind = kind;
         p.versions.push(value.to_owned());
+    }
+
+    /// Tags an existing secret.
+    pub fn tag_secret(&self, name: &str, key: &str, value: &str) {
+        if let Some(s) = lock(&self.secrets).get_mut(name) {
+            s.tags.push((key.to_owned(), value.to_owned()));
+        }
     }
 
     pub fn delete_secret(&self, name: &str) {
@@ -110,6 +140,32 @@ impl FakeUpstream {
         self.calls.load(SeqCst)
     }
 
+    /// The secrets tagged `key` (= `value`), matched exactly.
+    fn tagged(&self, key: &str, value: Option<&str>) -> Vec<Listed> {
+        let mut found: Vec<Listed> = lock(&self.secrets)
+            .iter()
+            .filter(|(_, s)| {
+                s.tags
+                    .iter()
+                    .any(|(k, v)| k == key && value.is_none_or(|want| want == v))
+            })
+            .map(|(name, s)| Listed {
+                name: name.clone(),
+                arn: s.arn.clone(),
+            })
+            .collect();
+        found.sort_by(|a, b| a.name.cmp(&b.name));
+        found
+    }
+
+    /// Counts a call made `via`.
+    fn count(&self, via: &Via) {
+        self.calls.fetch_add(1, SeqCst);
+        if via.attempts == Attempts::Once {
+            self.single_attempt_calls.fetch_add(1, SeqCst);
+        }
+    }
+
     async fn enter(&self) -> Result<(), UpstreamError> {
         assert!(!self.panic_next.swap(false, SeqCst), "injected panic");
         let latency = *lock(&self.latency);
@@ -125,9 +181,20 @@ impl FakeUpstream {
 
     fn secret(&self, id: &str, selector: &Selector) -> Result<Value, UpstreamError> {
         let secrets = lock(&self.secrets);
+        // As Secrets Manager resolves an id: a full ARN, then a name, then a partial
+        // ARN (the ARN without its `-XXXXXX` suffix).
         let (name, s) = secrets
             .iter()
-            .find(|(name, s)| *name == id || s.arn == id)
+            .find(|(_, s)| s.arn == id)
+            .or_else(|| secrets.iter().find(|(name, _)| *name == id))
+            .or_else(|| {
+                secrets.iter().find(|(_, s)| {
+                    id.starts_with("arn:")
+                        && s.arn
+                            .strip_prefix(id)
+                            .is_some_and(|rest| rest.len() == 7 && rest.starts_with('-'))
+                })
+            })
             .ok_or_else(|| UpstreamError::new(ErrorKind::NotFound, "ResourceNotFoundException"))?;
         let n = s.versions.len();
         let index = match selector {
@@ -183,9 +250,14 @@ impl FakeUpstream {
 }
 
 impl Upstream for FakeUpstream {
-    fn get_secret<'a>(&'a self, id: &'a str, selector: &'a Selector) -> BoxFuture<'a, Result<Value, UpstreamError>> {
+    fn get_secret<'a>(
+        &'a self,
+        via: &'a Via,
+        id: &'a str,
+        selector: &'a Selector,
+    ) -> BoxFuture<'a, Result<Value, UpstreamError>> {
         Box::pin(async move {
-            self.calls.fetch_add(1, SeqCst);
+            self.count(via);
             self.enter().await?;
             self.secret(id, selector)
         })
@@ -193,20 +265,21 @@ impl Upstream for FakeUpstream {
 
     fn get_parameter<'a>(
         &'a self,
+        via: &'a Via,
         name: &'a str,
         selector: &'a Selector,
         decrypt: bool,
     ) -> BoxFuture<'a, Result<Value, UpstreamError>> {
         Box::pin(async move {
-            self.calls.fetch_add(1, SeqCst);
+            self.count(via);
             self.enter().await?;
             self.param(name, selector, decrypt)
         })
     }
 
-    fn batch_get_secrets<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<Batch, UpstreamError>> {
+    fn batch_get_secrets<'a>(&'a self, via: &'a Via, ids: &'a [String]) -> BoxFuture<'a, Result<Batch, UpstreamError>> {
         Box::pin(async move {
-            self.calls.fetch_add(1, SeqCst);
+            self.count(via);
             self.batch_calls.fetch_add(1, SeqCst);
             self.enter().await?;
             let mut batch = Batch::default();
@@ -220,9 +293,14 @@ impl Upstream for FakeUpstream {
         })
     }
 
-    fn get_parameters<'a>(&'a self, names: &'a [String], decrypt: bool) -> BoxFuture<'a, Result<Batch, UpstreamError>> {
+    fn get_parameters<'a>(
+        &'a self,
+        via: &'a Via,
+        names: &'a [String],
+        decrypt: bool,
+    ) -> BoxFuture<'a, Result<Batch, UpstreamError>> {
         Box::pin(async move {
-            self.calls.fetch_add(1, SeqCst);
+            self.count(via);
             self.batch_calls.fetch_add(1, SeqCst);
             self.enter().await?;
             let mut batch = Batch::default();
@@ -238,12 +316,13 @@ impl Upstream for FakeUpstream {
 
     fn get_parameters_by_path<'a>(
         &'a self,
+        via: &'a Via,
         path: &'a str,
         decrypt: bool,
         next_token: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Page, UpstreamError>> {
         Box::pin(async move {
-            self.calls.fetch_add(1, SeqCst);
+            self.count(via);
             self.batch_calls.fetch_add(1, SeqCst);
             self.enter().await?;
             let mut names: Vec<String> = lock(&self.params)
@@ -263,20 +342,37 @@ impl Upstream for FakeUpstream {
         })
     }
 
-    fn exists<'a>(&'a self, r: &'a SecretRef) -> BoxFuture<'a, Result<(), UpstreamError>> {
+    fn exists<'a>(&'a self, via: &'a Via, r: &'a SecretRef) -> BoxFuture<'a, Result<(), UpstreamError>> {
         Box::pin(async move {
-            self.calls.fetch_add(1, SeqCst);
+            self.count(via);
             self.enter().await?;
             let found = match r {
                 SecretRef::Secret(id) => lock(&self.secrets).iter().any(|(n, s)| n == id || s.arn == *id),
                 SecretRef::Parameter(name) => lock(&self.params).contains_key(name),
                 SecretRef::Path(prefix) => lock(&self.params).keys().any(|n| n.starts_with(prefix.as_str())),
+                SecretRef::Tag(_) => {
+                    let (key, value) = r.tag().unwrap_or_default();
+                    !self.tagged(key, value).is_empty()
+                }
             };
             if found {
                 Ok(())
             } else {
                 Err(UpstreamError::new(ErrorKind::NotFound, format!("not found: {r}")))
             }
+        })
+    }
+
+    fn list_secrets_by_tag<'a>(
+        &'a self,
+        via: &'a Via,
+        key: &'a str,
+        value: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<Listed>, UpstreamError>> {
+        Box::pin(async move {
+            self.count(via);
+            self.enter().await?;
+            Ok(self.tagged(key, value))
         })
     }
 }

@@ -22,7 +22,7 @@ pub use calls::{Api, CallStats};
 pub use error::{ErrorKind, UpstreamError};
 pub use value::{NotJsonObject, ParameterFields, SecretFields, Value, ValueMeter};
 
-use crate::model::{SecretRef, Selector};
+use crate::model::{Scope, SecretRef, Selector};
 
 /// The backend's view of the configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +40,33 @@ pub const MAX_SECRETS_PER_BATCH: usize = 20;
 /// GetParameters takes at most 10 names.
 pub const MAX_PARAMETERS_PER_BATCH: usize = 10;
 
+/// How one upstream call is made: in which account, region and role, and how many
+/// attempts the SDK may spend on it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Via {
+    pub scope: Scope,
+    pub attempts: Attempts,
+}
+
+impl Via {
+    /// The function's own scope, with the SDK's retries.
+    pub const HOME: Via = Via {
+        scope: Scope::HOME,
+        attempts: Attempts::Retried,
+    };
+}
+
+/// Whether the SDK may retry a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Attempts {
+    /// Nothing to serve meanwhile (a cold miss, the prefetch): the SDK's retries.
+    Retried,
+    /// A value is in hand and served meanwhile: one attempt, and the cache's own
+    /// backoff paces the next. Retrying inside the call would multiply calls
+    /// exactly when AWS throttles.
+    Once,
+}
+
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Values returned by a batch call, plus the ids the service reported as failed.
@@ -47,6 +74,13 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub struct Batch {
     pub values: Vec<Value>,
     pub errors: Vec<(String, UpstreamError)>,
+}
+
+/// A secret found by ListSecrets: its metadata, no value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    pub name: String,
+    pub arn: String,
 }
 
 /// One page of GetParametersByPath.
@@ -58,24 +92,36 @@ pub struct Page {
 
 /// The operations the sidecar uses. Each call is one upstream API operation.
 pub trait Upstream: Send + Sync + 'static {
-    fn get_secret<'a>(&'a self, id: &'a str, selector: &'a Selector) -> BoxFuture<'a, Result<Value, UpstreamError>>;
+    fn get_secret<'a>(
+        &'a self,
+        via: &'a Via,
+        id: &'a str,
+        selector: &'a Selector,
+    ) -> BoxFuture<'a, Result<Value, UpstreamError>>;
 
     fn get_parameter<'a>(
         &'a self,
+        via: &'a Via,
         name: &'a str,
         selector: &'a Selector,
         decrypt: bool,
     ) -> BoxFuture<'a, Result<Value, UpstreamError>>;
 
     /// AWSCURRENT of up to [`MAX_SECRETS_PER_BATCH`] secrets.
-    fn batch_get_secrets<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<Batch, UpstreamError>>;
+    fn batch_get_secrets<'a>(&'a self, via: &'a Via, ids: &'a [String]) -> BoxFuture<'a, Result<Batch, UpstreamError>>;
 
     /// Latest version of up to [`MAX_PARAMETERS_PER_BATCH`] parameters.
-    fn get_parameters<'a>(&'a self, names: &'a [String], decrypt: bool) -> BoxFuture<'a, Result<Batch, UpstreamError>>;
+    fn get_parameters<'a>(
+        &'a self,
+        via: &'a Via,
+        names: &'a [String],
+        decrypt: bool,
+    ) -> BoxFuture<'a, Result<Batch, UpstreamError>>;
 
     /// One page of every parameter under `path`, recursively.
     fn get_parameters_by_path<'a>(
         &'a self,
+        via: &'a Via,
         path: &'a str,
         decrypt: bool,
         next_token: Option<&'a str>,
@@ -84,7 +130,16 @@ pub trait Upstream: Send + Sync + 'static {
     /// Whether `r` names something that exists (a path: at least one parameter under
     /// it), asked with metadata-only calls (DescribeSecret, DescribeParameters) that
     /// return no value: what a SnapStart INIT may call.
-    fn exists<'a>(&'a self, r: &'a SecretRef) -> BoxFuture<'a, Result<(), UpstreamError>>;
+    fn exists<'a>(&'a self, via: &'a Via, r: &'a SecretRef) -> BoxFuture<'a, Result<(), UpstreamError>>;
+
+    /// Every secret carrying the tag `key` (with exactly `value`, when given), from
+    /// ListSecrets (metadata only), all pages.
+    fn list_secrets_by_tag<'a>(
+        &'a self,
+        via: &'a Via,
+        key: &'a str,
+        value: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<Listed>, UpstreamError>>;
 }
 
 /// Whether `value` answers a request made with `id`: by name, by full ARN, or (for

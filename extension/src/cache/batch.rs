@@ -16,7 +16,9 @@ use tracing::{debug, error};
 use super::flight::{fetch_one, FlightHandle};
 use super::key::Decrypt;
 use super::Cache;
-use crate::backend::{answers, Batch, Upstream, UpstreamError, Value, MAX_PARAMETERS_PER_BATCH, MAX_SECRETS_PER_BATCH};
+use crate::backend::{
+    answers, Batch, Upstream, UpstreamError, Value, Via, MAX_PARAMETERS_PER_BATCH, MAX_SECRETS_PER_BATCH,
+};
 use crate::model::Source;
 
 /// What happened to a set of keys.
@@ -45,7 +47,7 @@ impl Tally {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Api {
     Secrets,
     Parameters { decrypt: bool },
@@ -67,27 +69,29 @@ fn api_of(h: &FlightHandle) -> Api {
 /// until done; the SDK's own timeouts bound each call). Work still in flight then is
 /// cancelled and waited for, so on return no fetch of these keys is registered any more.
 pub(super) async fn fetch_all(cache: &Cache, handles: Vec<FlightHandle>, deadline: Option<Instant>) -> Tally {
-    let mut secrets = Vec::new();
-    let mut decrypted = Vec::new();
-    let mut plain = Vec::new();
+    // Keys batch together only when they share an API and a way of calling it
+    // (scope, attempts).
+    let mut groups: Vec<(Api, Via, Vec<FlightHandle>)> = Vec::new();
     let mut singles = Vec::new();
     for h in handles {
-        match api_of(&h) {
-            Api::Secrets => secrets.push(h),
-            Api::Parameters { decrypt: true } => decrypted.push(h),
-            Api::Parameters { decrypt: false } => plain.push(h),
-            Api::Single => singles.push(h),
+        let api = api_of(&h);
+        if matches!(api, Api::Single) {
+            singles.push(h);
+            continue;
+        }
+        let via = h.via();
+        match groups.iter_mut().find(|(a, v, _)| *a == api && *v == via) {
+            Some((_, _, members)) => members.push(h),
+            None => groups.push((api, via, vec![h])),
         }
     }
     let mut jobs: Vec<(Api, Vec<FlightHandle>)> = Vec::new();
-    jobs.extend(
-        chunks(secrets, MAX_SECRETS_PER_BATCH)
-            .into_iter()
-            .map(|c| (Api::Secrets, c)),
-    );
-    for (handles, decrypt) in [(decrypted, true), (plain, false)] {
-        let api = Api::Parameters { decrypt };
-        jobs.extend(chunks(handles, MAX_PARAMETERS_PER_BATCH).into_iter().map(|c| (api, c)));
+    for (api, _, members) in groups {
+        let size = match api {
+            Api::Secrets => MAX_SECRETS_PER_BATCH,
+            _ => MAX_PARAMETERS_PER_BATCH,
+        };
+        jobs.extend(chunks(members, size).into_iter().map(|c| (api, c)));
     }
     jobs.extend(singles.into_iter().map(|h| (Api::Single, vec![h])));
 
@@ -148,9 +152,10 @@ fn chunks(mut items: Vec<FlightHandle>, size: usize) -> Vec<Vec<FlightHandle>> {
 
 async fn batch(upstream: Arc<dyn Upstream>, handles: Vec<FlightHandle>, api: Api) -> Tally {
     let ids: Vec<String> = handles.iter().map(|h| h.fetch_id().to_string()).collect();
+    let via = handles.first().map_or(Via::HOME, FlightHandle::via);
     let result = match api {
-        Api::Secrets => upstream.batch_get_secrets(&ids).await,
-        Api::Parameters { decrypt } => upstream.get_parameters(&ids, decrypt).await,
+        Api::Secrets => upstream.batch_get_secrets(&via, &ids).await,
+        Api::Parameters { decrypt } => upstream.get_parameters(&via, &ids, decrypt).await,
         Api::Single => return one_by_one(upstream, handles).await,
     };
     match result {
@@ -194,7 +199,7 @@ async fn settle(upstream: Arc<dyn Upstream>, handles: Vec<FlightHandle>, batch: 
 async fn one_by_one(upstream: Arc<dyn Upstream>, handles: Vec<FlightHandle>) -> Tally {
     let mut tally = Tally::default();
     for h in handles {
-        let result = fetch_one(&*upstream, h.key(), h.fetch_id()).await;
+        let result = fetch_one(&*upstream, &h.via(), h.key(), h.fetch_id()).await;
         tally.finish(h, result);
     }
     tally

@@ -125,6 +125,14 @@ impl Entry {
 /// Exponential backoff with "equal jitter": half the step is fixed, half random, so
 /// retries of many keys spread out but never collapse to zero.
 pub(super) fn backoff(failures: u32) -> Duration {
+    backoff_with(failures, jitter::spreading())
+}
+
+/// [`backoff`], or without spreading a fixed [`BACKOFF_BASE`] (the naive baseline).
+fn backoff_with(failures: u32, spread: bool) -> Duration {
+    if !spread {
+        return BACKOFF_BASE;
+    }
     let exp = failures.saturating_sub(1).min(16);
     let step = BACKOFF_BASE.saturating_mul(1u32 << exp).min(BACKOFF_MAX);
     let half = step / 2;
@@ -166,5 +174,13 @@ mod tests {
         }
         assert!(backoff(1) <= Duration::from_secs(1));
         assert!(backoff(100) >= BACKOFF_MAX / 2);
+    }
+
+    #[test]
+    fn without_spreading_the_backoff_is_fixed() {
+        for failures in [1, 2, 10, 100] {
+            assert_eq!(backoff_with(failures, false), BACKOFF_BASE);
+        }
+        assert!(backoff_with(10, true) > BACKOFF_BASE);
     }
 }

@@ -16,9 +16,10 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::entry::Entry;
+use super::jitter;
 use super::key::Key;
 use super::Cache;
-use crate::backend::{Upstream, UpstreamError, Value};
+use crate::backend::{Attempts, ErrorKind, Upstream, UpstreamError, Value, Via};
 use crate::model::Source;
 
 pub(super) type FlightResult = Result<Arc<Value>, UpstreamError>;
@@ -54,6 +55,9 @@ pub(super) struct FetchFor {
     pub(super) pinned: bool,
     /// A request is waiting for it, so the new value counts as used.
     pub(super) served: bool,
+    /// A value is in hand and served meanwhile (a refresh, or a revalidation that
+    /// may serve stale): one attempt, no SDK retries.
+    pub(super) held: bool,
 }
 
 impl FetchFor {
@@ -64,7 +68,13 @@ impl FetchFor {
             store,
             pinned: false,
             served: true,
+            held: false,
         }
+    }
+
+    /// A request's fetch while `held` says whether a value can be served if it fails.
+    pub(super) fn holding(self, held: bool) -> FetchFor {
+        FetchFor { held, ..self }
     }
 
     /// Start-up prefetch.
@@ -73,6 +83,7 @@ impl FetchFor {
         store: true,
         pinned: true,
         served: false,
+        held: false,
     };
     /// Background refresh-ahead.
     pub(super) const REFRESH: FetchFor = FetchFor {
@@ -80,6 +91,7 @@ impl FetchFor {
         store: true,
         pinned: false,
         served: false,
+        held: true,
     };
 }
 
@@ -179,6 +191,29 @@ impl Cache {
         value
     }
 
+    /// Lets a fetched value through when the allowlist permits the identity AWS
+    /// returned for it; otherwise drops it at once (its buffers are zeroized as it
+    /// goes) and answers `NotAllowed`, so nothing stores, aliases or serves it.
+    pub(super) fn admit(&self, key: &Key, fetch_id: &str, value: Value) -> Result<Value, UpstreamError> {
+        let Some(allow) = &self.inner.settings.allow else {
+            return Ok(value);
+        };
+        if allow.permits_value(key.source, &value) {
+            return Ok(value);
+        }
+        warn!(
+            source = key.source.label(),
+            id = %fetch_id,
+            returned = %value.name,
+            "refused: AWS answered with a secret outside the allowlist"
+        );
+        drop(value);
+        Err(UpstreamError::new(
+            ErrorKind::NotAllowed,
+            format!("'{fetch_id}' names a secret outside SECRETS_SIDECAR_ALLOW"),
+        ))
+    }
+
     /// Single-flight fetch of one key in a task the cache owns; returns the receiver
     /// to wait on.
     pub(super) fn fly(&self, key: Key, fetch_id: Arc<str>, how: FetchFor) -> FlightRx {
@@ -188,7 +223,7 @@ impl Cache {
                 let rx = handle.subscribe();
                 let upstream = self.upstream().clone();
                 self.spawn(async move {
-                    let result = fetch_one(&*upstream, &handle.key, &handle.fetch_id).await;
+                    let result = fetch_one(&*upstream, &handle.via(), &handle.key, &handle.fetch_id).await;
                     let _ = handle.finish(result);
                 });
                 rx
@@ -209,10 +244,14 @@ pub(super) async fn wait(mut rx: FlightRx) -> FlightResult {
 }
 
 /// Fetches one key upstream with `id` (the id the entry is refreshed with).
-pub(super) async fn fetch_one(upstream: &dyn Upstream, key: &Key, id: &str) -> Result<Value, UpstreamError> {
+pub(super) async fn fetch_one(upstream: &dyn Upstream, via: &Via, key: &Key, id: &str) -> Result<Value, UpstreamError> {
     match key.source {
-        Source::SecretsManager => upstream.get_secret(id, &key.selector).await,
-        Source::Ssm => upstream.get_parameter(id, &key.selector, key.decrypt.as_flag()).await,
+        Source::SecretsManager => upstream.get_secret(via, id, &key.selector).await,
+        Source::Ssm => {
+            upstream
+                .get_parameter(via, id, &key.selector, key.decrypt.as_flag())
+                .await
+        }
     }
 }
 
@@ -234,6 +273,20 @@ impl FlightHandle {
         &self.fetch_id
     }
 
+    /// How this fetch calls upstream: in its key's scope; once when a value is in
+    /// hand (unless spreading is off: the naive baseline retries everything).
+    pub(super) fn via(&self) -> Via {
+        let attempts = if self.how.held && jitter::spreading() {
+            Attempts::Once
+        } else {
+            Attempts::Retried
+        };
+        Via {
+            scope: self.key.scope.clone(),
+            attempts,
+        }
+    }
+
     pub(super) fn subscribe(&self) -> FlightRx {
         match &self.tx {
             Some(tx) => tx.subscribe(),
@@ -244,7 +297,7 @@ impl FlightHandle {
     /// Stores or records the result, then wakes everyone waiting on this key.
     pub(super) fn finish(mut self, result: Result<Value, UpstreamError>) -> FlightResult {
         let cache = self.cache.clone();
-        let result = match result {
+        let result = match result.and_then(|value| cache.admit(&self.key, &self.fetch_id, value)) {
             Ok(value) => {
                 let value = cache.keep(&self.key, &self.fetch_id, value, self.how);
                 debug!(
@@ -257,7 +310,16 @@ impl FlightHandle {
             }
             Err(error) => {
                 cache.inner.stats.upstream_error(error.kind);
-                cache.inner.store.record_failure(&self.key, &error, Instant::now());
+                let now = Instant::now();
+                cache.inner.store.record_failure(&self.key, &error, now);
+                let negative_ttl = cache.inner.settings.negative_ttl;
+                let caches = self.how.store && cache.inner.settings.caches(self.key.source);
+                if error.kind.is_negative() && caches && !negative_ttl.is_zero() && !cache.closed() {
+                    cache
+                        .inner
+                        .store
+                        .remember_negative(&self.key, &error, now + negative_ttl);
+                }
                 warn!(
                     source = self.key.source.label(),
                     id = %self.fetch_id,

@@ -6,18 +6,33 @@
 //! the operating system; the restore calls it. Not for anything secret: a splitmix64
 //! sequence over one atomic counter, shared by every thread.
 //!
+//! [`set_spread`] turns all of it off (`SECRETS_SIDECAR_FLEET_SPREAD=off`): no
+//! refresh offset, fixed retry intervals, the SDK's retries on every call, no prefetch
+//! retries. That is the naive fleet the fleet benchmark measures against.
+//!
 //! Retries draw per call. The refresh-ahead point is shifted by one offset per
 //! process (per environment), drawn with the seed: environments spread apart, while
 //! the keys of one environment stay due together and refresh in one batch.
 
 use std::io::Read;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Once;
 
 static STATE: AtomicU64 = AtomicU64::new(0);
 static SEEDED: Once = Once::new();
 /// This process's refresh offset in [0, 1), as `f64` bits.
 static OFFSET: AtomicU64 = AtomicU64::new(0);
+static SPREAD: AtomicBool = AtomicBool::new(true);
+
+/// Turns spreading on (the default) or off, for the whole process.
+pub fn set_spread(on: bool) {
+    SPREAD.store(on, Relaxed);
+}
+
+/// Whether retries and refreshes are spread out (see the module header).
+pub(super) fn spreading() -> bool {
+    SPREAD.load(Relaxed)
+}
 
 /// A fresh seed from the OS, or (without `/dev/urandom`) from the clock and pid.
 fn entropy() -> u64 {
@@ -53,6 +68,9 @@ pub(super) fn unit() -> f64 {
 
 /// This process's position in the refresh jitter window, in [0, 1).
 pub(super) fn refresh_offset() -> f64 {
+    if !spreading() {
+        return 0.0;
+    }
     SEEDED.call_once(seed);
     f64::from_bits(OFFSET.load(Relaxed))
 }

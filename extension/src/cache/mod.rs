@@ -14,7 +14,11 @@
 //!    named it, evicting the least recently used entries past the size bound (`store`);
 //! 5. a transient failure with a value held within `MAX_STALE` serves that value,
 //!    marked stale, and backs the entry off; a definitive one (not found, access
-//!    denied) removes the entry and is returned (`policy`, `entry`).
+//!    denied) removes the entry and is returned (`policy`, `entry`), and is
+//!    remembered for the negative TTL under the id that asked (`store`);
+//! 6. with an allowlist, a fetched value whose identity (the name and ARN AWS
+//!    returned) it does not permit is dropped before anything else sees it, and
+//!    answers as a definitive `NotAllowed` failure (`flight`).
 //!
 //! Every [`Answer`] carries the identity AWS returned (name, ARN) so a caller can
 //! decide on it before serving. `shutdown` cancels and waits for every task the
@@ -40,12 +44,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use jitter::reseed as reseed_jitter;
+pub use jitter::{reseed as reseed_jitter, set_spread};
 pub use key::{Decrypt, Key};
 pub use prefetch::{Plan, Report};
 pub use refresh::Refreshed;
 pub use stats::{CacheStats, Outcome};
 
+use crate::allow::AllowList;
 use crate::backend::{Upstream, UpstreamError, Value, ValueMeter};
 use crate::model::{SecretRef, Source};
 use flight::Flights;
@@ -61,6 +66,12 @@ pub struct CacheSettings {
     pub max_stale: Duration,
     pub refresh_ahead: f64,
     pub refresh_now_interval: Duration,
+    /// How long a definitive failure (not found, access denied, not allowed) is
+    /// remembered; zero: not at all.
+    pub negative_ttl: Duration,
+    /// `SECRETS_SIDECAR_ALLOW`, applied to what AWS returns before anything is
+    /// stored or served.
+    pub allow: Option<AllowList>,
 }
 
 impl CacheSettings {
@@ -88,6 +99,8 @@ impl CacheSettings {
             max_stale: Duration::from_secs(60),
             refresh_ahead: 0.5,
             refresh_now_interval: Duration::from_secs(1),
+            negative_ttl: Duration::ZERO,
+            allow: None,
         }
     }
 }

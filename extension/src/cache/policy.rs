@@ -43,6 +43,9 @@ pub(super) async fn get(cache: &Cache, requested: &Key, freshness: Freshness) ->
         return Ok(Answer::fetched(wait(rx).await?, Outcome::Bypass));
     }
     let Some((entry, decrypt)) = inner.store.find(&key) else {
+        if let Some(error) = negative(cache, &key, freshness, now) {
+            return Err(error);
+        }
         return miss(cache, key.into_owned(), requested).await;
     };
     entry.touch(inner.store.now_ms(now));
@@ -70,6 +73,17 @@ pub(super) async fn get(cache: &Cache, requested: &Key, freshness: Freshness) ->
         return settle(cache, result, Outcome::Miss, Some(&entry), now);
     }
     revalidate(cache, key, entry, now, false).await
+}
+
+/// A definitive failure remembered for `key` within the negative TTL, unless the
+/// request forces a refresh.
+fn negative(cache: &Cache, key: &Key, freshness: Freshness, now: Instant) -> Option<UpstreamError> {
+    if freshness == Freshness::Latest {
+        return None;
+    }
+    let error = cache.inner.store.negative(key, now)?;
+    cache.inner.stats.negative_hit();
+    Some(error)
 }
 
 /// The key an entry found by [`super::store::Store::find`] is stored under.
@@ -136,7 +150,9 @@ async fn revalidate(
     now: Instant,
     forced: bool,
 ) -> Result<Answer, UpstreamError> {
-    let rx = cache.fly(key, entry.fetch_id.clone(), FetchFor::request(forced, true));
+    let servable = entry.within_stale_limit(now, cache.inner.settings.max_stale);
+    let how = FetchFor::request(forced, true).holding(servable);
+    let rx = cache.fly(key, entry.fetch_id.clone(), how);
     let result = wait(rx).await;
     settle(cache, result, Outcome::Miss, Some(&entry), now)
 }
@@ -210,10 +226,20 @@ pub(super) async fn get_many(cache: &Cache, keys: &[Key], freshness: Freshness) 
                 }
                 (stored_key(key, decrypt), entry.fetch_id.clone(), Some(entry), forced)
             }
-            None => (key, requested.id.clone(), None, false),
+            None => {
+                if let Some(error) = caches.then(|| negative(cache, &key, freshness, now)).flatten() {
+                    answers[index] = Some(Err(error));
+                    continue;
+                }
+                (key, requested.id.clone(), None, false)
+            }
         };
         let outcome = if caches { Outcome::Miss } else { Outcome::Bypass };
-        let rx = match cache.begin(flight_key, fetch_id, FetchFor::request(forced, caches)) {
+        let servable = held
+            .as_ref()
+            .is_some_and(|e| e.within_stale_limit(now, inner.settings.max_stale));
+        let how = FetchFor::request(forced, caches).holding(servable);
+        let rx = match cache.begin(flight_key, fetch_id, how) {
             Begun::Joined(rx) => rx,
             Begun::New(handle) => {
                 let rx = handle.subscribe();

@@ -34,6 +34,9 @@ pub(super) struct Store {
     /// Other scopes (other regions, accounts, roles): a name means a different
     /// secret in each, so their aliases never mix with the home scope's.
     scoped_aliases: Map<(Scope, Source, Box<str>), Arc<str>>,
+    /// Definitive failures (not found, access denied, not allowed) by the key that
+    /// asked, until when they stand: the negative cache. No values here.
+    negatives: Map<Key, (UpstreamError, Instant)>,
     /// Milliseconds on the eviction clock count from here.
     epoch: Instant,
 }
@@ -45,6 +48,7 @@ impl Store {
             entries: Map::default(),
             aliases: [Map::default(), Map::default()],
             scoped_aliases: Map::default(),
+            negatives: Map::default(),
             epoch: Instant::now(),
         }
     }
@@ -115,6 +119,9 @@ impl Store {
         for from in [&**fetch_id, &*value.name, &*value.arn] {
             self.alias(&key.scope, source, from, &canonical);
         }
+        if !self.negatives.is_empty() {
+            self.negatives.remove(flight_key);
+        }
         if key != *flight_key {
             self.entries.remove(flight_key);
         }
@@ -159,6 +166,28 @@ impl Store {
         } else {
             self.entries.remove(key);
         }
+    }
+
+    /// Remembers a definitive failure of `key` until `until`.
+    pub(super) fn remember_negative(&self, key: &Key, error: &UpstreamError, until: Instant) {
+        // A shortcut like the aliases: past its bound, forget them all.
+        if self.negatives.len() > 4 * self.capacity + 64 {
+            self.negatives.clear();
+        }
+        self.negatives.insert(key.clone(), (error.clone(), until));
+    }
+
+    /// The failure remembered for `key`, while it stands.
+    pub(super) fn negative(&self, key: &Key, now: Instant) -> Option<UpstreamError> {
+        if self.negatives.is_empty() {
+            return None;
+        }
+        let (error, until) = self.negatives.get(key).map(|n| n.value().clone())?;
+        if now < until {
+            return Some(error);
+        }
+        self.negatives.remove_if(key, |_, (_, u)| *u == until);
+        None
     }
 
     /// Evicts the least recently used entries once the size bound is passed. Large
@@ -225,6 +254,7 @@ impl Store {
             map.clear();
         }
         self.scoped_aliases.clear();
+        self.negatives.clear();
     }
 }
 

@@ -31,6 +31,11 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 3;
 pub const MAX_MAX_CONNECTIONS: usize = 1000;
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(900);
+/// Not-found and access-denied answers are remembered this long: a function hammering
+/// a missing id costs one call per interval, and a secret created meanwhile shows up
+/// within it.
+pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(5);
+pub const MAX_NEGATIVE_TTL: Duration = Duration::from_secs(3600);
 pub const MAX_MAX_STALE: Duration = Duration::from_secs(7 * 86_400);
 pub const DEFAULT_REFRESH_AHEAD: f64 = 0.75;
 pub const MIN_REFRESH_AHEAD: f64 = 0.1;
@@ -65,6 +70,8 @@ pub mod vars {
     pub const INIT_TIMEOUT: &str = "SECRETS_SIDECAR_INIT_TIMEOUT_MILLIS";
     pub const MAX_CLIENT_CONNECTIONS: &str = "SECRETS_SIDECAR_MAX_CLIENT_CONNECTIONS";
     pub const REFRESH_NOW_INTERVAL: &str = "SECRETS_SIDECAR_REFRESH_NOW_INTERVAL_MILLIS";
+    pub const NEGATIVE_TTL: &str = "SECRETS_SIDECAR_NEGATIVE_TTL";
+    pub const FLEET_SPREAD: &str = "SECRETS_SIDECAR_FLEET_SPREAD";
     pub const TOKEN: &str = "SECRETS_SIDECAR_TOKEN";
     pub const ENV: &str = "SECRETS_SIDECAR_ENV";
     pub const FILES: &str = "SECRETS_SIDECAR_FILES";
@@ -128,6 +135,11 @@ pub struct Config {
     pub files: Vec<FileMapping>,
     /// Write CloudWatch Embedded Metric Format lines (off by default: custom metrics cost money).
     pub emf: bool,
+    /// Zero: definitive failures are not remembered.
+    pub negative_ttl: Duration,
+    /// Refresh offsets, retry jitter and backoff, single-attempt refreshes and
+    /// prefetch retries; off only to measure what they save (the fleet benchmark).
+    pub fleet_spread: bool,
 }
 
 /// One invalid variable. The value itself is never echoed: some variables
@@ -224,6 +236,8 @@ impl Config {
             Duration::ZERO,
             MAX_REFRESH_NOW_INTERVAL,
         );
+        let negative_ttl = r.seconds(vars::NEGATIVE_TTL, DEFAULT_NEGATIVE_TTL, MAX_NEGATIVE_TTL);
+        let fleet_spread = r.on_off(vars::FLEET_SPREAD, true);
 
         let env_mappings = match r.raw(vars::ENV).map(|v| parse_env(&v)) {
             None => Vec::new(),
@@ -263,6 +277,8 @@ impl Config {
             env_mappings,
             files,
             emf,
+            negative_ttl,
+            fleet_spread,
         };
         config.check_consistency(&mut r);
         if r.errors.is_empty() {
@@ -318,6 +334,8 @@ impl Config {
             max_stale: self.max_stale,
             refresh_ahead: self.refresh_ahead,
             refresh_now_interval: self.refresh_now_interval,
+            negative_ttl: self.negative_ttl,
+            allow: self.allow.clone(),
         }
     }
 

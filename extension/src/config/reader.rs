@@ -76,6 +76,19 @@ impl<E: Env> Reader<'_, E> {
         }
     }
 
+    /// `on`/`off` (or `true`/`false`).
+    pub(super) fn on_off(&mut self, var: &'static str, default: bool) -> bool {
+        match self.raw(var) {
+            None => default,
+            Some(v) if v.eq_ignore_ascii_case("on") || v.eq_ignore_ascii_case("true") => true,
+            Some(v) if v.eq_ignore_ascii_case("off") || v.eq_ignore_ascii_case("false") => false,
+            Some(_) => {
+                self.fail(var, "expected on or off");
+                default
+            }
+        }
+    }
+
     pub(super) fn integer(&mut self, var: &'static str, default: u64, min: u64, max: u64, unit: &str) -> u64 {
         match self.raw(var) {
             None => default,

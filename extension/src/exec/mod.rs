@@ -218,7 +218,9 @@ fn token() -> Option<Zeroizing<String>> {
 pub fn request_path(reference: &SecretRef, field: Option<&str>) -> String {
     let base = match reference {
         SecretRef::Secret(id) => format!("/secretsmanager/get?secretId={}", encode(id)),
-        SecretRef::Parameter(id) | SecretRef::Path(id) => {
+        // Paths and tags never reach here (`mapping` refuses them); asked for as a
+        // parameter, the sidecar would answer a clear not-found.
+        SecretRef::Parameter(id) | SecretRef::Path(id) | SecretRef::Tag(id) => {
             format!("/systemsmanager/parameters/get?name={}&withDecryption=true", encode(id))
         }
     };

@@ -85,6 +85,7 @@ impl Running {
         platform: Option<Platform>,
     ) -> Arc<Running> {
         let snapshot = platform == Some(Platform::SnapStart);
+        crate::cache::set_spread(config.fleet_spread);
         let calls = Arc::new(CallStats::default());
         let upstream = Arc::new(AwsUpstream::from_environment(config.backend_settings(), calls.clone()));
         if !snapshot {

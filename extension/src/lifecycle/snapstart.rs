@@ -20,7 +20,7 @@ use tracing::{error, info};
 
 use super::platform::Platform;
 use super::{describe_missing, lock, Running};
-use crate::backend::Upstream;
+use crate::backend::{Upstream, Via};
 use crate::cache::reseed_jitter;
 use crate::model::SecretRef;
 
@@ -36,7 +36,7 @@ impl Running {
         for r in self.config.required.iter().cloned() {
             let upstream = self.upstream.clone();
             checks.spawn(async move {
-                let result = upstream.exists(&r).await;
+                let result = upstream.exists(&Via::HOME, &r).await;
                 (r, result)
             });
         }

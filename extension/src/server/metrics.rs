@@ -248,6 +248,12 @@ impl Snapshot<'_> {
                 stats.evictions(),
             ),
             (
+                "negative_hits_total",
+                "counter",
+                "Requests answered from a remembered not-found, access-denied or not-allowed answer.",
+                stats.negative_hits(),
+            ),
+            (
                 "cache_entries",
                 "gauge",
                 "Entries in the cache.",

@@ -34,7 +34,7 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use tokio::sync::Semaphore;
 
-use super::{Api, BackendSettings, CallStats};
+use super::{Api, Attempts, BackendSettings, CallStats, ErrorKind, UpstreamError, Via};
 
 /// SDK retries inside one operation: short, because a request may be waiting and
 /// the cache's own backoff handles longer outages.
@@ -65,10 +65,30 @@ enum Source {
     Given(Box<SdkConfig>),
 }
 
-/// Clients for both services on one SDK configuration.
+/// Clients for both services on one SDK configuration, each twice: with the SDK's
+/// retries, and with a single attempt (see [`Attempts`]). Clients are cheap
+/// handles: all four share the HTTP connector and the credentials cache.
 struct Clients {
     sm: sm::Client,
     ssm: ssm::Client,
+    sm_once: sm::Client,
+    ssm_once: ssm::Client,
+}
+
+impl Clients {
+    fn sm(&self, attempts: Attempts) -> &sm::Client {
+        match attempts {
+            Attempts::Retried => &self.sm,
+            Attempts::Once => &self.sm_once,
+        }
+    }
+
+    fn ssm(&self, attempts: Attempts) -> &ssm::Client {
+        match attempts {
+            Attempts::Retried => &self.ssm,
+            Attempts::Once => &self.ssm_once,
+        }
+    }
 }
 
 /// Loads the shared SDK configuration from the environment.
@@ -143,6 +163,17 @@ impl AwsUpstream {
         clients
     }
 
+    /// The clients for `via`'s scope.
+    async fn clients_for(&self, via: &Via) -> Result<Arc<Clients>, UpstreamError> {
+        if !via.scope.is_home() {
+            return Err(UpstreamError::new(
+                ErrorKind::Invalid,
+                "other regions, accounts and roles are not served yet",
+            ));
+        }
+        Ok(self.clients().await)
+    }
+
     fn build(&self, sdk: &SdkConfig) -> Clients {
         let counter = AttemptCounter {
             calls: self.calls.clone(),
@@ -167,7 +198,10 @@ impl AwsUpstream {
             .timeout_config(timeouts(self.settings.ssm_timeout))
             .interceptor(counter)
             .build();
+        let single = RetryConfig::standard().with_max_attempts(1);
         Clients {
+            sm_once: sm::Client::from_conf(sm_config.to_builder().retry_config(single.clone()).build()),
+            ssm_once: ssm::Client::from_conf(ssm_config.to_builder().retry_config(single).build()),
             sm: sm::Client::from_conf(sm_config),
             ssm: ssm::Client::from_conf(ssm_config),
         }

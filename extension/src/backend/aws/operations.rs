@@ -6,7 +6,7 @@ use tokio::sync::Semaphore;
 use super::classify::classify;
 use super::AwsUpstream;
 use crate::backend::{
-    Batch, BoxFuture, ErrorKind, Page, ParameterFields, SecretFields, Upstream, UpstreamError, Value,
+    Batch, BoxFuture, ErrorKind, Listed, Page, ParameterFields, SecretFields, Upstream, UpstreamError, Value, Via,
 };
 use crate::model::{SecretRef, Selector};
 
@@ -57,10 +57,16 @@ fn parameter_value(p: ssm::types::Parameter) -> Result<Value, UpstreamError> {
 }
 
 impl Upstream for AwsUpstream {
-    fn get_secret<'a>(&'a self, id: &'a str, selector: &'a Selector) -> BoxFuture<'a, Result<Value, UpstreamError>> {
+    fn get_secret<'a>(
+        &'a self,
+        via: &'a Via,
+        id: &'a str,
+        selector: &'a Selector,
+    ) -> BoxFuture<'a, Result<Value, UpstreamError>> {
         Box::pin(async move {
             let _permit = permit(&self.sm_permits).await?;
-            let mut call = self.clients().await.sm.get_secret_value().secret_id(id);
+            let clients = self.clients_for(via).await?;
+            let mut call = clients.sm(via.attempts).get_secret_value().secret_id(id);
             call = match selector {
                 Selector::VersionId(v) => call.version_id(v),
                 Selector::VersionStage(s) => call.version_stage(s),
@@ -81,6 +87,7 @@ impl Upstream for AwsUpstream {
 
     fn get_parameter<'a>(
         &'a self,
+        via: &'a Via,
         name: &'a str,
         selector: &'a Selector,
         decrypt: bool,
@@ -92,9 +99,9 @@ impl Upstream for AwsUpstream {
                 None => name.to_owned(),
             };
             let out = self
-                .clients()
-                .await
-                .ssm
+                .clients_for(via)
+                .await?
+                .ssm(via.attempts)
                 .get_parameter()
                 .name(full)
                 .with_decryption(decrypt)
@@ -105,13 +112,13 @@ impl Upstream for AwsUpstream {
         })
     }
 
-    fn batch_get_secrets<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<Batch, UpstreamError>> {
+    fn batch_get_secrets<'a>(&'a self, via: &'a Via, ids: &'a [String]) -> BoxFuture<'a, Result<Batch, UpstreamError>> {
         Box::pin(async move {
             let _permit = permit(&self.sm_permits).await?;
             let out = self
-                .clients()
-                .await
-                .sm
+                .clients_for(via)
+                .await?
+                .sm(via.attempts)
                 .batch_get_secret_value()
                 .set_secret_id_list(Some(ids.to_vec()))
                 .send()
@@ -139,13 +146,18 @@ impl Upstream for AwsUpstream {
         })
     }
 
-    fn get_parameters<'a>(&'a self, names: &'a [String], decrypt: bool) -> BoxFuture<'a, Result<Batch, UpstreamError>> {
+    fn get_parameters<'a>(
+        &'a self,
+        via: &'a Via,
+        names: &'a [String],
+        decrypt: bool,
+    ) -> BoxFuture<'a, Result<Batch, UpstreamError>> {
         Box::pin(async move {
             let _permit = permit(&self.ssm_permits).await?;
             let out = self
-                .clients()
-                .await
-                .ssm
+                .clients_for(via)
+                .await?
+                .ssm(via.attempts)
                 .get_parameters()
                 .set_names(Some(names.to_vec()))
                 .with_decryption(decrypt)
@@ -166,6 +178,7 @@ impl Upstream for AwsUpstream {
 
     fn get_parameters_by_path<'a>(
         &'a self,
+        via: &'a Via,
         path: &'a str,
         decrypt: bool,
         next_token: Option<&'a str>,
@@ -173,9 +186,9 @@ impl Upstream for AwsUpstream {
         Box::pin(async move {
             let _permit = permit(&self.ssm_permits).await?;
             let out = self
-                .clients()
-                .await
-                .ssm
+                .clients_for(via)
+                .await?
+                .ssm(via.attempts)
                 .get_parameters_by_path()
                 .path(path)
                 .recursive(true)
@@ -196,14 +209,14 @@ impl Upstream for AwsUpstream {
         })
     }
 
-    fn exists<'a>(&'a self, r: &'a SecretRef) -> BoxFuture<'a, Result<(), UpstreamError>> {
+    fn exists<'a>(&'a self, via: &'a Via, r: &'a SecretRef) -> BoxFuture<'a, Result<(), UpstreamError>> {
         Box::pin(async move {
             match r {
                 SecretRef::Secret(id) => {
                     let _permit = permit(&self.sm_permits).await?;
-                    let clients = self.clients().await;
+                    let clients = self.clients_for(via).await?;
                     clients
-                        .sm
+                        .sm(via.attempts)
                         .describe_secret()
                         .secret_id(id)
                         .send()
@@ -213,8 +226,19 @@ impl Upstream for AwsUpstream {
                 }
                 SecretRef::Parameter(id) => {
                     let name = parameter_name(id);
-                    self.any_parameter("Name", "Equals", name, &format!("ParameterNotFound: {name}"))
+                    self.any_parameter(via, "Name", "Equals", name, &format!("ParameterNotFound: {name}"))
                         .await
+                }
+                SecretRef::Tag(_) => {
+                    let (key, value) = r.tag().unwrap_or_default();
+                    let found = self.list_secrets_by_tag(via, key, value).await?;
+                    if found.is_empty() {
+                        return Err(UpstreamError::new(
+                            ErrorKind::NotFound,
+                            format!("no secret carries {r}"),
+                        ));
+                    }
+                    Ok(())
                 }
                 SecretRef::Path(prefix) => {
                     // The Path filter takes the path without its trailing slash.
@@ -222,17 +246,82 @@ impl Upstream for AwsUpstream {
                         "" => "/",
                         p => p,
                     };
-                    self.any_parameter("Path", "Recursive", path, &format!("no parameters under {prefix}"))
+                    self.any_parameter(via, "Path", "Recursive", path, &format!("no parameters under {prefix}"))
                         .await
                 }
             }
         })
     }
+
+    fn list_secrets_by_tag<'a>(
+        &'a self,
+        via: &'a Via,
+        key: &'a str,
+        value: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<Listed>, UpstreamError>> {
+        Box::pin(self.list_tagged(via, key, value))
+    }
 }
 
+/// ListSecrets pages read at most for one tag (100 secrets a page).
+const MAX_LIST_PAGES: usize = 100;
+
 impl AwsUpstream {
+    /// ListSecrets narrowed by tag-key and tag-value filters, which match prefixes and
+    /// match keys and values independently (a secret tagged `team=x` and `env=weather`
+    /// passes `team` + `weather`): the tags each entry returns are matched exactly here.
+    pub(super) async fn list_tagged(
+        &self,
+        via: &Via,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<Vec<Listed>, UpstreamError> {
+        use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
+        let mut filters = vec![Filter::builder().key(FilterNameStringType::TagKey).values(key).build()];
+        if let Some(v) = value.filter(|v| !v.is_empty()) {
+            filters.push(Filter::builder().key(FilterNameStringType::TagValue).values(v).build());
+        }
+        let mut found = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_LIST_PAGES {
+            let out = {
+                let _permit = permit(&self.sm_permits).await?;
+                self.clients_for(via)
+                    .await?
+                    .sm(via.attempts)
+                    .list_secrets()
+                    .set_filters(Some(filters.clone()))
+                    .max_results(100)
+                    .set_next_token(token.take())
+                    .send()
+                    .await
+                    .map_err(classify)?
+            };
+            for entry in out.secret_list.unwrap_or_default() {
+                let tagged = entry.tags().iter().any(|t| {
+                    t.key.as_deref() == Some(key) && value.is_none_or(|v| t.value.as_deref().unwrap_or("") == v)
+                });
+                if let (true, Some(name), Some(arn)) = (tagged, entry.name, entry.arn) {
+                    found.push(Listed { name, arn });
+                }
+            }
+            match out.next_token.filter(|t| !t.is_empty()) {
+                Some(t) => token = Some(t),
+                None => break,
+            }
+        }
+        Ok(found)
+    }
+
     /// DescribeParameters with one filter: whether anything matches (metadata only).
-    async fn any_parameter(&self, key: &str, option: &str, value: &str, missing: &str) -> Result<(), UpstreamError> {
+    async fn any_parameter(
+        &self,
+        via: &Via,
+        key: &str,
+        option: &str,
+        value: &str,
+        missing: &str,
+    ) -> Result<(), UpstreamError> {
         let filter = ssm::types::ParameterStringFilter::builder()
             .key(key)
             .option(option)
@@ -240,9 +329,9 @@ impl AwsUpstream {
             .build()
             .map_err(|e| UpstreamError::new(ErrorKind::Invalid, e.to_string()))?;
         let _permit = permit(&self.ssm_permits).await?;
-        let clients = self.clients().await;
+        let clients = self.clients_for(via).await?;
         let out = clients
-            .ssm
+            .ssm(via.attempts)
             .describe_parameters()
             .parameter_filters(filter)
             .max_results(1)

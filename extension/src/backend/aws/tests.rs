@@ -85,7 +85,7 @@ async fn get_secret_value_is_asked_with_the_selector_and_rendered_in_aws_shape()
     let (client, log) = answering(200, SECRET);
     let (aws, calls) = upstream(client, None);
     let value = aws
-        .get_secret("app/db", &Selector::VersionStage("AWSPREVIOUS".into()))
+        .get_secret(&Via::HOME, "app/db", &Selector::VersionStage("AWSPREVIOUS".into()))
         .await
         .expect("value");
     let sent = sent(&log);
@@ -114,7 +114,7 @@ async fn get_parameter_sends_the_selector_suffix_and_the_decryption_flag() {
     );
     let (aws, calls) = upstream(client, None);
     let value = aws
-        .get_parameter("/app/key", &Selector::Version(3), true)
+        .get_parameter(&Via::HOME, "/app/key", &Selector::Version(3), true)
         .await
         .expect("value");
     let sent = sent(&log);
@@ -137,7 +137,7 @@ async fn batch_get_secret_value_maps_values_and_per_id_errors() {
     );
     let (aws, calls) = upstream(client, None);
     let batch = aws
-        .batch_get_secrets(&["a".to_owned(), "gone".to_owned()])
+        .batch_get_secrets(&Via::HOME, &["a".to_owned(), "gone".to_owned()])
         .await
         .expect("batch");
     let sent = sent(&log);
@@ -159,7 +159,7 @@ async fn get_parameters_reports_invalid_names_as_not_found() {
     );
     let (aws, _) = upstream(client, None);
     let batch = aws
-        .get_parameters(&["/a".to_owned(), "/missing".to_owned()], false)
+        .get_parameters(&Via::HOME, &["/a".to_owned(), "/missing".to_owned()], false)
         .await
         .expect("batch");
     let sent = sent(&log);
@@ -179,7 +179,7 @@ async fn parameters_by_path_are_read_recursively_page_by_page() {
     );
     let (aws, calls) = upstream(client, None);
     let page = aws
-        .get_parameters_by_path("/team/", true, Some("page-2"))
+        .get_parameters_by_path(&Via::HOME, "/team/", true, Some("page-2"))
         .await
         .expect("page");
     let sent = sent(&log);
@@ -197,7 +197,7 @@ async fn throttling_is_retried_then_reported_as_transient() {
     let (client, log) = answering(400, r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#);
     let (aws, calls) = upstream(client, None);
     let err = aws
-        .get_secret("app/db", &Selector::Current)
+        .get_secret(&Via::HOME, "app/db", &Selector::Current)
         .await
         .expect_err("throttled");
     assert_eq!(err.kind, ErrorKind::Throttled);
@@ -221,7 +221,10 @@ async fn a_missing_secret_is_definitive_and_not_retried() {
         r#"{"__type":"ResourceNotFoundException","message":"Secrets Manager can't find the specified secret."}"#,
     );
     let (aws, _) = upstream(client, None);
-    let err = aws.get_secret("nope", &Selector::Current).await.expect_err("missing");
+    let err = aws
+        .get_secret(&Via::HOME, "nope", &Selector::Current)
+        .await
+        .expect_err("missing");
     assert_eq!(err.kind, ErrorKind::NotFound);
     assert!(!err.kind.is_transient());
     assert_eq!(sent(&log).len(), 1);
@@ -235,7 +238,7 @@ async fn access_denied_and_server_errors_are_told_apart() {
     );
     let (aws, _) = upstream(client, None);
     let err = aws
-        .get_parameter("/x", &Selector::Current, true)
+        .get_parameter(&Via::HOME, "/x", &Selector::Current, true)
         .await
         .expect_err("denied");
     assert_eq!(err.kind, ErrorKind::AccessDenied);
@@ -243,7 +246,7 @@ async fn access_denied_and_server_errors_are_told_apart() {
     let (client, log) = answering(500, r#"{"__type":"InternalServerError","message":"oops"}"#);
     let (aws, _) = upstream(client, None);
     let err = aws
-        .get_parameter("/x", &Selector::Current, true)
+        .get_parameter(&Via::HOME, "/x", &Selector::Current, true)
         .await
         .expect_err("5xx");
     assert_eq!(err.kind, ErrorKind::Unavailable);
@@ -254,7 +257,10 @@ async fn access_denied_and_server_errors_are_told_apart() {
 async fn a_silent_upstream_times_out_within_the_configured_limit() {
     let never = NeverClient::new();
     let (aws, _) = upstream(SharedHttpClient::new(never.clone()), Some(Duration::from_millis(200)));
-    let err = aws.get_secret("app/db", &Selector::Current).await.expect_err("timeout");
+    let err = aws
+        .get_secret(&Via::HOME, "app/db", &Selector::Current)
+        .await
+        .expect_err("timeout");
     assert_eq!(err.kind, ErrorKind::Timeout);
     assert!(err.kind.is_transient());
     assert!(never.num_calls() >= 1);
@@ -264,7 +270,10 @@ async fn a_silent_upstream_times_out_within_the_configured_limit() {
 async fn an_answer_without_an_arn_is_refused_as_malformed() {
     let (client, _) = answering(200, r#"{"Name":"app/db","SecretString":"pw"}"#);
     let (aws, _) = upstream(client, None);
-    let err = aws.get_secret("app/db", &Selector::Current).await.expect_err("no ARN");
+    let err = aws
+        .get_secret(&Via::HOME, "app/db", &Selector::Current)
+        .await
+        .expect_err("no ARN");
     assert_eq!(err.kind, ErrorKind::Unavailable);
     assert!(err.detail.contains("ARN"), "{}", err.detail);
 }
@@ -276,20 +285,23 @@ async fn existence_is_asked_with_metadata_calls_only() {
         r#"{"ARN":"arn:aws:secretsmanager:us-east-1:1:secret:app/db-AbCdEf","Name":"app/db"}"#,
     );
     let (aws, calls) = upstream(client, None);
-    aws.exists(&SecretRef::Secret("app/db".into())).await.expect("exists");
+    aws.exists(&Via::HOME, &SecretRef::Secret("app/db".into()))
+        .await
+        .expect("exists");
     let (client, param_log) = answering(
         200,
         r#"{"Parameters":[{"Name":"/team/a","Type":"String","Version":1}]}"#,
     );
     let (ssm_aws, ssm_calls) = upstream(client, None);
     ssm_aws
-        .exists(&SecretRef::Path("/team/".into()))
+        .exists(&Via::HOME, &SecretRef::Path("/team/".into()))
         .await
         .expect("a parameter under the path");
     ssm_aws
-        .exists(&SecretRef::Parameter(
-            "arn:aws:ssm:us-east-1:123456789012:parameter/app/key".into(),
-        ))
+        .exists(
+            &Via::HOME,
+            &SecretRef::Parameter("arn:aws:ssm:us-east-1:123456789012:parameter/app/key".into()),
+        )
         .await
         .expect("exists");
     let sent_sm = sent(&log);
@@ -321,7 +333,7 @@ async fn nothing_described_is_not_found() {
     let (client, _) = answering(200, r#"{"Parameters":[]}"#);
     let (aws, _) = upstream(client, None);
     let err = aws
-        .exists(&SecretRef::Parameter("/gone".into()))
+        .exists(&Via::HOME, &SecretRef::Parameter("/gone".into()))
         .await
         .expect_err("missing");
     assert_eq!(err.kind, ErrorKind::NotFound);
@@ -331,7 +343,7 @@ async fn nothing_described_is_not_found() {
     );
     let (aws, _) = upstream(client, None);
     let err = aws
-        .exists(&SecretRef::Secret("gone".into()))
+        .exists(&Via::HOME, &SecretRef::Secret("gone".into()))
         .await
         .expect_err("missing");
     assert_eq!(err.kind, ErrorKind::NotFound);
@@ -341,13 +353,66 @@ async fn nothing_described_is_not_found() {
 async fn a_reset_builds_new_clients_on_the_next_call() {
     let (client, log) = answering(200, SECRET);
     let (aws, _) = upstream(client, None);
-    aws.get_secret("app/db", &Selector::Current).await.expect("value");
+    aws.get_secret(&Via::HOME, "app/db", &Selector::Current)
+        .await
+        .expect("value");
     let first = aws.clients().await;
     aws.reset();
-    aws.get_secret("app/db", &Selector::Current)
+    aws.get_secret(&Via::HOME, "app/db", &Selector::Current)
         .await
         .expect("value after a reset");
     let second = aws.clients().await;
     assert!(!Arc::ptr_eq(&first, &second), "the reset dropped the old clients");
     assert_eq!(sent(&log).len(), 2);
+}
+
+const THROTTLED: &str = r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
+
+#[tokio::test]
+async fn a_call_with_a_value_in_hand_makes_one_attempt_and_a_cold_one_retries() {
+    let (client, log) = answering(400, THROTTLED);
+    let (aws, calls) = upstream(client, None);
+    let once = Via {
+        attempts: Attempts::Once,
+        ..Via::HOME
+    };
+    let err = aws
+        .get_secret(&once, "app/db", &Selector::Current)
+        .await
+        .expect_err("throttled");
+    assert_eq!(err.kind, ErrorKind::Throttled);
+    assert_eq!(sent(&log).len(), 1, "one attempt, no SDK retries");
+    aws.get_parameters(&once, &["/a".to_owned()], true)
+        .await
+        .expect_err("throttled");
+    assert_eq!(sent(&log).len(), 2, "one attempt on SSM too");
+    aws.get_secret(&Via::HOME, "app/db", &Selector::Current)
+        .await
+        .expect_err("throttled");
+    assert_eq!(
+        sent(&log).len(),
+        2 + MAX_ATTEMPTS as usize,
+        "a cold call keeps the SDK's retries"
+    );
+    assert_eq!(
+        calls.get(Api::GetSecretValue),
+        1 + u64::from(MAX_ATTEMPTS),
+        "every attempt is counted"
+    );
+}
+
+#[tokio::test]
+async fn other_scopes_are_refused_until_served() {
+    let (client, log) = answering(200, SECRET);
+    let (aws, _) = upstream(client, None);
+    let eu = Via {
+        scope: crate::model::Scope::new(None, Some("eu-west-1"), None),
+        ..Via::HOME
+    };
+    let err = aws
+        .get_secret(&eu, "app/db", &Selector::Current)
+        .await
+        .expect_err("not served");
+    assert_eq!(err.kind, ErrorKind::Invalid);
+    assert!(sent(&log).is_empty());
 }

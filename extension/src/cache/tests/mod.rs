@@ -2,7 +2,9 @@
 //! single-flight, stale-if-error with backoff, eviction, aliases, forced refresh,
 //! shutdown and wipe; `many` covers `get_many`.
 
+mod attempts;
 mod many;
+mod negative;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -374,7 +376,9 @@ async fn nothing_is_stored_once_shutdown_began() {
     let flight::Begun::New(handle) = cache.begin(key.clone(), key.id.clone(), flight::FetchFor::PREFETCH) else {
         panic!("nothing was in flight");
     };
-    let value = flight::fetch_one(&*fake, &key, "app/db").await.expect("value");
+    let value = flight::fetch_one(&*fake, &crate::backend::Via::HOME, &key, "app/db")
+        .await
+        .expect("value");
     // A fetch that lands after shutdown began (a batch the tracker could not stop
     // in time) answers its waiters but must not refill the cache before the wipe.
     cache.inner.cancel.cancel();
