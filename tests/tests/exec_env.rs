@@ -326,6 +326,27 @@ async fn a_custom_runtime_bootstrap_uses_exec_and_the_wrapper_variable_is_ignore
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_next_wrapper_runs_with_the_runtime_command_line_and_our_variables() -> Result<()> {
+    let next_dir = tempfile::Builder::new().prefix("next-wrapper-").tempdir()?;
+    let next = next_dir.path().join("next");
+    std::fs::write(&next, "#!/bin/sh\nexport CHAINED_BY_NEXT=yes\nexec \"$@\"\n")?;
+    std::fs::set_permissions(&next, std::fs::Permissions::from_mode(0o755))?;
+    let extra = [("SECRETS_SIDECAR_EXEC_WRAPPER_NEXT", next.display().to_string())];
+    let s = start_with_mappings(Runtime::Python, Mode::OnDemand, &extra).await?;
+    let answer = s.read(&["CHAINED_BY_NEXT", "DATABASE_URL"], &[]).await?;
+    assert_eq!(answer["runtime"], "python", "{answer}");
+    assert_eq!(
+        answer["env"]["CHAINED_BY_NEXT"],
+        sha256(b"yes")?,
+        "the next wrapper ran"
+    );
+    assert_eq!(answer["env"]["DATABASE_URL"], sha256(s.values.db_url.as_bytes())?);
+    s.emulator.shutdown(ShutdownReason::Spindown).await;
+    s.assert_no_value_in_logs();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_id_fails_the_init_naming_the_variable_and_the_id() -> Result<()> {
     let env = [(
         "SECRETS_SIDECAR_ENV",

@@ -10,6 +10,10 @@
 //!
 //! An invoke that finds no environment (the first one, or one after a reset) inits
 //! on demand and reports the init duration with its answer.
+//!
+//! The runtime process: a custom runtime's `bootstrap` as it is; a managed
+//! runtime's command, through `AWS_LAMBDA_EXEC_WRAPPER` when the function sets one
+//! (Lambda honours the wrapper on managed runtimes only), see `runtime_command`.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
