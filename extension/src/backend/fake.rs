@@ -15,6 +15,9 @@ use crate::model::{SecretRef, Selector};
 #[derive(Clone)]
 struct FakeSecret {
     arn: String,
+    /// Set for a secret of another region or account: found by ARN only, and
+    /// named this (the map key is then its ARN).
+    elsewhere_name: Option<String>,
     tags: Vec<(String, String)>,
     /// (version id, value); the last is AWSCURRENT, the one before AWSPREVIOUS.
     versions: Vec<(String, String)>,
@@ -78,6 +81,7 @@ impl FakeUpstream {
             name.to_owned(),
             FakeSecret {
                 arn: Self::arn_with_suffix(name, suffix),
+                elsewhere_name: None,
                 tags: Vec::new(),
                 versions: vec![("v1".to_owned(), value.to_owned())],
             },
@@ -89,6 +93,21 @@ impl FakeUpstream {
         let mut secrets = lock(&self.secrets);
         let s = secrets.entry(name.to_owned()).or_insert_with(|| FakeSecret {
             arn: Self::arn_of(name),
+            elsewhere_name: None,
+            tags: Vec::new(),
+            versions: Vec::new(),
+        });
+        let version = format!("v{}", s.versions.len() + 1);
+        s.versions.push((version, value.to_owned()));
+    }
+
+    /// A secret called `name` in another region or account, reachable by `arn` only
+    /// (a home secret may have the same name).
+    pub fn put_secret_elsewhere(&self, name: &str, arn: &str, value: &str) {
+        let mut secrets = lock(&self.secrets);
+        let s = secrets.entry(arn.to_owned()).or_insert_with(|| FakeSecret {
+            arn: arn.to_owned(),
+            elsewhere_name: Some(name.to_owned()),
             tags: Vec::new(),
             versions: Vec::new(),
         });
@@ -186,7 +205,11 @@ impl FakeUpstream {
         let (name, s) = secrets
             .iter()
             .find(|(_, s)| s.arn == id)
-            .or_else(|| secrets.iter().find(|(name, _)| *name == id))
+            .or_else(|| {
+                secrets
+                    .iter()
+                    .find(|(name, s)| *name == id && s.elsewhere_name.is_none())
+            })
             .or_else(|| {
                 secrets.iter().find(|(_, s)| {
                     id.starts_with("arn:")
@@ -208,7 +231,7 @@ impl FakeUpstream {
         let stage = if index + 1 == n { "AWSCURRENT" } else { "AWSPREVIOUS" };
         Ok(Value::from_secret(SecretFields {
             arn: s.arn.clone(),
-            name: name.clone(),
+            name: s.elsewhere_name.clone().unwrap_or_else(|| name.clone()),
             version_id: Some(version.clone()),
             secret_string: Some(value.clone()),
             secret_binary: None,

@@ -18,7 +18,7 @@ use super::flight::{Begun, FetchFor, FlightHandle, PathGuard};
 use super::jitter;
 use super::{Cache, Key};
 use crate::backend::{ErrorKind, UpstreamError, Via};
-use crate::model::{SecretRef, Source};
+use crate::model::{Scope, SecretRef, Source};
 
 /// Stops a path prefetch from filling the cache with more than it can hold.
 const MAX_PATH_PAGES: usize = 1000;
@@ -258,6 +258,14 @@ async fn fetch_tagged(cache: Cache, tag: SecretRef, deadline: Instant) -> Result
         ));
     }
     info!(%tag, secrets = matches.len(), "tag matched");
+    // Fetched by ARN, a value's name is no alias of it (it could be another region's
+    // or account's); these ARNs were listed here, so their names are.
+    for l in listed.iter().filter(|l| matches.iter().any(|m| m.id() == l.arn)) {
+        cache
+            .inner
+            .store
+            .alias(&Scope::HOME, Source::SecretsManager, &l.name, &Arc::from(&*l.arn));
+    }
     let mut handles = Vec::new();
     for r in &matches {
         let key = Key::current(Source::SecretsManager, Arc::from(r.id()));

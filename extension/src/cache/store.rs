@@ -105,7 +105,8 @@ impl Store {
         build: impl FnOnce(Option<&Entry>) -> Entry,
     ) -> u64 {
         let source = flight_key.source;
-        let canonical = canonical_id(source, value);
+        let by_arn = fetch_id.starts_with("arn:");
+        let canonical = canonical_id(source, value, by_arn);
         let decrypt = match (source, value.secure, flight_key.decrypt) {
             (Source::SecretsManager, _, _) | (Source::Ssm, false, _) => Decrypt::Irrelevant,
             (Source::Ssm, true, Decrypt::No) => Decrypt::No,
@@ -116,7 +117,11 @@ impl Store {
             decrypt,
             ..flight_key.clone()
         };
-        for from in [&**fetch_id, &*value.name, &*value.arn] {
+        // A name means the value only where it was asked for by that name: fetched by
+        // ARN, the value may live in another region or account, where the same name
+        // is a different secret, so its name must not lead here.
+        let name = (!by_arn).then_some(&*value.name);
+        for from in [Some(&**fetch_id), name, Some(&*value.arn)].into_iter().flatten() {
             self.alias(&key.scope, source, from, &canonical);
         }
         if !self.negatives.is_empty() {
@@ -131,7 +136,10 @@ impl Store {
         self.enforce_capacity()
     }
 
-    fn alias(&self, scope: &Scope, source: Source, from: &str, to: &Arc<str>) {
+    /// Records that `from` names what is stored under `to` in `scope`. Besides the
+    /// aliases an answer proves (`insert`), a listing made in the scope proves its
+    /// names (the tag prefetch fetches by ARN, and a name asked later must find it).
+    pub(super) fn alias(&self, scope: &Scope, source: Source, from: &str, to: &Arc<str>) {
         if from == &**to {
             return;
         }
@@ -259,10 +267,13 @@ impl Store {
 }
 
 /// Secrets are identified by ARN (names can be reused after deletion, and partial
-/// ARNs exist); parameters by name (unique, and unambiguous where ARNs are not).
-fn canonical_id(source: Source, value: &Value) -> Arc<str> {
+/// ARNs exist); parameters by name (unique within a region and account, and
+/// unambiguous where ARNs are not), except when asked for by ARN: then the ARN, as
+/// the parameter may be another region's or account's.
+fn canonical_id(source: Source, value: &Value, by_arn: bool) -> Arc<str> {
     match source {
         Source::SecretsManager => value.arn.clone(),
+        Source::Ssm if by_arn => value.arn.clone(),
         Source::Ssm => value.name.clone(),
     }
 }

@@ -10,7 +10,7 @@ use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use crate::allow::AllowList;
-use crate::backend::BackendSettings;
+use crate::backend::{BackendSettings, RoleSettings};
 use crate::cache::CacheSettings;
 use crate::mapping::{parse_env, parse_files, EnvMapping, FileMapping};
 use crate::model::{SecretRef, Source};
@@ -50,6 +50,11 @@ pub const DEFAULT_MAX_CLIENT_CONNECTIONS: usize = 256;
 pub const MAX_MAX_CLIENT_CONNECTIONS: usize = 65_536;
 pub const DEFAULT_REFRESH_NOW_INTERVAL: Duration = Duration::from_millis(1000);
 pub const MAX_REFRESH_NOW_INTERVAL: Duration = Duration::from_secs(3600);
+/// STS: an external id is 2–1224 characters of `[\w+=,.@:/-]`.
+pub const MIN_EXTERNAL_ID_LEN: usize = 2;
+pub const MAX_EXTERNAL_ID_LEN: usize = 1224;
+/// STS: a role session name is at most 64 characters of `[\w+=,.@-]`.
+pub const MAX_SESSION_NAME_LEN: usize = 64;
 
 /// Names of every variable we read, so tests and docs cannot drift from the code.
 pub mod vars {
@@ -72,6 +77,7 @@ pub mod vars {
     pub const REFRESH_NOW_INTERVAL: &str = "SECRETS_SIDECAR_REFRESH_NOW_INTERVAL_MILLIS";
     pub const NEGATIVE_TTL: &str = "SECRETS_SIDECAR_NEGATIVE_TTL";
     pub const FLEET_SPREAD: &str = "SECRETS_SIDECAR_FLEET_SPREAD";
+    pub const ROLE_EXTERNAL_ID: &str = "SECRETS_SIDECAR_ROLE_EXTERNAL_ID";
     pub const TOKEN: &str = "SECRETS_SIDECAR_TOKEN";
     pub const ENV: &str = "SECRETS_SIDECAR_ENV";
     pub const FILES: &str = "SECRETS_SIDECAR_FILES";
@@ -79,6 +85,8 @@ pub mod vars {
     pub const EMF: &str = "SECRETS_SIDECAR_EMF";
     pub const LAMBDA_LOG_LEVEL: &str = "AWS_LAMBDA_LOG_LEVEL";
     pub const LAMBDA_LOG_FORMAT: &str = "AWS_LAMBDA_LOG_FORMAT";
+    /// Names the STS session of an assumed role.
+    pub const LAMBDA_FUNCTION_NAME: &str = "AWS_LAMBDA_FUNCTION_NAME";
 }
 
 /// How much the sidecar logs. `None` silences it entirely.
@@ -140,6 +148,8 @@ pub struct Config {
     /// Refresh offsets, retry jitter and backoff, single-attempt refreshes and
     /// prefetch retries; off only to measure what they save (the fleet benchmark).
     pub fleet_spread: bool,
+    /// External id and session name of every role assumed for `roleArn`.
+    pub roles: RoleSettings,
 }
 
 /// One invalid variable. The value itself is never echoed: some variables
@@ -238,6 +248,12 @@ impl Config {
         );
         let negative_ttl = r.seconds(vars::NEGATIVE_TTL, DEFAULT_NEGATIVE_TTL, MAX_NEGATIVE_TTL);
         let fleet_spread = r.on_off(vars::FLEET_SPREAD, true);
+        let roles = RoleSettings {
+            external_id: external_id(&mut r),
+            session_name: r
+                .raw(vars::LAMBDA_FUNCTION_NAME)
+                .map_or_else(|| RoleSettings::STANDALONE_SESSION.to_owned(), |f| session_name(&f)),
+        };
 
         let env_mappings = match r.raw(vars::ENV).map(|v| parse_env(&v)) {
             None => Vec::new(),
@@ -279,6 +295,7 @@ impl Config {
             emf,
             negative_ttl,
             fleet_spread,
+            roles,
         };
         config.check_consistency(&mut r);
         if r.errors.is_empty() {
@@ -345,6 +362,7 @@ impl Config {
             max_connections: self.max_connections.get(),
             secrets_manager_timeout: self.secrets_manager.timeout,
             ssm_timeout: self.ssm.timeout,
+            roles: self.roles.clone(),
         }
     }
 
@@ -373,6 +391,45 @@ impl Config {
             }
         }
         all
+    }
+}
+
+/// `SECRETS_SIDECAR_ROLE_EXTERNAL_ID`, checked against STS's rules (never echoed).
+fn external_id<E: Env>(r: &mut Reader<'_, E>) -> Option<String> {
+    let id = r.raw(vars::ROLE_EXTERNAL_ID)?;
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "_+=,.@:/-".contains(c);
+    if !(MIN_EXTERNAL_ID_LEN..=MAX_EXTERNAL_ID_LEN).contains(&id.len()) || !id.chars().all(allowed) {
+        r.fail(
+            vars::ROLE_EXTERNAL_ID,
+            format!(
+                "must be {MIN_EXTERNAL_ID_LEN}-{MAX_EXTERNAL_ID_LEN} characters of \
+                 A-Z a-z 0-9 and _+=,.@:/- (STS's rule)"
+            ),
+        );
+        return None;
+    }
+    Some(id)
+}
+
+/// An STS session name naming the function: characters STS refuses become `-`,
+/// cut to 64 (Lambda's own function names always fit; this guards odd runtimes).
+fn session_name(function: &str) -> String {
+    let name: String = function
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_+=,.@-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(MAX_SESSION_NAME_LEN)
+        .collect();
+    // STS wants at least two characters.
+    if name.len() < 2 {
+        RoleSettings::STANDALONE_SESSION.to_owned()
+    } else {
+        name
     }
 }
 

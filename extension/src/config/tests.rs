@@ -165,3 +165,39 @@ fn env_and_file_mappings_are_validated_and_prefetched() {
     assert_eq!(errs[0].var, vars::ENV);
     assert!(errs[0].problem.contains("ssm:/secret/x"), "{}", errs[0].problem);
 }
+
+#[test]
+fn roles_carry_the_external_id_and_a_session_name_naming_the_function() {
+    let c = Config::from_env(&env(&[])).expect("valid");
+    assert_eq!(c.roles.external_id, None);
+    assert_eq!(c.roles.session_name, "secrets-sidecar", "standalone");
+    let c = Config::from_env(&env(&[
+        (vars::ROLE_EXTERNAL_ID, "team-7:prod/reader"),
+        (vars::LAMBDA_FUNCTION_NAME, "weather-api"),
+    ]))
+    .expect("valid");
+    assert_eq!(c.roles.external_id.as_deref(), Some("team-7:prod/reader"));
+    assert_eq!(c.roles.session_name, "weather-api");
+    assert_eq!(c.backend_settings().roles, c.roles);
+    assert!(
+        !format!("{:?}", c.roles).contains("team-7"),
+        "Debug hides the external id"
+    );
+    // STS's characters and length, whatever the environment says.
+    let long = "f".repeat(100);
+    let c = Config::from_env(&env(&[(vars::LAMBDA_FUNCTION_NAME, &long)])).expect("valid");
+    assert_eq!(c.roles.session_name.len(), 64);
+    let c = Config::from_env(&env(&[(vars::LAMBDA_FUNCTION_NAME, "my fn/v2")])).expect("valid");
+    assert_eq!(c.roles.session_name, "my-fn-v2");
+    let c = Config::from_env(&env(&[(vars::LAMBDA_FUNCTION_NAME, "f")])).expect("valid");
+    assert_eq!(c.roles.session_name, "secrets-sidecar", "STS wants two characters");
+}
+
+#[test]
+fn an_external_id_sts_would_refuse_is_an_error_that_does_not_echo_it() {
+    for bad in ["x", "has space", "semi;colon", &"e".repeat(1225)] {
+        let errs = errors_of(&[(vars::ROLE_EXTERNAL_ID, bad)]);
+        assert_eq!(errs[0].var, vars::ROLE_EXTERNAL_ID, "{bad}");
+        assert!(!errs[0].problem.contains(bad), "{}", errs[0].problem);
+    }
+}

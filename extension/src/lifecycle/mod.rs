@@ -108,7 +108,7 @@ impl Running {
         let files = Files::new(config.files.clone());
         let emf = config.emf.then(|| {
             // Standalone there is no function: the dimension still needs a value.
-            let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME")
+            let function = std::env::var(crate::config::vars::LAMBDA_FUNCTION_NAME)
                 .ok()
                 .filter(|f| !f.is_empty())
                 .unwrap_or_else(|| "standalone".to_owned());

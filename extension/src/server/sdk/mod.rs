@@ -6,4 +6,5 @@
 //! itself was given (the function's role): the SDK protocol has no token header,
 //! and the signature is what proves the caller holds those credentials.
 
+pub mod protocol;
 pub mod sigv4;
