@@ -12,6 +12,7 @@ use std::time::Duration;
 use crate::allow::AllowList;
 use crate::backend::{BackendSettings, RoleSettings};
 use crate::cache::CacheSettings;
+use crate::mapping::{parse_env, parse_files, EnvMapping, FileMapping};
 use crate::model::{SecretRef, Source};
 
 mod reader;
@@ -78,6 +79,10 @@ pub mod vars {
     pub const FLEET_SPREAD: &str = "SECRETS_SIDECAR_FLEET_SPREAD";
     pub const ROLE_EXTERNAL_ID: &str = "SECRETS_SIDECAR_ROLE_EXTERNAL_ID";
     pub const TOKEN: &str = "SECRETS_SIDECAR_TOKEN";
+    pub const ENV: &str = "SECRETS_SIDECAR_ENV";
+    pub const FILES: &str = "SECRETS_SIDECAR_FILES";
+    pub const EXEC_WRAPPER_NEXT: &str = "SECRETS_SIDECAR_EXEC_WRAPPER_NEXT";
+    pub const EMF: &str = "SECRETS_SIDECAR_EMF";
     pub const LAMBDA_LOG_LEVEL: &str = "AWS_LAMBDA_LOG_LEVEL";
     pub const LAMBDA_LOG_FORMAT: &str = "AWS_LAMBDA_LOG_FORMAT";
     /// Names the STS session of an assumed role.
@@ -132,6 +137,12 @@ pub struct Config {
     /// `None`: the platform's default (`lifecycle::limits`).
     pub max_client_connections: Option<NonZeroUsize>,
     pub refresh_now_interval: Duration,
+    /// `SECRETS_SIDECAR_ENV`: set by the exec wrapper; the sidecar prefetches them.
+    pub env_mappings: Vec<EnvMapping>,
+    /// `SECRETS_SIDECAR_FILES`: written by the exec wrapper, kept current by the sidecar.
+    pub files: Vec<FileMapping>,
+    /// Write CloudWatch Embedded Metric Format lines (off by default: custom metrics cost money).
+    pub emf: bool,
     /// Zero: definitive failures are not remembered.
     pub negative_ttl: Duration,
     /// Refresh offsets, retry jitter and backoff, single-attempt refreshes and
@@ -244,6 +255,24 @@ impl Config {
                 .map_or_else(|| RoleSettings::STANDALONE_SESSION.to_owned(), |f| session_name(&f)),
         };
 
+        let env_mappings = match r.raw(vars::ENV).map(|v| parse_env(&v)) {
+            None => Vec::new(),
+            Some(Ok(m)) => m,
+            Some(Err(e)) => {
+                r.fail(vars::ENV, e.to_string());
+                Vec::new()
+            }
+        };
+        let files = match r.raw(vars::FILES).map(|v| parse_files(&v)) {
+            None => Vec::new(),
+            Some(Ok(m)) => m,
+            Some(Err(e)) => {
+                r.fail(vars::FILES, e.to_string());
+                Vec::new()
+            }
+        };
+        let emf = r.boolean(vars::EMF, false);
+
         let config = Config {
             cache_enabled,
             cache_size,
@@ -261,6 +290,9 @@ impl Config {
             init_timeout,
             max_client_connections,
             refresh_now_interval,
+            env_mappings,
+            files,
+            emf,
             negative_ttl,
             fleet_spread,
             roles,
@@ -294,6 +326,16 @@ impl Config {
                     if !allow.permits_ref(item) {
                         r.fail(var, format!("{item} is not permitted by {}", vars::ALLOW));
                     }
+                }
+            }
+        }
+        // A mapped id the allowlist refuses could never be read: say so at start-up.
+        if let Some(allow) = &self.allow {
+            let mapped = self.env_mappings.iter().map(|m| (vars::ENV, &m.reference));
+            let filed = self.files.iter().map(|m| (vars::FILES, &m.reference));
+            for (var, item) in mapped.chain(filed) {
+                if !allow.permits_ref(item) {
+                    r.fail(var, format!("{item} is not permitted by {}", vars::ALLOW));
                 }
             }
         }
@@ -333,10 +375,19 @@ impl Config {
         }
     }
 
-    /// Everything to fetch at start-up: PREFETCH plus REQUIRED, without repeats.
+    /// Everything to fetch at start-up: PREFETCH plus REQUIRED, plus the ids the
+    /// exec wrapper will ask for (where their source is cached: its requests then
+    /// join the prefetch instead of going upstream one by one), without repeats.
     pub fn startup_refs(&self) -> Vec<SecretRef> {
+        let cache = self.cache_settings();
+        let mapped = self
+            .env_mappings
+            .iter()
+            .map(|m| &m.reference)
+            .chain(self.files.iter().map(|m| &m.reference))
+            .filter(|r| cache.caches(r.source()));
         let mut all: Vec<SecretRef> = Vec::with_capacity(self.prefetch.len() + self.required.len());
-        for r in self.prefetch.iter().chain(self.required.iter()) {
+        for r in self.prefetch.iter().chain(self.required.iter()).chain(mapped) {
             if !all.contains(r) {
                 all.push(r.clone());
             }
