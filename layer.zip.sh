@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds the Lambda artifacts:
-#   dist/layer.zip     extensions/secrets-sidecar (0755)   -> the Lambda layer
+#   dist/layer.zip     extensions/secrets-sidecar (0755)   -> the Lambda layer, with
+#                      secrets-sidecar-exec (0755)         -> /opt/secrets-sidecar-exec, the exec
+#                                                             wrapper (AWS_LAMBDA_EXEC_WRAPPER)
 #   dist/function.zip  bootstrap (0755)                    -> the weather function
 # (dist/layer-arm64.zip and dist/function-arm64.zip with --arch arm64)
 #
@@ -74,7 +76,7 @@ OUT="$TARGET_DIR/$RUST_TARGET/release"
 highest_glibc() {
   objdump -T "$1" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n 1
 }
-for bin in secrets-sidecar bootstrap; do
+for bin in secrets-sidecar secrets-sidecar-exec bootstrap; do
   [ -f "$OUT/$bin" ] || die "$OUT/$bin was not built"
   top="$(highest_glibc "$OUT/$bin")"
   [ -n "$top" ] || die "$bin: no glibc symbols found (is it dynamically linked?)"
@@ -89,26 +91,30 @@ STAGE="$(mktemp -d)"
 trap 'rm -rf "$STAGE"' EXIT
 mkdir -p "$STAGE/layer/extensions" "$STAGE/function" dist
 install -m 0755 "$OUT/secrets-sidecar" "$STAGE/layer/extensions/secrets-sidecar"
+install -m 0755 "$OUT/secrets-sidecar-exec" "$STAGE/layer/secrets-sidecar-exec"
 install -m 0755 "$OUT/bootstrap" "$STAGE/function/bootstrap"
 find "$STAGE" -exec touch -h -d '1980-01-01 00:00:00 UTC' {} +
 LAYER_ZIP="dist/layer$SUFFIX.zip"
 FUNCTION_ZIP="dist/function$SUFFIX.zip"
 rm -f "$LAYER_ZIP" "$FUNCTION_ZIP"
-(cd "$STAGE/layer" && TZ=UTC zip -X -D -q "$OLDPWD/$LAYER_ZIP" extensions/secrets-sidecar)
+(cd "$STAGE/layer" && TZ=UTC zip -X -D -q "$OLDPWD/$LAYER_ZIP" extensions/secrets-sidecar secrets-sidecar-exec)
 (cd "$STAGE/function" && TZ=UTC zip -X -D -q "$OLDPWD/$FUNCTION_ZIP" bootstrap)
 
 # 7. Check what Lambda will see.
 check_zip() {
-  local zip="$1" entry="$2" listing
+  local zip="$1" listing entry
+  shift
   listing="$(zipinfo "$zip")"
-  [ "$(zipinfo -1 "$zip")" = "$entry" ] || die "$zip must hold exactly $entry, holds: $(zipinfo -1 "$zip" | tr '\n' ' ')"
-  echo "$listing" | grep -q -- "-rwxr-xr-x .* $entry\$" || die "$zip: $entry is not mode 0755"
+  [ "$(zipinfo -1 "$zip" | tr '\n' ' ')" = "$* " ] || die "$zip must hold exactly $*, holds: $(zipinfo -1 "$zip" | tr '\n' ' ')"
+  for entry in "$@"; do
+    echo "$listing" | grep -q -- "-rwxr-xr-x .* $entry\$" || die "$zip: $entry is not mode 0755"
+  done
 }
-check_zip "$LAYER_ZIP" extensions/secrets-sidecar
+check_zip "$LAYER_ZIP" extensions/secrets-sidecar secrets-sidecar-exec
 check_zip "$FUNCTION_ZIP" bootstrap
 
 size() { stat -c %s "$1"; }
-say "$LAYER_ZIP     $(size "$LAYER_ZIP") bytes (extensions/secrets-sidecar: $(size "$OUT/secrets-sidecar") bytes unzipped) [$ARCH]"
+say "$LAYER_ZIP     $(size "$LAYER_ZIP") bytes (extensions/secrets-sidecar: $(size "$OUT/secrets-sidecar") bytes, secrets-sidecar-exec: $(size "$OUT/secrets-sidecar-exec") bytes unzipped) [$ARCH]"
 say "$FUNCTION_ZIP  $(size "$FUNCTION_ZIP") bytes (bootstrap: $(size "$OUT/bootstrap") bytes unzipped) [$ARCH]"
 if [ "$(size "$LAYER_ZIP")" -gt "$LAYER_LIMIT" ]; then
   echo "layer.zip.sh: warning: $LAYER_ZIP is over the 5 MB target" >&2

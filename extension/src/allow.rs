@@ -1,12 +1,31 @@
-//! The allowlist (`SECRETS_SIDECAR_ALLOW`): which ids the sidecar will fetch at all.
+//! The allowlist (`SECRETS_SIDECAR_ALLOW`): which secrets and parameters the sidecar
+//! serves, decided on the identity AWS returns.
 //!
-//! Patterns are `secretsmanager:PATTERN`, `ssm:PATTERN`, or a bare `PATTERN` for both
-//! sources; `*` matches any run of characters, `/` included. A request by ARN is also
-//! checked against the name inside the ARN, so `secretsmanager:app/*` admits
-//! `arn:aws:secretsmanager:…:secret:app/db-AbCdEf`. The check happens before any
-//! upstream call, so a refused id costs nothing and reveals nothing.
+//! Patterns are `secretsmanager:PATTERN`, `ssm:PATTERN`, a bare `PATTERN` for both
+//! sources, or `role:PATTERN` for the roles `roleArn` may name; `*` matches any run of
+//! characters, `/` included. A pattern starting with `arn:` matches ARNs, any other
+//! matches names. A name pattern matches that name in whatever region and account
+//! the request reaches; an ARN pattern can pin both.
+//!
+//! A request is checked twice:
+//! 1. [`AllowList::could_name`], before any upstream call: an id that cannot name an
+//!    allowed secret whatever AWS answers is refused at once, costing nothing and
+//!    revealing nothing. Ids whose identity only AWS can settle pass: a partial ARN
+//!    (`…:secret:app/db-evil12` may be `app/db` with suffix `evil12`, or a secret
+//!    named `app/db-evil12`), an SSM reference to a secret.
+//! 2. [`AllowList::permits_value`], on what AWS returned (the secret's `Name` and
+//!    `ARN`; the parameter's, or for `/aws/reference/secretsmanager/…` the referenced
+//!    secret's), before the value is stored, aliased or served. The cache applies it.
+//!
+//! [`AllowList::names_exactly`] tells a not-found answer for an id that names an
+//! allowed identity as written (passed on as 404) from one for a look-alike (403:
+//! the caller learns nothing about secrets outside the list).
 
+use crate::backend::Value;
 use crate::model::{SecretRef, Source};
+
+/// Where SSM serves Secrets Manager secrets as parameters.
+pub const SECRET_REFERENCE_PREFIX: &str = "/aws/reference/secretsmanager/";
 
 /// Why `SECRETS_SIDECAR_ALLOW` was refused. Patterns are ids, never values.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -24,14 +43,35 @@ struct Pattern {
     glob: String,
 }
 
+impl Pattern {
+    fn applies_to(&self, source: Source) -> bool {
+        self.source.is_none_or(|s| s == source)
+    }
+
+    fn is_arn(&self) -> bool {
+        self.glob.starts_with("arn:")
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AllowList {
     patterns: Vec<Pattern>,
+    /// `role:` patterns: the roles `roleArn` may name. None: no role may be assumed.
+    roles: Vec<String>,
+}
+
+/// Who a value is, as far as the allowlist is concerned: the names it may go by and
+/// its ARN(s).
+#[derive(Debug, Default)]
+struct Identity<'a> {
+    names: Vec<std::borrow::Cow<'a, str>>,
+    arns: Vec<&'a str>,
 }
 
 impl AllowList {
     pub fn parse(text: &str) -> Result<Self, AllowError> {
         let mut patterns = Vec::new();
+        let mut roles = Vec::new();
         for item in text
             .split(|c: char| c == ',' || c.is_whitespace())
             .filter(|s| !s.is_empty())
@@ -39,6 +79,13 @@ impl AllowList {
             let (source, glob) = match item.split_once(':') {
                 Some(("secretsmanager", g)) => (Some(Source::SecretsManager), g),
                 Some(("ssm", g)) => (Some(Source::Ssm), g),
+                Some(("role", g)) => {
+                    if g.is_empty() {
+                        return Err(AllowError::EmptyPattern(item.to_owned()));
+                    }
+                    roles.push(g.to_owned());
+                    continue;
+                }
                 // An ARN pattern ("arn:aws:…") or a plain name applies to both sources.
                 _ => (None, item),
             };
@@ -50,19 +97,54 @@ impl AllowList {
                 glob: glob.to_owned(),
             });
         }
-        if patterns.is_empty() {
+        if patterns.is_empty() && roles.is_empty() {
             return Err(AllowError::Empty);
         }
-        Ok(AllowList { patterns })
+        Ok(AllowList { patterns, roles })
     }
 
-    /// Whether a request for `id` from `source` may proceed.
-    pub fn permits(&self, source: Source, id: &str) -> bool {
-        let names = names_of(source, id);
-        self.patterns
-            .iter()
-            .filter(|p| p.source.is_none_or(|s| s == source))
-            .any(|p| names.iter().any(|n| glob_match(&p.glob, n)))
+    /// Whether a request for `id` may go upstream: some answer AWS could give names
+    /// an allowed identity. Checked before any call.
+    pub fn could_name(&self, source: Source, id: &str) -> bool {
+        self.requested(source, id, true)
+    }
+
+    /// Whether `id`, as written, names an allowed identity (no suffix taken off a
+    /// partial ARN): a not-found answer for it is the truth, not an oracle.
+    pub fn names_exactly(&self, source: Source, id: &str) -> bool {
+        self.requested(source, id, false)
+    }
+
+    /// Whether the value AWS returned may be stored and served.
+    pub fn permits_value(&self, source: Source, value: &Value) -> bool {
+        match source {
+            Source::SecretsManager => self.matches(Source::SecretsManager, &secret_identity(&value.name, &value.arn)),
+            Source::Ssm => match value.referenced_secret() {
+                Some((name, arn)) => {
+                    self.matches(Source::SecretsManager, &secret_identity(name, arn))
+                        || self.matches(
+                            Source::Ssm,
+                            &Identity {
+                                names: vec![format!("{SECRET_REFERENCE_PREFIX}{name}").into()],
+                                arns: vec![],
+                            },
+                        )
+                }
+                // A reference whose secret AWS did not name cannot be checked: refused.
+                None if value.name.starts_with(SECRET_REFERENCE_PREFIX) => false,
+                None => self.matches(Source::Ssm, &parameter_identity(&value.name, &value.arn)),
+            },
+        }
+    }
+
+    /// Whether a secret listed with this name and (full) ARN may be fetched.
+    pub fn permits_secret(&self, name: &str, arn: &str) -> bool {
+        self.matches(Source::SecretsManager, &secret_identity(name, arn))
+    }
+
+    /// Whether `roleArn` may name this role.
+    pub fn permits_role(&self, role_arn: &str) -> bool {
+        self.roles.iter().any(|g| glob_match(g, role_arn))
     }
 
     /// Whether a start-up reference is covered. A path is covered only when a
@@ -70,46 +152,154 @@ impl AllowList {
     /// no name can hold shows that a trailing `*` absorbs whatever follows the path.
     pub fn permits_ref(&self, r: &SecretRef) -> bool {
         match r {
-            SecretRef::Secret(id) => self.permits(Source::SecretsManager, id),
-            SecretRef::Parameter(id) => self.permits(Source::Ssm, id),
-            SecretRef::Path(prefix) => self.permits(Source::Ssm, &format!("{prefix}\u{1}")),
+            SecretRef::Secret(id) => self.could_name(Source::SecretsManager, id),
+            SecretRef::Parameter(id) => self.could_name(Source::Ssm, id),
+            // Which secrets carry a tag is known only once listed; each is checked then.
+            SecretRef::Tag(_) => true,
+            SecretRef::Path(prefix) => self.matches(
+                Source::Ssm,
+                &Identity {
+                    names: vec![format!("{prefix}\u{1}").into()],
+                    arns: vec![],
+                },
+            ),
         }
+    }
+
+    fn requested(&self, source: Source, id: &str, loose: bool) -> bool {
+        match source {
+            Source::SecretsManager => self.requested_secret(id, loose),
+            Source::Ssm => match id.strip_prefix(SECRET_REFERENCE_PREFIX) {
+                Some(secret) => {
+                    self.requested_secret(secret, loose)
+                        || self.matches(
+                            Source::Ssm,
+                            &Identity {
+                                names: vec![id.into()],
+                                arns: vec![],
+                            },
+                        )
+                }
+                None => self.requested_parameter(id),
+            },
+        }
+    }
+
+    /// A secret asked for by name, partial ARN or full ARN. `loose`: a trailing
+    /// `-XXXXXX` of an ARN may be Secrets Manager's suffix, so the name without it
+    /// is a candidate too. An ARN pattern may end in a suffix the request leaves
+    /// out (a partial ARN), so it is also tried without it.
+    fn requested_secret(&self, id: &str, loose: bool) -> bool {
+        let Some(resource) = arn_resource(id) else {
+            // A name: its ARN will be some `…:secret:NAME-XXXXXX`.
+            return self.patterns.iter().any(|p| {
+                p.applies_to(Source::SecretsManager)
+                    && if p.is_arn() {
+                        arn_pattern_could_name(&p.glob, id)
+                    } else {
+                        glob_match(&p.glob, id)
+                    }
+            });
+        };
+        let Some(name) = resource.strip_prefix("secret:") else {
+            return false;
+        };
+        let base = loose.then(|| strip_suffix(name)).flatten();
+        self.patterns
+            .iter()
+            .filter(|p| p.applies_to(Source::SecretsManager))
+            .any(|p| {
+                if p.is_arn() {
+                    glob_match(&p.glob, id) || strip_suffix(&p.glob).is_some_and(|g| glob_match(g, id))
+                } else {
+                    glob_match(&p.glob, name) || base.is_some_and(|b| glob_match(&p.glob, b))
+                }
+            })
+    }
+
+    fn requested_parameter(&self, id: &str) -> bool {
+        if id.starts_with("arn:") {
+            return self.matches(Source::Ssm, &parameter_identity(id, id));
+        }
+        let slashed = if id.starts_with('/') {
+            std::borrow::Cow::Borrowed(id)
+        } else {
+            format!("/{id}").into()
+        };
+        self.patterns.iter().any(|p| {
+            p.applies_to(Source::Ssm)
+                && if p.is_arn() {
+                    arn_resource(&p.glob)
+                        .and_then(|r| r.strip_prefix("parameter"))
+                        .is_some_and(|r| glob_match(r, &slashed))
+                } else {
+                    glob_match(&p.glob, id)
+                }
+        })
+    }
+
+    fn matches(&self, source: Source, identity: &Identity<'_>) -> bool {
+        self.patterns.iter().filter(|p| p.applies_to(source)).any(|p| {
+            if p.is_arn() {
+                identity.arns.iter().any(|a| glob_match(&p.glob, a))
+            } else {
+                identity.names.iter().any(|n| glob_match(&p.glob, n))
+            }
+        })
     }
 }
 
-/// The id itself plus, for an ARN, the resource name(s) it carries.
-fn names_of(source: Source, id: &str) -> Vec<&str> {
-    let mut names = vec![id];
-    if !id.starts_with("arn:") {
-        return names;
+/// A secret as AWS returned it: its name, and its ARN (always full in an answer).
+fn secret_identity<'a>(name: &'a str, arn: &'a str) -> Identity<'a> {
+    Identity {
+        names: vec![name.into()],
+        arns: vec![arn],
     }
-    // arn:partition:service:region:account:resource
-    let Some(resource) = id.splitn(6, ':').nth(5) else {
-        return names;
+}
+
+/// A parameter as AWS returned it. Shared parameters come back named by ARN; a
+/// name is derived from the ARN then (`…:parameter/a/b` is `/a/b`, `…:parameter/x`
+/// is `x`, which SSM also answers as `/x`).
+fn parameter_identity<'a>(name: &'a str, arn: &'a str) -> Identity<'a> {
+    let mut identity = Identity {
+        names: Vec::new(),
+        arns: vec![arn],
     };
-    match source {
-        Source::SecretsManager => {
-            if let Some(name) = resource.strip_prefix("secret:") {
-                names.push(name);
-                // Secrets Manager appends "-" and six random characters to the name.
-                if let Some((base, suffix)) = name.rsplit_once('-') {
-                    if suffix.len() == 6 && suffix.chars().all(|c| c.is_ascii_alphanumeric()) {
-                        names.push(base);
-                    }
-                }
-            }
-        }
-        Source::Ssm => {
-            if let Some(rest) = resource.strip_prefix("parameter") {
-                // "parameter/a/b" is "/a/b"; "parameter/x" may be "x" or "/x".
-                names.push(rest);
-                if let Some(bare) = rest.strip_prefix('/') {
-                    names.push(bare);
-                }
+    if !name.starts_with("arn:") {
+        identity.names.push(name.into());
+    }
+    if let Some(rest) = arn_resource(arn).and_then(|r| r.strip_prefix("parameter")) {
+        if !rest.is_empty() {
+            identity.names.push(rest.into());
+            if let Some(bare) = rest.strip_prefix('/').filter(|b| !b.contains('/')) {
+                identity.names.push(bare.into());
             }
         }
     }
-    names
+    identity
+}
+
+/// `arn:partition:service:region:account:resource` → `resource`.
+fn arn_resource(id: &str) -> Option<&str> {
+    if !id.starts_with("arn:") {
+        return None;
+    }
+    id.splitn(6, ':').nth(5)
+}
+
+/// `text` without a trailing `-` and six letters or digits (Secrets Manager's suffix).
+fn strip_suffix(text: &str) -> Option<&str> {
+    let (base, suffix) = text.rsplit_once('-')?;
+    (suffix.len() == 6 && suffix.chars().all(|c| c.is_ascii_alphanumeric())).then_some(base)
+}
+
+/// Whether a secret named `name` could have an ARN matched by the ARN pattern `glob`.
+fn arn_pattern_could_name(glob: &str, name: &str) -> bool {
+    let Some(resource) = arn_resource(glob).and_then(|r| r.strip_prefix("secret:")) else {
+        return false;
+    };
+    let without = strip_suffix(resource).unwrap_or(resource);
+    glob_match(without, name) || glob_match(resource, &format!("{name}-"))
 }
 
 /// `*` matches any run of characters; everything else matches itself.
@@ -138,74 +328,4 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    #[test]
-    fn globs() {
-        assert!(glob_match("app/*", "app/db"));
-        assert!(glob_match("app/*", "app/a/b"));
-        assert!(!glob_match("app/*", "other/db"));
-        assert!(glob_match("*", ""));
-        assert!(glob_match("a*b*c", "aXXbYYc"));
-        assert!(!glob_match("a*b*c", "aXXbYY"));
-        assert!(glob_match("exact", "exact"));
-        assert!(!glob_match("exact", "exact2"));
-    }
-
-    #[test]
-    fn sources_and_arns() {
-        let list = AllowList::parse("secretsmanager:app/*, ssm:/team/*").expect("valid");
-        assert!(list.permits(Source::SecretsManager, "app/db"));
-        assert!(
-            !list.permits(Source::Ssm, "app/db"),
-            "pattern is for secretsmanager only"
-        );
-        assert!(list.permits(
-            Source::SecretsManager,
-            "arn:aws:secretsmanager:us-east-1:123456789012:secret:app/db-AbCdEf"
-        ));
-        assert!(!list.permits(
-            Source::SecretsManager,
-            "arn:aws:secretsmanager:us-east-1:123456789012:secret:other-AbCdEf"
-        ));
-        assert!(list.permits(Source::Ssm, "/team/here/key"));
-        assert!(list.permits(
-            Source::Ssm,
-            "arn:aws:ssm:us-east-1:123456789012:parameter/team/here/key"
-        ));
-        assert!(!list.permits(Source::Ssm, "/teamx/key"));
-    }
-
-    #[test]
-    fn paths_need_a_covering_pattern() {
-        let list = AllowList::parse("ssm:/team/*, ssm:/one/exact").expect("valid");
-        assert!(list.permits_ref(&SecretRef::Path("/team/".into())));
-        assert!(list.permits_ref(&SecretRef::Path("/team/sub/".into())));
-        assert!(!list.permits_ref(&SecretRef::Path("/one/".into())));
-    }
-
-    #[test]
-    fn empty_lists_are_errors() {
-        assert_eq!(AllowList::parse(" , "), Err(AllowError::Empty));
-        assert_eq!(AllowList::parse("ssm:"), Err(AllowError::EmptyPattern("ssm:".into())));
-    }
-
-    proptest! {
-        #[test]
-        fn star_matches_everything(s in ".*") {
-            prop_assert!(glob_match("*", &s));
-        }
-
-        #[test]
-        fn literal_matches_only_itself(a in "[a-z/]{0,12}", b in "[a-z/]{0,12}") {
-            prop_assert_eq!(glob_match(&a, &b), a == b);
-        }
-
-        #[test]
-        fn prefix_star_is_starts_with(prefix in "[a-z/]{0,8}", s in "[a-z/]{0,16}") {
-            prop_assert_eq!(glob_match(&format!("{prefix}*"), &s), s.starts_with(&prefix));
-        }
-    }
-}
+mod tests;

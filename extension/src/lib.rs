@@ -11,15 +11,24 @@
 //! - `allow` (the allowlist), `token`, `config` (environment → each layer's settings).
 //! - `server`: the front door, where a request goes: accept → `routes` → `auth` →
 //!   `query` → allowlist → cache → `response`, with `error` mapping failures to HTTP.
-//! - `lifecycle`: Lambda's Extensions API or standalone mode: start, refresh, stop.
+//! - `lifecycle`: Lambda's Extensions API or standalone mode: start, refresh, stop;
+//!   beside it `files` (keeps `SECRETS_SIDECAR_FILES` current) and `emf` (metrics
+//!   as CloudWatch Embedded Metric Format lines).
+//! - `exec`: the exec wrapper (`secrets-sidecar-exec`, `secrets-sidecar exec`), which
+//!   puts values into a runtime's environment and files; it asks the sidecar over
+//!   HTTP and uses only `mapping`, `files::write` and `model` (no async runtime, no SDK).
 //! - `logging`; `main.rs` wires.
 
 pub mod allow;
 pub mod backend;
 pub mod cache;
 pub mod config;
+pub mod emf;
+pub mod exec;
+pub mod files;
 pub mod lifecycle;
 pub mod logging;
+pub mod mapping;
 pub mod model;
 pub mod secret;
 pub mod server;

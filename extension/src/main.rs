@@ -1,11 +1,12 @@
 //! `secrets-sidecar`: wires configuration, logging and the runtime, then hands over
-//! to the Lambda lifecycle or to standalone mode.
+//! to the Lambda lifecycle or to standalone mode. `secrets-sidecar exec -- CMD…`
+//! (and the binary started as `secrets-sidecar-exec`) is the exec wrapper instead.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use secrets_sidecar::config::{Config, LogFormat, LogLevel};
-use secrets_sidecar::{lifecycle, logging};
+use secrets_sidecar::{exec, lifecycle, logging};
 
 /// At most two workers. The sidecar serves one function on loopback; on a large
 /// function (up to 6 vCPUs) more workers would add no useful throughput, but each
@@ -16,6 +17,17 @@ fn worker_threads() -> usize {
 }
 
 fn main() -> ExitCode {
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let called = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .is_some_and(|n| n == exec::WRAPPER_NAME);
+    if called {
+        return exec::wrapper_main(args.split_off(1));
+    }
+    if args.get(1).is_some_and(|a| a == "exec") {
+        return exec::subcommand_main(args.split_off(2));
+    }
     let config = Config::from_process_env();
     let (level, format) = match &config {
         Ok(c) => (c.log_level, c.log_format),

@@ -42,6 +42,15 @@ impl Layer {
         Ok(path)
     }
 
+    /// Adds the exec wrapper at the layer's root (Lambda's `/opt/secrets-sidecar-exec`)
+    /// as a copy of `binary`; returns its path, for `AWS_LAMBDA_EXEC_WRAPPER`.
+    pub fn add_wrapper(&self, binary: &Path) -> Result<PathBuf> {
+        let path = self.root().join("secrets-sidecar-exec");
+        std::fs::copy(binary, &path)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+        Ok(path)
+    }
+
     /// Adds `extensions/<name>` as a copy of `binary` (exactly what a layer zip holds).
     pub fn add_binary(&self, name: &str, binary: &Path) -> Result<PathBuf> {
         let path = self.extensions().join(name);

@@ -94,13 +94,20 @@ impl Moto {
     /// Calls one operation of the AWS JSON protocol. The Authorization header only
     /// tells moto which service is meant; moto does not check signatures.
     pub async fn call(&self, service: Service, operation: &str, body: Value) -> Result<Value> {
+        self.call_as(Caller::HOME, service, operation, body).await
+    }
+
+    /// [`Moto::call`] as `caller`: moto keeps one world per account (known by the
+    /// access key) and region (the SigV4 credential scope's).
+    pub async fn call_as(&self, caller: Caller<'_>, service: Service, operation: &str, body: Value) -> Result<Value> {
         let (prefix, scope) = match service {
             Service::SecretsManager => ("secretsmanager", "secretsmanager"),
             Service::Ssm => ("AmazonSSM", "ssm"),
         };
         let target = format!("{prefix}.{operation}");
         let auth = format!(
-            "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/{scope}/aws4_request, SignedHeaders=host, Signature=0"
+            "AWS4-HMAC-SHA256 Credential={}/20260101/{}/{scope}/aws4_request, SignedHeaders=host, Signature=0",
+            caller.access_key, caller.region
         );
         let resp = self
             .http
@@ -119,6 +126,69 @@ impl Moto {
             return Err(anyhow!("{target} failed: {} {}", resp.status, resp.text()));
         }
         Ok(resp.json())
+    }
+
+    /// Assumes `role_arn` through STS (its query protocol); returns the access key,
+    /// with which moto acts in the role's account.
+    pub async fn assume_role(&self, role_arn: &str) -> Result<String> {
+        let body = format!(
+            "Action=AssumeRole&Version=2011-06-15&RoleSessionName=harness&RoleArn={}",
+            role_arn.replace(':', "%3A").replace('/', "%2F")
+        );
+        let auth =
+            "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/sts/aws4_request, SignedHeaders=host, Signature=0";
+        let resp = self
+            .http
+            .send(
+                Method::POST,
+                &format!("{}/", self.endpoint()),
+                &[
+                    ("content-type", "application/x-www-form-urlencoded"),
+                    ("authorization", auth),
+                ],
+                Bytes::from(body),
+            )
+            .await?;
+        let text = resp.text();
+        if resp.status != 200 {
+            return Err(anyhow!("AssumeRole failed: {} {text}", resp.status));
+        }
+        text.split("<AccessKeyId>")
+            .nth(1)
+            .and_then(|t| t.split("</AccessKeyId>").next())
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("no AccessKeyId in {text}"))
+    }
+
+    /// Creates a string secret as `caller`; returns its ARN.
+    pub async fn create_secret_as(&self, caller: Caller<'_>, name: &str, value: &str) -> Result<String> {
+        let out = self
+            .call_as(
+                caller,
+                Service::SecretsManager,
+                "CreateSecret",
+                json!({"Name": name, "SecretString": value}),
+            )
+            .await?;
+        arn_of(&out)
+    }
+
+    /// Creates a string parameter as `caller`; returns its ARN.
+    pub async fn put_parameter_as(&self, caller: Caller<'_>, name: &str, value: &str) -> Result<String> {
+        self.call_as(
+            caller,
+            Service::Ssm,
+            "PutParameter",
+            json!({"Name": name, "Value": value, "Type": "String", "Overwrite": true}),
+        )
+        .await?;
+        let out = self
+            .call_as(caller, Service::Ssm, "GetParameter", json!({"Name": name}))
+            .await?;
+        out["Parameter"]["ARN"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("no ARN in {out}"))
     }
 
     /// Creates a string secret; returns its ARN.
@@ -207,6 +277,29 @@ impl Moto {
         )
         .await
         .map(|_| ())
+    }
+}
+
+/// Who calls moto: the access key decides the account (`test`: the default,
+/// 123456789012; a key from [`Moto::assume_role`]: the role's), the region the world.
+#[derive(Clone, Copy, Debug)]
+pub struct Caller<'a> {
+    pub access_key: &'a str,
+    pub region: &'a str,
+}
+
+impl Caller<'static> {
+    /// The default account in us-east-1, as the sidecar's tests configure it.
+    pub const HOME: Caller<'static> = Caller {
+        access_key: "test",
+        region: "us-east-1",
+    };
+
+    pub fn home_in(region: &'static str) -> Caller<'static> {
+        Caller {
+            access_key: "test",
+            region,
+        }
     }
 }
 

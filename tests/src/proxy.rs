@@ -1,8 +1,10 @@
 //! A fault-injecting HTTP proxy between the sidecar and moto.
 //!
 //! Every request is counted by operation (the part of `X-Amz-Target` after the dot:
-//! `GetSecretValue`, `BatchGetSecretValue`, `GetParameters`, …) before any fault is
-//! applied, so the counts are the calls the sidecar made. Rules, applied in order,
+//! `GetSecretValue`, `BatchGetSecretValue`, `GetParameters`, …; for STS's query
+//! protocol the form's `Action`, e.g. `AssumeRole`) and by the region its SigV4
+//! credential scope names, before any fault is applied, so the counts are the calls
+//! the sidecar made and where. Query-protocol forms are kept for inspection. Rules, applied in order,
 //! each for one operation or all, for a number of calls or until cleared:
 //! added latency, HTTP 500, `ThrottlingException` (HTTP 400 with AWS's JSON error),
 //! any other AWS error, a dropped connection, or a hang (no answer until the client
@@ -58,6 +60,10 @@ struct Rule {
 #[derive(Default)]
 struct State {
     counts: Mutex<HashMap<String, u64>>,
+    /// By (operation, region).
+    placed: Mutex<HashMap<(String, String), u64>>,
+    /// The form fields of each query-protocol request, by operation.
+    forms: Mutex<HashMap<String, Vec<HashMap<String, String>>>>,
     rules: Mutex<Vec<Rule>>,
     quotas: Mutex<Option<QuotaState>>,
     seen: Notify,
@@ -280,6 +286,19 @@ impl FaultProxy {
         lock(&self.state.counts).get(operation).copied().unwrap_or(0)
     }
 
+    /// Calls seen for `operation` signed for `region`.
+    pub fn count_in(&self, operation: &str, region: &str) -> u64 {
+        lock(&self.state.placed)
+            .get(&(operation.to_owned(), region.to_owned()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The form fields of every `operation` call made with the query protocol (STS).
+    pub fn forms(&self, operation: &str) -> Vec<HashMap<String, String>> {
+        lock(&self.state.forms).get(operation).cloned().unwrap_or_default()
+    }
+
     pub fn total(&self) -> u64 {
         lock(&self.state.counts).values().sum()
     }
@@ -290,6 +309,7 @@ impl FaultProxy {
 
     pub fn reset_counts(&self) {
         lock(&self.state.counts).clear();
+        lock(&self.state.placed).clear();
     }
 
     /// Applies `fault` to the next `times` calls of `operation` (`None`: every operation;
@@ -387,19 +407,36 @@ async fn forward(
     upstream: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, std::io::Error> {
-    let target = req
-        .headers()
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    let operation = target
-        .rsplit('.')
-        .next()
-        .filter(|o| !o.is_empty())
+    let (parts, body) = req.into_parts();
+    let body = match body.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return Err(std::io::Error::other(e)),
+    };
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let form: HashMap<String, String> = match header("x-amz-target") {
+        Some(_) => HashMap::new(),
+        None => net::query_pairs(&String::from_utf8_lossy(&body), true)
+            .into_iter()
+            .collect(),
+    };
+    // Which quota bucket a call draws from (query-protocol calls have no target: none).
+    let target = header("x-amz-target").unwrap_or("").to_owned();
+    let operation = header("x-amz-target")
+        .and_then(|t| t.rsplit('.').next())
+        .or_else(|| form.get("Action").map(String::as_str))
         .unwrap_or("Other")
         .to_owned();
+    // `Credential=KEY/DATE/REGION/SERVICE/aws4_request`
+    let region = header("authorization")
+        .and_then(|a| a.split("Credential=").nth(1))
+        .and_then(|c| c.split('/').nth(2))
+        .unwrap_or("")
+        .to_owned();
     *lock(&state.counts).entry(operation.clone()).or_insert(0) += 1;
+    *lock(&state.placed).entry((operation.clone(), region)).or_insert(0) += 1;
+    if !form.is_empty() {
+        lock(&state.forms).entry(operation.clone()).or_default().push(form);
+    }
     state.seen.notify_waiters();
     let within_quota = lock(&state.quotas)
         .as_mut()
@@ -425,11 +462,6 @@ async fn forward(
         }
         None => {}
     }
-    let (parts, body) = req.into_parts();
-    let body = match body.collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => return Err(std::io::Error::other(e)),
-    };
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let mut out = Request::builder()
         .method(parts.method)

@@ -17,10 +17,12 @@ pub enum Api {
     DescribeSecret,
     /// Metadata only: whether a parameter, or any under a path, exists.
     DescribeParameters,
+    /// Metadata only: the secrets carrying a tag (`secretsmanager-tag:` prefetch).
+    ListSecrets,
 }
 
 impl Api {
-    pub const ALL: [Api; 7] = [
+    pub const ALL: [Api; 8] = [
         Api::GetSecretValue,
         Api::BatchGetSecretValue,
         Api::GetParameter,
@@ -28,6 +30,7 @@ impl Api {
         Api::GetParametersByPath,
         Api::DescribeSecret,
         Api::DescribeParameters,
+        Api::ListSecrets,
     ];
 
     /// The operation's AWS name (also its metrics label).
@@ -40,6 +43,7 @@ impl Api {
             Api::GetParametersByPath => "GetParametersByPath",
             Api::DescribeSecret => "DescribeSecret",
             Api::DescribeParameters => "DescribeParameters",
+            Api::ListSecrets => "ListSecrets",
         }
     }
 

@@ -19,10 +19,13 @@ pub enum ErrorKind {
     Timeout,
     /// The call was abandoned: the sidecar is shutting down or its refresh budget ran out.
     Aborted,
+    /// AWS answered with a secret or parameter outside `SECRETS_SIDECAR_ALLOW` (a
+    /// look-alike id): the value was dropped unserved.
+    NotAllowed,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 7] = [
+    pub const ALL: [ErrorKind; 8] = [
         ErrorKind::NotFound,
         ErrorKind::AccessDenied,
         ErrorKind::Invalid,
@@ -30,6 +33,7 @@ impl ErrorKind {
         ErrorKind::Unavailable,
         ErrorKind::Timeout,
         ErrorKind::Aborted,
+        ErrorKind::NotAllowed,
     ];
 
     /// Whether a cached value may stand in while this lasts.
@@ -50,7 +54,17 @@ impl ErrorKind {
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Aborted => "aborted",
+            ErrorKind::NotAllowed => "not_allowed",
         }
+    }
+
+    /// Whether the answer is worth remembering for the negative TTL: the truth about
+    /// an id, which asking again within seconds will not change.
+    pub fn is_negative(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::NotFound | ErrorKind::AccessDenied | ErrorKind::NotAllowed
+        )
     }
 
     pub fn index(self) -> usize {

@@ -7,13 +7,18 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::{
-    Attempts, Batch, BoxFuture, ErrorKind, Page, ParameterFields, SecretFields, Upstream, UpstreamError, Value, Via,
+    Attempts, Batch, BoxFuture, ErrorKind, Listed, Page, ParameterFields, SecretFields, Upstream, UpstreamError, Value,
+    Via,
 };
 use crate::model::{SecretRef, Selector};
 
 #[derive(Clone)]
 struct FakeSecret {
     arn: String,
+    /// Set for a secret of another region or account: found by ARN only, and
+    /// named this (the map key is then its ARN).
+    elsewhere_name: Option<String>,
+    tags: Vec<(String, String)>,
     /// (version id, value); the last is AWSCURRENT, the one before AWSPREVIOUS.
     versions: Vec<(String, String)>,
 }
@@ -63,7 +68,24 @@ impl FakeUpstream {
     }
 
     pub fn arn_of(name: &str) -> String {
-        format!("arn:aws:secretsmanager:us-east-1:123456789012:secret:{name}-AbCdEf")
+        Self::arn_with_suffix(name, "AbCdEf")
+    }
+
+    pub fn arn_with_suffix(name: &str, suffix: &str) -> String {
+        format!("arn:aws:secretsmanager:us-east-1:123456789012:secret:{name}-{suffix}")
+    }
+
+    /// Creates a secret whose ARN ends in `suffix` (Secrets Manager's random six).
+    pub fn put_secret_with_suffix(&self, name: &str, suffix: &str, value: &str) {
+        lock(&self.secrets).insert(
+            name.to_owned(),
+            FakeSecret {
+                arn: Self::arn_with_suffix(name, suffix),
+                elsewhere_name: None,
+                tags: Vec::new(),
+                versions: vec![("v1".to_owned(), value.to_owned())],
+            },
+        );
     }
 
     /// Creates the secret or puts a new AWSCURRENT version.
@@ -71,6 +93,22 @@ impl FakeUpstream {
         let mut secrets = lock(&self.secrets);
         let s = secrets.entry(name.to_owned()).or_insert_with(|| FakeSecret {
             arn: Self::arn_of(name),
+            elsewhere_name: None,
+            tags: Vec::new(),
+            versions: Vec::new(),
+        });
+        let version = format!("v{}", s.versions.len() + 1);
+        s.versions.push((version, value.to_owned()));
+    }
+
+    /// A secret called `name` in another region or account, reachable by `arn` only
+    /// (a home secret may have the same name).
+    pub fn put_secret_elsewhere(&self, name: &str, arn: &str, value: &str) {
+        let mut secrets = lock(&self.secrets);
+        let s = secrets.entry(arn.to_owned()).or_insert_with(|| FakeSecret {
+            arn: arn.to_owned(),
+            elsewhere_name: Some(name.to_owned()),
+            tags: Vec::new(),
             versions: Vec::new(),
         });
         let version = format!("v{}", s.versions.len() + 1);
@@ -85,6 +123,13 @@ impl FakeUpstream {
         });
         p.kind = kind;
         p.versions.push(value.to_owned());
+    }
+
+    /// Tags an existing secret.
+    pub fn tag_secret(&self, name: &str, key: &str, value: &str) {
+        if let Some(s) = lock(&self.secrets).get_mut(name) {
+            s.tags.push((key.to_owned(), value.to_owned()));
+        }
     }
 
     pub fn delete_secret(&self, name: &str) {
@@ -114,6 +159,24 @@ impl FakeUpstream {
         self.calls.load(SeqCst)
     }
 
+    /// The secrets tagged `key` (= `value`), matched exactly.
+    fn tagged(&self, key: &str, value: Option<&str>) -> Vec<Listed> {
+        let mut found: Vec<Listed> = lock(&self.secrets)
+            .iter()
+            .filter(|(_, s)| {
+                s.tags
+                    .iter()
+                    .any(|(k, v)| k == key && value.is_none_or(|want| want == v))
+            })
+            .map(|(name, s)| Listed {
+                name: name.clone(),
+                arn: s.arn.clone(),
+            })
+            .collect();
+        found.sort_by(|a, b| a.name.cmp(&b.name));
+        found
+    }
+
     /// Counts a call made `via`.
     fn count(&self, via: &Via) {
         self.calls.fetch_add(1, SeqCst);
@@ -137,9 +200,24 @@ impl FakeUpstream {
 
     fn secret(&self, id: &str, selector: &Selector) -> Result<Value, UpstreamError> {
         let secrets = lock(&self.secrets);
+        // As Secrets Manager resolves an id: a full ARN, then a name, then a partial
+        // ARN (the ARN without its `-XXXXXX` suffix).
         let (name, s) = secrets
             .iter()
-            .find(|(name, s)| *name == id || s.arn == id)
+            .find(|(_, s)| s.arn == id)
+            .or_else(|| {
+                secrets
+                    .iter()
+                    .find(|(name, s)| *name == id && s.elsewhere_name.is_none())
+            })
+            .or_else(|| {
+                secrets.iter().find(|(_, s)| {
+                    id.starts_with("arn:")
+                        && s.arn
+                            .strip_prefix(id)
+                            .is_some_and(|rest| rest.len() == 7 && rest.starts_with('-'))
+                })
+            })
             .ok_or_else(|| UpstreamError::new(ErrorKind::NotFound, "ResourceNotFoundException"))?;
         let n = s.versions.len();
         let index = match selector {
@@ -153,7 +231,7 @@ impl FakeUpstream {
         let stage = if index + 1 == n { "AWSCURRENT" } else { "AWSPREVIOUS" };
         Ok(Value::from_secret(SecretFields {
             arn: s.arn.clone(),
-            name: name.clone(),
+            name: s.elsewhere_name.clone().unwrap_or_else(|| name.clone()),
             version_id: Some(version.clone()),
             secret_string: Some(value.clone()),
             secret_binary: None,
@@ -295,12 +373,29 @@ impl Upstream for FakeUpstream {
                 SecretRef::Secret(id) => lock(&self.secrets).iter().any(|(n, s)| n == id || s.arn == *id),
                 SecretRef::Parameter(name) => lock(&self.params).contains_key(name),
                 SecretRef::Path(prefix) => lock(&self.params).keys().any(|n| n.starts_with(prefix.as_str())),
+                SecretRef::Tag(_) => {
+                    let (key, value) = r.tag().unwrap_or_default();
+                    !self.tagged(key, value).is_empty()
+                }
             };
             if found {
                 Ok(())
             } else {
                 Err(UpstreamError::new(ErrorKind::NotFound, format!("not found: {r}")))
             }
+        })
+    }
+
+    fn list_secrets_by_tag<'a>(
+        &'a self,
+        via: &'a Via,
+        key: &'a str,
+        value: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<Listed>, UpstreamError>> {
+        Box::pin(async move {
+            self.count(via);
+            self.enter().await?;
+            Ok(self.tagged(key, value))
         })
     }
 }

@@ -25,7 +25,7 @@ pub use value::{NotJsonObject, ParameterFields, SecretFields, Value, ValueMeter}
 use crate::model::{Scope, SecretRef, Selector};
 
 /// The backend's view of the configuration.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BackendSettings {
     /// Calls in flight per service (`PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS`).
     pub max_connections: usize,
@@ -33,6 +33,45 @@ pub struct BackendSettings {
     pub secrets_manager_timeout: Option<Duration>,
     /// Overall limit per SSM call; `None`: the SDK's default.
     pub ssm_timeout: Option<Duration>,
+    /// How roles named by `roleArn` are assumed.
+    pub roles: RoleSettings,
+    /// Where each service's calls go (`aws::endpoints`); `None`: as the SDK
+    /// configuration says (a configuration given whole, in tests).
+    pub endpoints: Option<aws::endpoints::Endpoints>,
+}
+
+/// What every STS AssumeRole call carries.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RoleSettings {
+    /// `SECRETS_SIDECAR_ROLE_EXTERNAL_ID`, which a role's trust policy may require.
+    pub external_id: Option<String>,
+    /// Names the function in the role owner's CloudTrail (`AWS_LAMBDA_FUNCTION_NAME`).
+    pub session_name: String,
+}
+
+impl RoleSettings {
+    /// Session name when no function name is known (standalone).
+    pub const STANDALONE_SESSION: &str = "secrets-sidecar";
+}
+
+impl Default for RoleSettings {
+    fn default() -> Self {
+        RoleSettings {
+            external_id: None,
+            session_name: RoleSettings::STANDALONE_SESSION.to_owned(),
+        }
+    }
+}
+
+// The external id is not a credential, but it is a shared value between two
+// accounts that has no business in logs.
+impl std::fmt::Debug for RoleSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoleSettings")
+            .field("external_id", &self.external_id.as_ref().map(|_| "<set>"))
+            .field("session_name", &self.session_name)
+            .finish()
+    }
 }
 
 /// BatchGetSecretValue takes at most 20 ids.
@@ -74,6 +113,13 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub struct Batch {
     pub values: Vec<Value>,
     pub errors: Vec<(String, UpstreamError)>,
+}
+
+/// A secret found by ListSecrets: its metadata, no value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    pub name: String,
+    pub arn: String,
 }
 
 /// One page of GetParametersByPath.
@@ -124,6 +170,15 @@ pub trait Upstream: Send + Sync + 'static {
     /// it), asked with metadata-only calls (DescribeSecret, DescribeParameters) that
     /// return no value: what a SnapStart INIT may call.
     fn exists<'a>(&'a self, via: &'a Via, r: &'a SecretRef) -> BoxFuture<'a, Result<(), UpstreamError>>;
+
+    /// Every secret carrying the tag `key` (with exactly `value`, when given), from
+    /// ListSecrets (metadata only), all pages.
+    fn list_secrets_by_tag<'a>(
+        &'a self,
+        via: &'a Via,
+        key: &'a str,
+        value: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<Listed>, UpstreamError>>;
 }
 
 /// Whether `value` answers a request made with `id`: by name, by full ARN, or (for

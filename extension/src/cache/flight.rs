@@ -19,7 +19,7 @@ use super::entry::Entry;
 use super::jitter;
 use super::key::Key;
 use super::Cache;
-use crate::backend::{Attempts, Upstream, UpstreamError, Value, Via};
+use crate::backend::{Attempts, ErrorKind, Upstream, UpstreamError, Value, Via};
 use crate::model::Source;
 
 pub(super) type FlightResult = Result<Arc<Value>, UpstreamError>;
@@ -191,6 +191,29 @@ impl Cache {
         value
     }
 
+    /// Lets a fetched value through when the allowlist permits the identity AWS
+    /// returned for it; otherwise drops it at once (its buffers are zeroized as it
+    /// goes) and answers `NotAllowed`, so nothing stores, aliases or serves it.
+    pub(super) fn admit(&self, key: &Key, fetch_id: &str, value: Value) -> Result<Value, UpstreamError> {
+        let Some(allow) = &self.inner.settings.allow else {
+            return Ok(value);
+        };
+        if allow.permits_value(key.source, &value) {
+            return Ok(value);
+        }
+        warn!(
+            source = key.source.label(),
+            id = %fetch_id,
+            returned = %value.name,
+            "refused: AWS answered with a secret outside the allowlist"
+        );
+        drop(value);
+        Err(UpstreamError::new(
+            ErrorKind::NotAllowed,
+            format!("'{fetch_id}' names a secret outside SECRETS_SIDECAR_ALLOW"),
+        ))
+    }
+
     /// Single-flight fetch of one key in a task the cache owns; returns the receiver
     /// to wait on.
     pub(super) fn fly(&self, key: Key, fetch_id: Arc<str>, how: FetchFor) -> FlightRx {
@@ -274,7 +297,7 @@ impl FlightHandle {
     /// Stores or records the result, then wakes everyone waiting on this key.
     pub(super) fn finish(mut self, result: Result<Value, UpstreamError>) -> FlightResult {
         let cache = self.cache.clone();
-        let result = match result {
+        let result = match result.and_then(|value| cache.admit(&self.key, &self.fetch_id, value)) {
             Ok(value) => {
                 let value = cache.keep(&self.key, &self.fetch_id, value, self.how);
                 debug!(
@@ -287,7 +310,16 @@ impl FlightHandle {
             }
             Err(error) => {
                 cache.inner.stats.upstream_error(error.kind);
-                cache.inner.store.record_failure(&self.key, &error, Instant::now());
+                let now = Instant::now();
+                cache.inner.store.record_failure(&self.key, &error, now);
+                let negative_ttl = cache.inner.settings.negative_ttl;
+                let caches = self.how.store && cache.inner.settings.caches(self.key.source);
+                if error.kind.is_negative() && caches && !negative_ttl.is_zero() && !cache.closed() {
+                    cache
+                        .inner
+                        .store
+                        .remember_negative(&self.key, &error, now + negative_ttl);
+                }
                 warn!(
                     source = self.key.source.label(),
                     id = %self.fetch_id,

@@ -14,7 +14,11 @@
 //!    named it, evicting the least recently used entries past the size bound (`store`);
 //! 5. a transient failure with a value held within `MAX_STALE` serves that value,
 //!    marked stale, and backs the entry off; a definitive one (not found, access
-//!    denied) removes the entry and is returned (`policy`, `entry`).
+//!    denied) removes the entry and is returned (`policy`, `entry`), and is
+//!    remembered for the negative TTL under the id that asked (`store`);
+//! 6. with an allowlist, a fetched value whose identity (the name and ARN AWS
+//!    returned) it does not permit is dropped before anything else sees it, and
+//!    answers as a definitive `NotAllowed` failure (`flight`).
 //!
 //! Every [`Answer`] carries the identity AWS returned (name, ARN) so a caller can
 //! decide on it before serving. `shutdown` cancels and waits for every task the
@@ -46,6 +50,7 @@ pub use prefetch::{Plan, Report};
 pub use refresh::Refreshed;
 pub use stats::{CacheStats, Outcome};
 
+use crate::allow::AllowList;
 use crate::backend::{Upstream, UpstreamError, Value, ValueMeter};
 use crate::model::{SecretRef, Source};
 use flight::Flights;
@@ -64,6 +69,9 @@ pub struct CacheSettings {
     /// How long a definitive failure (not found, access denied, not allowed) is
     /// remembered; zero: not at all.
     pub negative_ttl: Duration,
+    /// `SECRETS_SIDECAR_ALLOW`, applied to what AWS returns before anything is
+    /// stored or served.
+    pub allow: Option<AllowList>,
 }
 
 impl CacheSettings {
@@ -92,6 +100,7 @@ impl CacheSettings {
             refresh_ahead: 0.5,
             refresh_now_interval: Duration::from_secs(1),
             negative_ttl: Duration::ZERO,
+            allow: None,
         }
     }
 }

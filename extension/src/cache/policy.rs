@@ -43,6 +43,9 @@ pub(super) async fn get(cache: &Cache, requested: &Key, freshness: Freshness) ->
         return Ok(Answer::fetched(wait(rx).await?, Outcome::Bypass));
     }
     let Some((entry, decrypt)) = inner.store.find(&key) else {
+        if let Some(error) = negative(cache, &key, freshness, now) {
+            return Err(error);
+        }
         return miss(cache, key.into_owned(), requested).await;
     };
     entry.touch(inner.store.now_ms(now));
@@ -70,6 +73,17 @@ pub(super) async fn get(cache: &Cache, requested: &Key, freshness: Freshness) ->
         return settle(cache, result, Outcome::Miss, Some(&entry), now);
     }
     revalidate(cache, key, entry, now, false).await
+}
+
+/// A definitive failure remembered for `key` within the negative TTL, unless the
+/// request forces a refresh.
+fn negative(cache: &Cache, key: &Key, freshness: Freshness, now: Instant) -> Option<UpstreamError> {
+    if freshness == Freshness::Latest {
+        return None;
+    }
+    let error = cache.inner.store.negative(key, now)?;
+    cache.inner.stats.negative_hit();
+    Some(error)
 }
 
 /// The key an entry found by [`super::store::Store::find`] is stored under.
@@ -212,7 +226,13 @@ pub(super) async fn get_many(cache: &Cache, keys: &[Key], freshness: Freshness) 
                 }
                 (stored_key(key, decrypt), entry.fetch_id.clone(), Some(entry), forced)
             }
-            None => (key, requested.id.clone(), None, false),
+            None => {
+                if let Some(error) = caches.then(|| negative(cache, &key, freshness, now)).flatten() {
+                    answers[index] = Some(Err(error));
+                    continue;
+                }
+                (key, requested.id.clone(), None, false)
+            }
         };
         let outcome = if caches { Outcome::Miss } else { Outcome::Bypass };
         let servable = held

@@ -18,7 +18,7 @@ use super::flight::{Begun, FetchFor, FlightHandle, PathGuard};
 use super::jitter;
 use super::{Cache, Key};
 use crate::backend::{ErrorKind, UpstreamError, Via};
-use crate::model::{SecretRef, Source};
+use crate::model::{Scope, SecretRef, Source};
 
 /// Stops a path prefetch from filling the cache with more than it can hold.
 const MAX_PATH_PAGES: usize = 1000;
@@ -69,6 +69,8 @@ pub(super) fn plan(cache: &Cache, refs: &[SecretRef]) -> Plan {
                 paths.push((prefix.clone(), cache.inner.flights.begin_path(cache, prefix)));
                 continue;
             }
+            // Which secrets carry the tag is known only once listed (`fetch_tagged`).
+            SecretRef::Tag(_) => continue,
         };
         // Joined: already in flight (a duplicate reference); that fetch stores it.
         if let Begun::New(h) = cache.begin(key, Arc::from(r.id()), FetchFor::PREFETCH) {
@@ -109,12 +111,26 @@ pub(super) async fn run(cache: &Cache, plan: Plan, deadline: Instant) -> Report 
         }
         results
     };
+    let tag_jobs = async {
+        let mut results = Vec::new();
+        for r in refs.iter().filter(|r| matches!(r, SecretRef::Tag(_))) {
+            let job = cache.tracked(fetch_tagged(cache.clone(), r.clone(), deadline));
+            let result = match tokio::time::timeout_at(deadline, job).await {
+                Ok(Some(r)) => r,
+                Ok(None) => Err(UpstreamError::aborted("shutting down")),
+                Err(_) => Err(timed_out()),
+            };
+            results.push((r.clone(), result));
+        }
+        results
+    };
     let keys: Vec<SecretRef> = refs
         .iter()
-        .filter(|r| !matches!(r, SecretRef::Path(_)))
+        .filter(|r| matches!(r, SecretRef::Secret(_) | SecretRef::Parameter(_)))
         .cloned()
         .collect();
-    let (tally, path_results) = tokio::join!(fetch_with_retries(cache, &keys, handles, deadline), path_jobs);
+    let (tally, path_results, tag_results) =
+        tokio::join!(fetch_with_retries(cache, &keys, handles, deadline), path_jobs, tag_jobs);
 
     let mut report = Report {
         stored: tally.ok,
@@ -142,6 +158,12 @@ pub(super) async fn run(cache: &Cache, plan: Plan, deadline: Instant) -> Report 
             )),
             Ok(n) => report.stored += n,
             Err(e) => report.failures.push((SecretRef::Path(prefix), e)),
+        }
+    }
+    for (tag, result) in tag_results {
+        match result {
+            Ok(n) => report.stored += n,
+            Err(e) => report.failures.push((tag, e)),
         }
     }
     report.elapsed = started.elapsed();
@@ -212,6 +234,52 @@ async fn fetch_with_retries(cache: &Cache, keys: &[SecretRef], handles: Vec<Flig
     tally
 }
 
+/// Lists the secrets carrying a tag (ListSecrets: metadata, matched exactly), keeps
+/// those the allowlist permits, and fetches them in batches like any prefetched id.
+/// Returns how many were stored; an error when none carries the tag or any failed.
+async fn fetch_tagged(cache: Cache, tag: SecretRef, deadline: Instant) -> Result<usize, UpstreamError> {
+    let (key, value) = tag.tag().unwrap_or_default();
+    let listed = cache.upstream().list_secrets_by_tag(&Via::HOME, key, value).await?;
+    let allow = cache.settings().allow.as_ref();
+    let matches: Vec<SecretRef> = listed
+        .iter()
+        .filter(|l| allow.is_none_or(|a| a.permits_secret(&l.name, &l.arn)))
+        .map(|l| SecretRef::Secret(l.arn.clone()))
+        .collect();
+    if matches.is_empty() {
+        let why = if listed.is_empty() {
+            ""
+        } else {
+            " inside SECRETS_SIDECAR_ALLOW"
+        };
+        return Err(UpstreamError::new(
+            ErrorKind::NotFound,
+            format!("no secret carries this tag{why}"),
+        ));
+    }
+    info!(%tag, secrets = matches.len(), "tag matched");
+    // Fetched by ARN, a value's name is no alias of it (it could be another region's
+    // or account's); these ARNs were listed here, so their names are.
+    for l in listed.iter().filter(|l| matches.iter().any(|m| m.id() == l.arn)) {
+        cache
+            .inner
+            .store
+            .alias(&Scope::HOME, Source::SecretsManager, &l.name, &Arc::from(&*l.arn));
+    }
+    let mut handles = Vec::new();
+    for r in &matches {
+        let key = Key::current(Source::SecretsManager, Arc::from(r.id()));
+        if let Begun::New(h) = cache.begin(key, Arc::from(r.id()), FetchFor::PREFETCH) {
+            handles.push(h);
+        }
+    }
+    let tally = fetch_with_retries(&cache, &matches, handles, deadline).await;
+    match tally.failed.first() {
+        Some((id, e)) => Err(UpstreamError::new(e.kind, format!("{id}: {}", e.detail))),
+        None => Ok(tally.ok),
+    }
+}
+
 fn timed_out() -> UpstreamError {
     UpstreamError::new(
         ErrorKind::Timeout,
@@ -237,12 +305,12 @@ async fn fetch_path(cache: Cache, prefix: String, guard: PathGuard) -> Result<us
             .await?;
         for value in page.values {
             let name = value.name.clone();
-            cache.keep(
-                &Key::current(Source::Ssm, name.clone()),
-                &name,
-                value,
-                FetchFor::PREFETCH,
-            );
+            let key = Key::current(Source::Ssm, name.clone());
+            // A path's items are checked one by one, like any fetched value.
+            let Ok(value) = cache.admit(&key, &name, value) else {
+                continue;
+            };
+            cache.keep(&key, &name, value, FetchFor::PREFETCH);
             stored += 1;
         }
         match page.next_token {
@@ -394,5 +462,86 @@ mod tests {
         let names: Vec<String> = missing.iter().map(|(r, _)| r.to_string()).collect();
         assert_eq!(names, ["secretsmanager:gone", "ssm-path:/empty/"]);
         assert!(missing[0].1.starts_with("not_found"));
+    }
+}
+
+#[cfg(test)]
+mod tag_tests {
+    use super::*;
+    use crate::allow::AllowList;
+    use crate::backend::fake::FakeUpstream;
+    use crate::cache::{CacheSettings, Freshness, Outcome};
+    use crate::model::{parse_ref_list, Selector};
+
+    /// Two secrets tagged team=weather, and look-alikes a prefix filter would let in.
+    fn tagged(allow: Option<&str>) -> (Cache, Arc<FakeUpstream>) {
+        let fake = Arc::new(FakeUpstream::new());
+        for (name, key, value) in [
+            ("w/a", "team", "weather"),
+            ("w/b", "team", "weather"),
+            ("w/prefix-value", "team", "weather-x"),
+            ("w/prefix-key", "teams", "weather"),
+            ("w/other", "team", "other"),
+        ] {
+            fake.put_secret(name, "v");
+            fake.tag_secret(name, key, value);
+        }
+        let settings = CacheSettings {
+            allow: allow.map(|a| AllowList::parse(a).expect("allow")),
+            ..CacheSettings::for_tests(1000, Duration::from_secs(60))
+        };
+        (Cache::new(settings, fake.clone()), fake)
+    }
+
+    async fn outcome(cache: &Cache, name: &str) -> Outcome {
+        let key = Key::new(Source::SecretsManager, name.into(), Selector::Current, false);
+        cache.get(&key, Freshness::Cached).await.expect("value").outcome
+    }
+
+    async fn run(cache: &Cache, refs: &str) -> Report {
+        let refs = parse_ref_list(refs).expect("refs");
+        cache
+            .prefetch(cache.plan_prefetch(&refs), Instant::now() + Duration::from_secs(30))
+            .await
+    }
+
+    #[tokio::test]
+    async fn a_tag_with_a_value_prefetches_exactly_its_secrets_in_one_batch() {
+        let (cache, fake) = tagged(None);
+        let report = run(&cache, "secretsmanager-tag:team=weather").await;
+        assert_eq!(report.stored, 2, "{report:?}");
+        assert_eq!(fake.calls(), 2, "one ListSecrets, one BatchGetSecretValue");
+        assert_eq!(outcome(&cache, "w/a").await, Outcome::Hit);
+        assert_eq!(outcome(&cache, "w/b").await, Outcome::Hit);
+        assert_eq!(outcome(&cache, "w/prefix-value").await, Outcome::Miss);
+        assert_eq!(outcome(&cache, "w/prefix-key").await, Outcome::Miss);
+    }
+
+    #[tokio::test]
+    async fn a_tag_key_alone_matches_any_value_of_exactly_that_key() {
+        let (cache, _) = tagged(None);
+        let report = run(&cache, "secretsmanager-tag:team").await;
+        assert_eq!(report.stored, 4, "{report:?}");
+        assert_eq!(outcome(&cache, "w/other").await, Outcome::Hit);
+        assert_eq!(outcome(&cache, "w/prefix-key").await, Outcome::Miss);
+    }
+
+    #[tokio::test]
+    async fn matches_outside_the_allowlist_are_not_fetched() {
+        let (cache, fake) = tagged(Some("secretsmanager:w/a"));
+        let report = run(&cache, "secretsmanager-tag:team=weather").await;
+        assert_eq!(report.stored, 1, "{report:?}");
+        assert_eq!(fake.calls(), 2);
+        assert_eq!(cache.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_tag_nothing_carries_is_reported_as_missing() {
+        let (cache, _) = tagged(None);
+        let refs = parse_ref_list("secretsmanager-tag:team=nobody").expect("refs");
+        let report = run(&cache, "secretsmanager-tag:team=nobody").await;
+        let missing = report.missing(&refs);
+        assert_eq!(missing.len(), 1);
+        assert!(missing[0].1.starts_with("not_found"), "{missing:?}");
     }
 }

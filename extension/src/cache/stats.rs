@@ -43,6 +43,7 @@ pub struct CacheStats {
     refreshes_ok: AtomicU64,
     refreshes_failed: AtomicU64,
     evictions: AtomicU64,
+    negative_hits: AtomicU64,
 }
 
 impl CacheStats {
@@ -53,6 +54,10 @@ impl CacheStats {
     pub(super) fn refreshed(&self, ok: u64, failed: u64) {
         self.refreshes_ok.fetch_add(ok, Relaxed);
         self.refreshes_failed.fetch_add(failed, Relaxed);
+    }
+
+    pub(super) fn negative_hit(&self) {
+        self.negative_hits.fetch_add(1, Relaxed);
     }
 
     pub(super) fn evicted(&self, n: u64) {
@@ -74,6 +79,11 @@ impl CacheStats {
 
     pub fn refreshes_failed(&self) -> u64 {
         self.refreshes_failed.load(Relaxed)
+    }
+
+    /// Requests answered from a remembered definitive failure, with no upstream call.
+    pub fn negative_hits(&self) -> u64 {
+        self.negative_hits.load(Relaxed)
     }
 
     pub fn evictions(&self) -> u64 {

@@ -34,6 +34,9 @@ pub(super) struct Store {
     /// Other scopes (other regions, accounts, roles): a name means a different
     /// secret in each, so their aliases never mix with the home scope's.
     scoped_aliases: Map<(Scope, Source, Box<str>), Arc<str>>,
+    /// Definitive failures (not found, access denied, not allowed) by the key that
+    /// asked, until when they stand: the negative cache. No values here.
+    negatives: Map<Key, (UpstreamError, Instant)>,
     /// Milliseconds on the eviction clock count from here.
     epoch: Instant,
 }
@@ -45,6 +48,7 @@ impl Store {
             entries: Map::default(),
             aliases: [Map::default(), Map::default()],
             scoped_aliases: Map::default(),
+            negatives: Map::default(),
             epoch: Instant::now(),
         }
     }
@@ -101,7 +105,8 @@ impl Store {
         build: impl FnOnce(Option<&Entry>) -> Entry,
     ) -> u64 {
         let source = flight_key.source;
-        let canonical = canonical_id(source, value);
+        let by_arn = fetch_id.starts_with("arn:");
+        let canonical = canonical_id(source, value, by_arn);
         let decrypt = match (source, value.secure, flight_key.decrypt) {
             (Source::SecretsManager, _, _) | (Source::Ssm, false, _) => Decrypt::Irrelevant,
             (Source::Ssm, true, Decrypt::No) => Decrypt::No,
@@ -112,8 +117,15 @@ impl Store {
             decrypt,
             ..flight_key.clone()
         };
-        for from in [&**fetch_id, &*value.name, &*value.arn] {
+        // A name means the value only where it was asked for by that name: fetched by
+        // ARN, the value may live in another region or account, where the same name
+        // is a different secret, so its name must not lead here.
+        let name = (!by_arn).then_some(&*value.name);
+        for from in [Some(&**fetch_id), name, Some(&*value.arn)].into_iter().flatten() {
             self.alias(&key.scope, source, from, &canonical);
+        }
+        if !self.negatives.is_empty() {
+            self.negatives.remove(flight_key);
         }
         if key != *flight_key {
             self.entries.remove(flight_key);
@@ -124,7 +136,10 @@ impl Store {
         self.enforce_capacity()
     }
 
-    fn alias(&self, scope: &Scope, source: Source, from: &str, to: &Arc<str>) {
+    /// Records that `from` names what is stored under `to` in `scope`. Besides the
+    /// aliases an answer proves (`insert`), a listing made in the scope proves its
+    /// names (the tag prefetch fetches by ARN, and a name asked later must find it).
+    pub(super) fn alias(&self, scope: &Scope, source: Source, from: &str, to: &Arc<str>) {
         if from == &**to {
             return;
         }
@@ -159,6 +174,28 @@ impl Store {
         } else {
             self.entries.remove(key);
         }
+    }
+
+    /// Remembers a definitive failure of `key` until `until`.
+    pub(super) fn remember_negative(&self, key: &Key, error: &UpstreamError, until: Instant) {
+        // A shortcut like the aliases: past its bound, forget them all.
+        if self.negatives.len() > 4 * self.capacity + 64 {
+            self.negatives.clear();
+        }
+        self.negatives.insert(key.clone(), (error.clone(), until));
+    }
+
+    /// The failure remembered for `key`, while it stands.
+    pub(super) fn negative(&self, key: &Key, now: Instant) -> Option<UpstreamError> {
+        if self.negatives.is_empty() {
+            return None;
+        }
+        let (error, until) = self.negatives.get(key).map(|n| n.value().clone())?;
+        if now < until {
+            return Some(error);
+        }
+        self.negatives.remove_if(key, |_, (_, u)| *u == until);
+        None
     }
 
     /// Evicts the least recently used entries once the size bound is passed. Large
@@ -225,14 +262,18 @@ impl Store {
             map.clear();
         }
         self.scoped_aliases.clear();
+        self.negatives.clear();
     }
 }
 
 /// Secrets are identified by ARN (names can be reused after deletion, and partial
-/// ARNs exist); parameters by name (unique, and unambiguous where ARNs are not).
-fn canonical_id(source: Source, value: &Value) -> Arc<str> {
+/// ARNs exist); parameters by name (unique within a region and account, and
+/// unambiguous where ARNs are not), except when asked for by ARN: then the ARN, as
+/// the parameter may be another region's or account's.
+fn canonical_id(source: Source, value: &Value, by_arn: bool) -> Arc<str> {
     match source {
         Source::SecretsManager => value.arn.clone(),
+        Source::Ssm if by_arn => value.arn.clone(),
         Source::Ssm => value.name.clone(),
     }
 }

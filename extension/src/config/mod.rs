@@ -10,8 +10,9 @@ use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use crate::allow::AllowList;
-use crate::backend::BackendSettings;
+use crate::backend::{BackendSettings, RoleSettings};
 use crate::cache::CacheSettings;
+use crate::mapping::{parse_env, parse_files, EnvMapping, FileMapping};
 use crate::model::{SecretRef, Source};
 
 mod reader;
@@ -49,6 +50,11 @@ pub const DEFAULT_MAX_CLIENT_CONNECTIONS: usize = 256;
 pub const MAX_MAX_CLIENT_CONNECTIONS: usize = 65_536;
 pub const DEFAULT_REFRESH_NOW_INTERVAL: Duration = Duration::from_millis(1000);
 pub const MAX_REFRESH_NOW_INTERVAL: Duration = Duration::from_secs(3600);
+/// STS: an external id is 2–1224 characters of `[\w+=,.@:/-]`.
+pub const MIN_EXTERNAL_ID_LEN: usize = 2;
+pub const MAX_EXTERNAL_ID_LEN: usize = 1224;
+/// STS: a role session name is at most 64 characters of `[\w+=,.@-]`.
+pub const MAX_SESSION_NAME_LEN: usize = 64;
 
 /// Names of every variable we read, so tests and docs cannot drift from the code.
 pub mod vars {
@@ -71,9 +77,16 @@ pub mod vars {
     pub const REFRESH_NOW_INTERVAL: &str = "SECRETS_SIDECAR_REFRESH_NOW_INTERVAL_MILLIS";
     pub const NEGATIVE_TTL: &str = "SECRETS_SIDECAR_NEGATIVE_TTL";
     pub const FLEET_SPREAD: &str = "SECRETS_SIDECAR_FLEET_SPREAD";
+    pub const ROLE_EXTERNAL_ID: &str = "SECRETS_SIDECAR_ROLE_EXTERNAL_ID";
     pub const TOKEN: &str = "SECRETS_SIDECAR_TOKEN";
+    pub const ENV: &str = "SECRETS_SIDECAR_ENV";
+    pub const FILES: &str = "SECRETS_SIDECAR_FILES";
+    pub const EXEC_WRAPPER_NEXT: &str = "SECRETS_SIDECAR_EXEC_WRAPPER_NEXT";
+    pub const EMF: &str = "SECRETS_SIDECAR_EMF";
     pub const LAMBDA_LOG_LEVEL: &str = "AWS_LAMBDA_LOG_LEVEL";
     pub const LAMBDA_LOG_FORMAT: &str = "AWS_LAMBDA_LOG_FORMAT";
+    /// Names the STS session of an assumed role.
+    pub const LAMBDA_FUNCTION_NAME: &str = "AWS_LAMBDA_FUNCTION_NAME";
 }
 
 /// How much the sidecar logs. `None` silences it entirely.
@@ -124,11 +137,19 @@ pub struct Config {
     /// `None`: the platform's default (`lifecycle::limits`).
     pub max_client_connections: Option<NonZeroUsize>,
     pub refresh_now_interval: Duration,
+    /// `SECRETS_SIDECAR_ENV`: set by the exec wrapper; the sidecar prefetches them.
+    pub env_mappings: Vec<EnvMapping>,
+    /// `SECRETS_SIDECAR_FILES`: written by the exec wrapper, kept current by the sidecar.
+    pub files: Vec<FileMapping>,
+    /// Write CloudWatch Embedded Metric Format lines (off by default: custom metrics cost money).
+    pub emf: bool,
     /// Zero: definitive failures are not remembered.
     pub negative_ttl: Duration,
     /// Refresh offsets, retry jitter and backoff, single-attempt refreshes and
     /// prefetch retries; off only to measure what they save (the fleet benchmark).
     pub fleet_spread: bool,
+    /// External id and session name of every role assumed for `roleArn`.
+    pub roles: RoleSettings,
 }
 
 /// One invalid variable. The value itself is never echoed: some variables
@@ -227,6 +248,30 @@ impl Config {
         );
         let negative_ttl = r.seconds(vars::NEGATIVE_TTL, DEFAULT_NEGATIVE_TTL, MAX_NEGATIVE_TTL);
         let fleet_spread = r.on_off(vars::FLEET_SPREAD, true);
+        let roles = RoleSettings {
+            external_id: external_id(&mut r),
+            session_name: r
+                .raw(vars::LAMBDA_FUNCTION_NAME)
+                .map_or_else(|| RoleSettings::STANDALONE_SESSION.to_owned(), |f| session_name(&f)),
+        };
+
+        let env_mappings = match r.raw(vars::ENV).map(|v| parse_env(&v)) {
+            None => Vec::new(),
+            Some(Ok(m)) => m,
+            Some(Err(e)) => {
+                r.fail(vars::ENV, e.to_string());
+                Vec::new()
+            }
+        };
+        let files = match r.raw(vars::FILES).map(|v| parse_files(&v)) {
+            None => Vec::new(),
+            Some(Ok(m)) => m,
+            Some(Err(e)) => {
+                r.fail(vars::FILES, e.to_string());
+                Vec::new()
+            }
+        };
+        let emf = r.boolean(vars::EMF, false);
 
         let config = Config {
             cache_enabled,
@@ -245,8 +290,12 @@ impl Config {
             init_timeout,
             max_client_connections,
             refresh_now_interval,
+            env_mappings,
+            files,
+            emf,
             negative_ttl,
             fleet_spread,
+            roles,
         };
         config.check_consistency(&mut r);
         if r.errors.is_empty() {
@@ -280,6 +329,16 @@ impl Config {
                 }
             }
         }
+        // A mapped id the allowlist refuses could never be read: say so at start-up.
+        if let Some(allow) = &self.allow {
+            let mapped = self.env_mappings.iter().map(|m| (vars::ENV, &m.reference));
+            let filed = self.files.iter().map(|m| (vars::FILES, &m.reference));
+            for (var, item) in mapped.chain(filed) {
+                if !allow.permits_ref(item) {
+                    r.fail(var, format!("{item} is not permitted by {}", vars::ALLOW));
+                }
+            }
+        }
     }
 
     /// The cache's settings.
@@ -293,6 +352,7 @@ impl Config {
             refresh_ahead: self.refresh_ahead,
             refresh_now_interval: self.refresh_now_interval,
             negative_ttl: self.negative_ttl,
+            allow: self.allow.clone(),
         }
     }
 
@@ -302,6 +362,9 @@ impl Config {
             max_connections: self.max_connections.get(),
             secrets_manager_timeout: self.secrets_manager.timeout,
             ssm_timeout: self.ssm.timeout,
+            roles: self.roles.clone(),
+            // Resolved from the process environment where the clients are built.
+            endpoints: None,
         }
     }
 
@@ -312,15 +375,63 @@ impl Config {
         }
     }
 
-    /// Everything to fetch at start-up: PREFETCH plus REQUIRED, without repeats.
+    /// Everything to fetch at start-up: PREFETCH plus REQUIRED, plus the ids the
+    /// exec wrapper will ask for (where their source is cached: its requests then
+    /// join the prefetch instead of going upstream one by one), without repeats.
     pub fn startup_refs(&self) -> Vec<SecretRef> {
+        let cache = self.cache_settings();
+        let mapped = self
+            .env_mappings
+            .iter()
+            .map(|m| &m.reference)
+            .chain(self.files.iter().map(|m| &m.reference))
+            .filter(|r| cache.caches(r.source()));
         let mut all: Vec<SecretRef> = Vec::with_capacity(self.prefetch.len() + self.required.len());
-        for r in self.prefetch.iter().chain(self.required.iter()) {
+        for r in self.prefetch.iter().chain(self.required.iter()).chain(mapped) {
             if !all.contains(r) {
                 all.push(r.clone());
             }
         }
         all
+    }
+}
+
+/// `SECRETS_SIDECAR_ROLE_EXTERNAL_ID`, checked against STS's rules (never echoed).
+fn external_id<E: Env>(r: &mut Reader<'_, E>) -> Option<String> {
+    let id = r.raw(vars::ROLE_EXTERNAL_ID)?;
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "_+=,.@:/-".contains(c);
+    if !(MIN_EXTERNAL_ID_LEN..=MAX_EXTERNAL_ID_LEN).contains(&id.len()) || !id.chars().all(allowed) {
+        r.fail(
+            vars::ROLE_EXTERNAL_ID,
+            format!(
+                "must be {MIN_EXTERNAL_ID_LEN}-{MAX_EXTERNAL_ID_LEN} characters of \
+                 A-Z a-z 0-9 and _+=,.@:/- (STS's rule)"
+            ),
+        );
+        return None;
+    }
+    Some(id)
+}
+
+/// An STS session name naming the function: characters STS refuses become `-`,
+/// cut to 64 (Lambda's own function names always fit; this guards odd runtimes).
+fn session_name(function: &str) -> String {
+    let name: String = function
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_+=,.@-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(MAX_SESSION_NAME_LEN)
+        .collect();
+    // STS wants at least two characters.
+    if name.len() < 2 {
+        RoleSettings::STANDALONE_SESSION.to_owned()
+    } else {
+        name
     }
 }
 

@@ -128,3 +128,76 @@ fn startup_refs_merge_prefetch_and_required() {
     let all: Vec<String> = c.startup_refs().iter().map(ToString::to_string).collect();
     assert_eq!(all, ["secretsmanager:a", "ssm:/b", "secretsmanager:c"]);
 }
+
+#[test]
+fn env_and_file_mappings_are_validated_and_prefetched() {
+    let c = Config::from_env(&env(&[
+        (
+            vars::ENV,
+            "DATABASE_URL=secretsmanager:app/db#url STRIPE_KEY=ssm:/app/stripe",
+        ),
+        (vars::FILES, "/tmp/secrets/db.json=secretsmanager:app/db"),
+        (vars::PREFETCH, "ssm:/other"),
+        (vars::EMF, "true"),
+    ]))
+    .expect("valid");
+    assert!(c.emf);
+    assert_eq!(c.env_mappings.len(), 2);
+    assert_eq!(c.files.len(), 1);
+    let refs: Vec<String> = c.startup_refs().iter().map(ToString::to_string).collect();
+    assert_eq!(refs, ["ssm:/other", "secretsmanager:app/db", "ssm:/app/stripe"]);
+    // An uncached source is not prefetched (the wrapper's request fetches it).
+    let c = Config::from_env(&env(&[(vars::ENV, "K=ssm:/app/stripe"), (vars::SSM_TTL, "0")])).expect("valid");
+    assert!(c.startup_refs().is_empty());
+    assert!(
+        !Config::from_env(&env(&[])).expect("valid").emf,
+        "EMF is off by default"
+    );
+
+    let errs = errors_of(&[
+        (vars::ENV, "AWS_SESSION_TOKEN=ssm:/x"),
+        (vars::FILES, "/etc/passwd=ssm:/x"),
+        (vars::EMF, "yes"),
+    ]);
+    let vars_named: Vec<&str> = errs.iter().map(|e| e.var).collect();
+    assert_eq!(vars_named, [vars::ENV, vars::FILES, vars::EMF]);
+    let errs = errors_of(&[(vars::ENV, "K=ssm:/secret/x"), (vars::ALLOW, "ssm:/app/*")]);
+    assert_eq!(errs[0].var, vars::ENV);
+    assert!(errs[0].problem.contains("ssm:/secret/x"), "{}", errs[0].problem);
+}
+
+#[test]
+fn roles_carry_the_external_id_and_a_session_name_naming_the_function() {
+    let c = Config::from_env(&env(&[])).expect("valid");
+    assert_eq!(c.roles.external_id, None);
+    assert_eq!(c.roles.session_name, "secrets-sidecar", "standalone");
+    let c = Config::from_env(&env(&[
+        (vars::ROLE_EXTERNAL_ID, "team-7:prod/reader"),
+        (vars::LAMBDA_FUNCTION_NAME, "weather-api"),
+    ]))
+    .expect("valid");
+    assert_eq!(c.roles.external_id.as_deref(), Some("team-7:prod/reader"));
+    assert_eq!(c.roles.session_name, "weather-api");
+    assert_eq!(c.backend_settings().roles, c.roles);
+    assert!(
+        !format!("{:?}", c.roles).contains("team-7"),
+        "Debug hides the external id"
+    );
+    // STS's characters and length, whatever the environment says.
+    let long = "f".repeat(100);
+    let c = Config::from_env(&env(&[(vars::LAMBDA_FUNCTION_NAME, &long)])).expect("valid");
+    assert_eq!(c.roles.session_name.len(), 64);
+    let c = Config::from_env(&env(&[(vars::LAMBDA_FUNCTION_NAME, "my fn/v2")])).expect("valid");
+    assert_eq!(c.roles.session_name, "my-fn-v2");
+    let c = Config::from_env(&env(&[(vars::LAMBDA_FUNCTION_NAME, "f")])).expect("valid");
+    assert_eq!(c.roles.session_name, "secrets-sidecar", "STS wants two characters");
+}
+
+#[test]
+fn an_external_id_sts_would_refuse_is_an_error_that_does_not_echo_it() {
+    for bad in ["x", "has space", "semi;colon", &"e".repeat(1225)] {
+        let errs = errors_of(&[(vars::ROLE_EXTERNAL_ID, bad)]);
+        assert_eq!(errs[0].var, vars::ROLE_EXTERNAL_ID, "{bad}");
+        assert!(!errs[0].problem.contains(bad), "{}", errs[0].problem);
+    }
+}

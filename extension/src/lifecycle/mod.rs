@@ -5,7 +5,10 @@
 //! its `platform` allows (`extensions_api` is the client, `snapstart` the snapshot
 //! and restore); `standalone` from a timer and SIGTERM/SIGINT. `limits` sizes the
 //! client connection cap. [`Running`] owns every task it starts (the server, the
-//! refresher, the restore) and stops them all before it wipes the cache.
+//! refresher, the restore) and stops them all before it wipes the cache. After
+//! each refresh-ahead pass it brings the `SECRETS_SIDECAR_FILES` up to date
+//! (`crate::files`) and, when due, writes an EMF metrics line (`crate::emf`); at
+//! the stop it removes the files and writes the last line.
 
 pub mod extensions_api;
 pub mod lambda;
@@ -23,10 +26,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::backend::aws::AwsUpstream;
+use crate::backend::aws::{endpoints, AwsUpstream};
 use crate::backend::CallStats;
 use crate::cache::{Cache, Plan, Report};
 use crate::config::Config;
+use crate::emf::{self, Emf};
+use crate::files::Files;
 use crate::model::SecretRef;
 use crate::server::gate::Gate;
 use crate::server::{self, App, Limits};
@@ -63,6 +68,10 @@ pub struct Running {
     restorer: Mutex<Option<JoinHandle<()>>>,
     /// SnapStart: set once the restore has run (the first INVOKE waits for it).
     restored: tokio::sync::OnceCell<()>,
+    /// `SECRETS_SIDECAR_FILES`, when any.
+    files: Option<Files>,
+    /// `SECRETS_SIDECAR_EMF=true`.
+    emf: Option<Emf>,
 }
 
 impl Running {
@@ -78,7 +87,17 @@ impl Running {
         let snapshot = platform == Some(Platform::SnapStart);
         crate::cache::set_spread(config.fleet_spread);
         let calls = Arc::new(CallStats::default());
-        let upstream = Arc::new(AwsUpstream::from_environment(config.backend_settings(), calls.clone()));
+        let mut backend = config.backend_settings();
+        let endpoints = endpoints::resolve(|name| std::env::var(name).ok(), config.http_port);
+        for (var, url) in &endpoints.ignored {
+            warn!(
+                variable = var,
+                %url,
+                "ignored for the sidecar's own calls: it names this sidecar (set SECRETS_SIDECAR_UPSTREAM_ENDPOINT to point the sidecar elsewhere)"
+            );
+        }
+        backend.endpoints = Some(endpoints);
+        let upstream = Arc::new(AwsUpstream::from_environment(backend, calls.clone()));
         if !snapshot {
             upstream.connect().await;
         }
@@ -96,6 +115,15 @@ impl Running {
         // Before serving: a request during INIT must find its key already in flight.
         let plan = (!snapshot).then(|| app.cache.plan_prefetch(&config.startup_refs()));
         let server = tokio::spawn(server::serve(listener, app.clone(), shutdown.clone(), Limits::new(cap)));
+        let files = Files::new(config.files.clone());
+        let emf = config.emf.then(|| {
+            // Standalone there is no function: the dimension still needs a value.
+            let function = std::env::var(crate::config::vars::LAMBDA_FUNCTION_NAME)
+                .ok()
+                .filter(|f| !f.is_empty())
+                .unwrap_or_else(|| "standalone".to_owned());
+            Emf::new(function, config.log_format, Instant::now())
+        });
         Arc::new(Running {
             app,
             config,
@@ -108,6 +136,8 @@ impl Running {
             refreshing: tokio::sync::Mutex::new(()),
             restorer: Mutex::new(None),
             restored: tokio::sync::OnceCell::new(),
+            files,
+            emf,
         })
     }
 
@@ -130,7 +160,24 @@ impl Running {
             None => Report::default(),
         };
         self.app.set_ready();
+        self.sync_files().await;
         report.missing(&self.config.required)
+    }
+
+    /// Rewrites the mapped files whose value has a new version (all, the first time).
+    async fn sync_files(&self) {
+        if let Some(files) = &self.files {
+            files.sync(&self.app.cache).await;
+        }
+    }
+
+    /// Writes an EMF line if one is due (at most one a minute).
+    fn report_metrics(&self) {
+        if let Some(emf) = &self.emf {
+            if let Some(line) = emf.tick(self.app.snapshot().totals(), Instant::now()) {
+                emf::emit(&line);
+            }
+        }
     }
 
     /// One refresh-ahead pass within `budget` (Lambda: on INVOKE, before the next
@@ -139,7 +186,13 @@ impl Running {
         let _pass = self.refreshing.lock().await;
         if !self.shutdown.is_cancelled() {
             self.app.cache.refresh_due(budget).await;
+            // Files follow the cache, never lead it: a pass that brought a new
+            // version is what rewrites them.
+            if !self.shutdown.is_cancelled() {
+                self.sync_files().await;
+            }
         }
+        self.report_metrics();
     }
 
     /// Starts refresh-ahead on a timer (standalone, where nothing else wakes the
@@ -190,6 +243,12 @@ impl Running {
         let server = lock(&self.server).take();
         if let Some(server) = server {
             let _ = tokio::time::timeout(budget / 2, server).await;
+        }
+        if let Some(files) = &self.files {
+            files.remove_all();
+        }
+        if let Some(emf) = &self.emf {
+            emf::emit(&emf.flush(self.app.snapshot().totals(), Instant::now()));
         }
         self.app.cache.wipe();
         info!(summary = %self.app.snapshot().summary(), "stopped");

@@ -8,7 +8,9 @@
 //! upstream clients are dropped. The first request or INVOKE after that is the
 //! restore: fresh connections and credentials (the snapshot's are stale in a
 //! clone), a new seed for retry and refresh jitter (clones must not refresh in
-//! lockstep), then the prefetch in one batch, which requests racing it join.
+//! lockstep), then the prefetch in one batch, which requests racing it join, and
+//! only then the `SECRETS_SIDECAR_FILES` (written during INIT they would be on the
+//! snapshot's disk).
 
 use std::sync::Arc;
 
@@ -101,6 +103,8 @@ impl Running {
                     .prefetch(plan, Instant::now() + self.config.init_timeout)
                     .await;
                 self.app.set_ready();
+                // Files only now: written during INIT they would be in the snapshot.
+                self.sync_files().await;
                 let missing = report.missing(&self.config.required);
                 if !missing.is_empty() {
                     // INIT is long over: nothing to fail; say it loudly instead.

@@ -1,15 +1,18 @@
 //! The vocabulary every layer shares: where a value comes from ([`Source`]), which
 //! version of it ([`Selector`]), in which account, region and role ([`Scope`]), the
-//! `source:id` references of the configuration ([`SecretRef`]), and the limits on ids.
+//! `source:id` references of the configuration ([`SecretRef`]), the parts of ARNs that
+//! route a request (`arn`), and the limits on ids.
 //!
 //! This module is the bottom of the crate: it imports nothing of ours, so the
 //! backend, the cache, the allowlist and the front doors can all speak it without
 //! importing each other.
 
+mod arn;
 mod refs;
 mod scope;
 mod selector;
 
+pub use arn::{arn_region, check_role_arn, is_region};
 pub use refs::{parse_ref, parse_ref_list, RefError, SecretRef};
 pub use scope::Scope;
 pub use selector::{split_ssm_selector, Selector, AWSCURRENT, MAX_LABEL_LEN};

@@ -8,7 +8,7 @@ use super::{split_ssm_selector, Source, MAX_ID_LEN};
 /// never values.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RefError {
-    #[error("'{0}' needs a prefix: secretsmanager:, ssm: or ssm-path:")]
+    #[error("'{0}' needs a prefix: secretsmanager:, secretsmanager-tag:, ssm: or ssm-path:")]
     NoPrefix(String),
     #[error("'{0}' has an empty id")]
     EmptyId(String),
@@ -18,8 +18,10 @@ pub enum RefError {
     Selector(String),
     #[error("'{0}': an SSM path starts with '/'")]
     RelativePath(String),
-    #[error("'{0}:' is not a known prefix (use secretsmanager:, ssm: or ssm-path:)")]
+    #[error("'{0}:' is not a known prefix (use secretsmanager:, secretsmanager-tag:, ssm: or ssm-path:)")]
     UnknownPrefix(String),
+    #[error("'{0}': a tag reference is KEY or KEY=VALUE with a non-empty key")]
+    TagKey(String),
 }
 
 /// One entry of a reference list.
@@ -31,19 +33,32 @@ pub enum SecretRef {
     Parameter(String),
     /// Every parameter under an SSM path, recursively, decrypted.
     Path(String),
+    /// Every secret carrying a tag: `KEY=VALUE`, or `KEY` with any value.
+    Tag(String),
 }
 
 impl SecretRef {
     pub fn source(&self) -> Source {
         match self {
-            SecretRef::Secret(_) => Source::SecretsManager,
+            SecretRef::Secret(_) | SecretRef::Tag(_) => Source::SecretsManager,
             SecretRef::Parameter(_) | SecretRef::Path(_) => Source::Ssm,
         }
     }
 
     pub fn id(&self) -> &str {
         match self {
-            SecretRef::Secret(id) | SecretRef::Parameter(id) | SecretRef::Path(id) => id,
+            SecretRef::Secret(id) | SecretRef::Parameter(id) | SecretRef::Path(id) | SecretRef::Tag(id) => id,
+        }
+    }
+
+    /// A tag reference's key and value (`None`: any value).
+    pub fn tag(&self) -> Option<(&str, Option<&str>)> {
+        match self {
+            SecretRef::Tag(t) => Some(match t.split_once('=') {
+                Some((k, v)) => (k, Some(v)),
+                None => (t.as_str(), None),
+            }),
+            _ => None,
         }
     }
 }
@@ -54,6 +69,7 @@ impl fmt::Display for SecretRef {
             SecretRef::Secret(id) => write!(f, "secretsmanager:{id}"),
             SecretRef::Parameter(id) => write!(f, "ssm:{id}"),
             SecretRef::Path(id) => write!(f, "ssm-path:{id}"),
+            SecretRef::Tag(tag) => write!(f, "secretsmanager-tag:{tag}"),
         }
     }
 }
@@ -99,6 +115,12 @@ pub fn parse_ref(item: &str) -> Result<SecretRef, RefError> {
             }
             Ok(SecretRef::Path(id.to_owned()))
         }
+        "secretsmanager-tag" => {
+            if id.starts_with('=') {
+                return Err(RefError::TagKey(item.to_owned()));
+            }
+            Ok(SecretRef::Tag(id.to_owned()))
+        }
         other => Err(RefError::UnknownPrefix(other.to_owned())),
     }
 }
@@ -135,6 +157,22 @@ mod tests {
             let err = parse_ref_list(item).expect_err(item).to_string();
             assert!(err.contains(needle), "{item}: {err}");
         }
+    }
+
+    #[test]
+    fn tags_with_and_without_a_value() {
+        let refs = parse_ref_list("secretsmanager-tag:team=weather secretsmanager-tag:prefetch").expect("valid");
+        assert_eq!(refs[0].tag(), Some(("team", Some("weather"))));
+        assert_eq!(refs[1].tag(), Some(("prefetch", None)));
+        assert_eq!(refs[0].to_string(), "secretsmanager-tag:team=weather");
+        assert_eq!(refs[0].source(), Source::SecretsManager);
+        assert_eq!(
+            parse_ref_list("secretsmanager-tag:a=b=c").expect("valid")[0].tag(),
+            Some(("a", Some("b=c"))),
+            "values may hold '='"
+        );
+        let err = parse_ref_list("secretsmanager-tag:=x").expect_err("no key").to_string();
+        assert!(err.contains("non-empty key"), "{err}");
     }
 
     #[test]

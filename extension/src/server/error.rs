@@ -20,6 +20,8 @@ pub enum ApiError {
     WrongToken,
     #[error("this id is not in SECRETS_SIDECAR_ALLOW")]
     NotAllowed,
+    #[error("roleArn names a role SECRETS_SIDECAR_ALLOW does not list (role:PATTERN)")]
+    RoleNotAllowed,
     #[error("forwarded requests (X-Forwarded-For) are refused")]
     ForwardedFor,
     #[error("no such route; use /secretsmanager/get, /systemsmanager/parameters/get, /ping or /metrics")]
@@ -45,13 +47,13 @@ impl ApiError {
         match self {
             ApiError::BadQuery(_) | ApiError::ForwardedFor | ApiError::NotJsonObject => StatusCode::BAD_REQUEST,
             ApiError::MissingToken => StatusCode::UNAUTHORIZED,
-            ApiError::WrongToken | ApiError::NotAllowed => StatusCode::FORBIDDEN,
+            ApiError::WrongToken | ApiError::NotAllowed | ApiError::RoleNotAllowed => StatusCode::FORBIDDEN,
             ApiError::NoRoute | ApiError::JsonKeyMissing => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::SnapStartInit => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Upstream(e) => match e.kind {
                 ErrorKind::NotFound => StatusCode::NOT_FOUND,
-                ErrorKind::AccessDenied => StatusCode::FORBIDDEN,
+                ErrorKind::AccessDenied | ErrorKind::NotAllowed => StatusCode::FORBIDDEN,
                 ErrorKind::Invalid => StatusCode::BAD_REQUEST,
                 ErrorKind::Throttled => StatusCode::TOO_MANY_REQUESTS,
                 ErrorKind::Unavailable => StatusCode::BAD_GATEWAY,
@@ -66,7 +68,7 @@ impl ApiError {
             ApiError::BadQuery(_) => "BadRequest",
             ApiError::MissingToken => "MissingToken",
             ApiError::WrongToken => "InvalidToken",
-            ApiError::NotAllowed => "NotAllowed",
+            ApiError::NotAllowed | ApiError::RoleNotAllowed => "NotAllowed",
             ApiError::ForwardedFor => "ForwardedRequest",
             ApiError::NoRoute => "NotFound",
             ApiError::MethodNotAllowed => "MethodNotAllowed",
@@ -81,6 +83,7 @@ impl ApiError {
                 ErrorKind::Unavailable => "UpstreamUnavailable",
                 ErrorKind::Timeout => "UpstreamTimeout",
                 ErrorKind::Aborted => "Aborted",
+                ErrorKind::NotAllowed => "NotAllowed",
             },
         }
     }

@@ -140,7 +140,43 @@ impl Metrics {
     }
 }
 
+/// The counters reported as metrics outside `/metrics` (EMF), totals since start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub requests: u64,
+    pub hits: u64,
+    pub misses: u64,
+    pub stale: u64,
+    pub bypass: u64,
+    pub upstream_calls: u64,
+    pub upstream_errors: u64,
+    pub refreshes_ok: u64,
+    pub refreshes_failed: u64,
+    pub evictions: u64,
+    pub auth_failures: u64,
+    pub connections_refused: u64,
+}
+
 impl Snapshot<'_> {
+    /// Every counter's total now.
+    pub fn totals(&self) -> Totals {
+        let (server, stats) = (self.server, self.cache.stats());
+        Totals {
+            requests: server.requests.iter().map(Counter::get).sum(),
+            hits: server.outcomes(Outcome::Hit),
+            misses: server.outcomes(Outcome::Miss),
+            stale: server.outcomes(Outcome::Stale),
+            bypass: server.outcomes(Outcome::Bypass),
+            upstream_calls: self.calls.total(),
+            upstream_errors: stats.total_upstream_errors(),
+            refreshes_ok: stats.refreshes_ok(),
+            refreshes_failed: stats.refreshes_failed(),
+            evictions: stats.evictions(),
+            auth_failures: server.auth_failures.load(Relaxed),
+            connections_refused: server.connections_refused.load(Relaxed),
+        }
+    }
+
     /// Prometheus text exposition format, version 0.0.4.
     pub fn render(&self) -> String {
         let (server, stats, calls) = (self.server, self.cache.stats(), self.calls);
@@ -210,6 +246,12 @@ impl Snapshot<'_> {
                 "counter",
                 "Entries evicted to respect the cache size.",
                 stats.evictions(),
+            ),
+            (
+                "negative_hits_total",
+                "counter",
+                "Requests answered from a remembered not-found, access-denied or not-allowed answer.",
+                stats.negative_hits(),
             ),
             (
                 "cache_entries",

@@ -16,6 +16,8 @@
 //! closes at once (new connects are refused), open connections finish the request in
 //! progress and close, and the drain is bounded.
 
+#[cfg(test)]
+mod allowlist_tests;
 pub mod app;
 pub mod auth;
 pub mod error;
@@ -25,6 +27,7 @@ pub mod metrics;
 pub mod query;
 pub mod response;
 pub mod routes;
+pub mod sdk;
 
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};

@@ -10,7 +10,9 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::cache::{Freshness, Key};
-use crate::model::{split_ssm_selector, Selector, Source, AWSCURRENT, MAX_ID_LEN, MAX_LABEL_LEN};
+use crate::model::{
+    check_role_arn, split_ssm_selector, Scope, Selector, Source, AWSCURRENT, MAX_ID_LEN, MAX_LABEL_LEN,
+};
 
 /// How the answer is shaped.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,7 +46,15 @@ fn err<T>(msg: impl Into<String>) -> Result<T, QueryError> {
 }
 
 /// Parameters each route accepts.
-const SM_PARAMS: &[&str] = &["secretId", "versionId", "versionStage", "refreshNow", "jsonKey", "raw"];
+const SM_PARAMS: &[&str] = &[
+    "secretId",
+    "versionId",
+    "versionStage",
+    "refreshNow",
+    "jsonKey",
+    "raw",
+    "roleArn",
+];
 const SSM_PARAMS: &[&str] = &[
     "name",
     "version",
@@ -53,7 +63,11 @@ const SSM_PARAMS: &[&str] = &[
     "refreshNow",
     "jsonKey",
     "raw",
+    "roleArn",
 ];
+
+/// Longest `roleArn` STS accepts.
+const MAX_ROLE_ARN_LEN: usize = 2048;
 
 /// Whether a query has nothing to decode: plain ASCII, no `%` escapes, no `+`. Almost
 /// every query a function sends is; its pairs are then borrowed slices, with no
@@ -74,7 +88,7 @@ fn plain_pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
 /// The decoded parameters of one query, each at most once.
 struct Params<'a> {
     allowed: &'static [&'static str],
-    values: [Option<Cow<'a, str>>; 7],
+    values: [Option<Cow<'a, str>>; 8],
     /// Values given and not yet taken: once 0 (usually right after the id), asking
     /// for the optional parameters costs no name comparisons.
     left: u8,
@@ -156,6 +170,18 @@ impl<'a> Params<'a> {
         }
     }
 
+    /// `roleArn`: the scope of a value read with an assumed role (its own cache
+    /// entries, never shared with the function's own); none: the home scope.
+    fn scope(&mut self) -> Result<Scope, QueryError> {
+        match self.text("roleArn", MAX_ROLE_ARN_LEN)? {
+            None => Ok(Scope::HOME),
+            Some(role) => match check_role_arn(&role) {
+                Ok(()) => Ok(Scope::new(None, None, Some(&role))),
+                Err(why) => err(format!("'roleArn' {why}")),
+            },
+        }
+    }
+
     fn output(&mut self) -> Result<Output, QueryError> {
         let raw = self.boolean("raw")?;
         Ok(match self.text("jsonKey", 1024)? {
@@ -182,7 +208,7 @@ pub fn parse_secrets_manager(query: &str) -> Result<Lookup, QueryError> {
         (None, None) => Selector::Current,
     };
     Ok(Lookup {
-        key: Key::new(Source::SecretsManager, Arc::from(&*id), selector, false),
+        key: Key::new(Source::SecretsManager, Arc::from(&*id), selector, false).with_scope(p.scope()?),
         freshness: p.freshness()?,
         output: p.output()?,
     })
@@ -219,7 +245,7 @@ pub fn parse_ssm(query: &str) -> Result<Lookup, QueryError> {
     };
     let decrypt = p.boolean("withDecryption")?;
     Ok(Lookup {
-        key: Key::new(Source::Ssm, Arc::from(name), selector, decrypt),
+        key: Key::new(Source::Ssm, Arc::from(name), selector, decrypt).with_scope(p.scope()?),
         freshness: p.freshness()?,
         output: p.output()?,
     })
@@ -311,6 +337,55 @@ mod tests {
         let l = parse_ssm("name=arn:aws:ssm:us-east-1:123456789012:parameter/app/key:4").expect("valid");
         assert_eq!(&*l.key.id, "arn:aws:ssm:us-east-1:123456789012:parameter/app/key");
         assert_eq!(l.key.selector, Selector::Version(4));
+    }
+
+    #[test]
+    fn a_role_arn_scopes_the_key_on_both_routes() {
+        let role = "arn:aws:iam::210987654321:role/team/reader";
+        let l = parse_secrets_manager(&format!("secretId=app/db&roleArn={role}")).expect("valid");
+        assert_eq!(l.key.scope.role(), Some(role));
+        assert_eq!((l.key.scope.account(), l.key.scope.region()), (None, None));
+        let l = parse_ssm(&format!("name=/app/key:3&withDecryption=true&roleArn={role}")).expect("valid");
+        assert_eq!(l.key.scope.role(), Some(role));
+        assert_eq!(l.key.selector, Selector::Version(3));
+        // Encoded the way a client library would send it.
+        let q: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair(
+                "secretId",
+                "arn:aws:secretsmanager:eu-west-1:210987654321:secret:db-AbCdEf",
+            )
+            .append_pair("roleArn", role)
+            .finish();
+        let l = parse_secrets_manager(&q).expect("valid");
+        assert_eq!(l.key.scope.role(), Some(role));
+        assert!(parse_secrets_manager("secretId=app/db")
+            .expect("valid")
+            .key
+            .scope
+            .is_home());
+        assert!(parse_ssm("name=/a").expect("valid").key.scope.is_home());
+    }
+
+    #[test]
+    fn a_malformed_role_arn_is_refused_with_the_reason() {
+        for (q, needle) in [
+            ("secretId=x&roleArn=", "empty"),
+            (
+                "secretId=x&roleArn=reader",
+                "'roleArn' must be arn:PARTITION:iam::ACCOUNT:role/NAME",
+            ),
+            ("secretId=x&roleArn=arn:aws:iam::123:role/r", "12-digit"),
+            ("secretId=x&roleArn=arn:aws:iam::123456789012:user/r", "must be"),
+            (
+                "secretId=x&roleArn=arn:aws:iam::123456789012:role/r&roleArn=arn:aws:iam::123456789012:role/s",
+                "more than once",
+            ),
+        ] {
+            let e = parse_secrets_manager(q).expect_err(q);
+            assert!(e.0.contains(needle), "{q}: {e}");
+        }
+        let e = parse_ssm("name=/a&roleArn=arn:aws:iam::123456789012:role/a%20b").expect_err("space");
+        assert!(e.0.contains("role name"), "{e}");
     }
 
     #[test]

@@ -9,6 +9,8 @@ use super::error::ApiError;
 use super::metrics::Route;
 use super::query::{self, Lookup};
 use super::response::{self, Body};
+use crate::backend::{ErrorKind, UpstreamError};
+use crate::cache::Key;
 
 /// The AWS-compatible paths (same as AWS's extension).
 pub const SECRETS_MANAGER_PATH: &str = "/secretsmanager/get";
@@ -59,19 +61,43 @@ async fn dispatch<B>(app: &App, req: &Request<B>, route: Route) -> Result<Respon
 
 async fn serve_value(app: &App, lookup: Lookup) -> Result<Response<Body>, ApiError> {
     let key = &lookup.key;
+    // Before any upstream call: ids that cannot name an allowed secret, and roles
+    // not listed (none may be assumed without the allowlist naming them).
     if let Some(allow) = &app.allow {
-        if !allow.permits(key.source, &key.id) {
+        if !allow.could_name(key.source, &key.id) {
             warn!(source = key.source.label(), id = %key.id, "refused: not in the allowlist");
             return Err(ApiError::NotAllowed);
+        }
+    }
+    if let Some(role) = key.scope.role() {
+        if !app.allow.as_ref().is_some_and(|a| a.permits_role(role)) {
+            warn!(role, "refused: roleArn not in the allowlist");
+            return Err(ApiError::RoleNotAllowed);
         }
     }
     // One atomic load when open (always, but around a SnapStart snapshot).
     if !app.gate.is_open() && app.gate.pass().await.is_err() {
         return Err(ApiError::SnapStartInit);
     }
-    let answer = app.cache.get(key, lookup.freshness).await?;
+    let answer = match app.cache.get(key, lookup.freshness).await {
+        Ok(answer) => answer,
+        Err(e) => return Err(refusal_or_upstream(app, key, e)),
+    };
     app.metrics.outcome(answer.outcome);
     response::value(&answer, &lookup.output)
+}
+
+/// An upstream failure as answered. With an allowlist, a not-found or access-denied
+/// answer for an id that does not name an allowed identity as written (a look-alike
+/// that passed the first check) is refused like any id outside the list: the caller
+/// learns nothing about which secrets exist outside it.
+fn refusal_or_upstream(app: &App, key: &Key, e: UpstreamError) -> ApiError {
+    let look_alike = |allow: &crate::allow::AllowList| !allow.names_exactly(key.source, &key.id);
+    match (e.kind, &app.allow) {
+        (ErrorKind::NotAllowed, _) => ApiError::NotAllowed,
+        (ErrorKind::NotFound | ErrorKind::AccessDenied, Some(allow)) if look_alike(allow) => ApiError::NotAllowed,
+        _ => ApiError::Upstream(e),
+    }
 }
 
 /// Logs a refused request. Ids may appear; values never do (errors carry none).
@@ -82,7 +108,7 @@ fn note(app: &App, e: &ApiError, route: Route) {
             warn!(?route, code = e.code(), "refused request");
         }
         // Upstream failures were logged where they happened, with the id.
-        ApiError::Upstream(_) | ApiError::NotAllowed => {}
+        ApiError::Upstream(_) | ApiError::NotAllowed | ApiError::RoleNotAllowed => {}
         _ => debug!(?route, code = e.code(), message = %e, "bad request"),
     }
 }

@@ -8,11 +8,26 @@ use std::time::Duration;
 
 use super::modes::Mode;
 
+/// Which runtime the function uses, which decides how its process starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Runtime {
+    /// An OS-only runtime (`provided.al2023`): Lambda runs the task root's
+    /// `bootstrap` as it is and ignores `AWS_LAMBDA_EXEC_WRAPPER`.
+    Custom,
+    /// A managed runtime (`nodejs20.x`, `python3.11`, …): its bootstrap starts
+    /// `command` (the language's interpreter and Lambda's runtime client), through
+    /// `AWS_LAMBDA_EXEC_WRAPPER` when the function sets one, with the command line
+    /// as the wrapper's arguments. `bootstrap` then only names the task root.
+    Managed { id: String, command: Vec<String> },
+}
+
 #[derive(Clone, Debug)]
 pub struct FunctionConfig {
     pub name: String,
-    /// The runtime executable (`bootstrap` in the task root).
+    /// The runtime executable (`bootstrap` in the task root); for a managed
+    /// runtime, a file in the task root.
     pub bootstrap: PathBuf,
+    pub runtime: Runtime,
     /// A layer-like `extensions/` folder: every executable in it is started.
     pub extensions_dir: Option<PathBuf>,
     /// The function configuration's environment variables.
@@ -45,6 +60,7 @@ impl FunctionConfig {
         FunctionConfig {
             name: name.to_owned(),
             bootstrap: bootstrap.into(),
+            runtime: Runtime::Custom,
             extensions_dir: None,
             env: Vec::new(),
             timeout: Duration::from_secs(3),
@@ -71,6 +87,15 @@ impl FunctionConfig {
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.retain(|(k, _)| k != key);
         self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// A managed runtime `id` (e.g. `nodejs20.x`) starting `command`.
+    pub fn managed_runtime(mut self, id: &str, command: &[&str]) -> Self {
+        self.runtime = Runtime::Managed {
+            id: id.to_owned(),
+            command: command.iter().map(|c| (*c).to_owned()).collect(),
+        };
         self
     }
 

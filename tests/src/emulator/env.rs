@@ -13,7 +13,7 @@
 
 use std::path::Path;
 
-use super::config::FunctionConfig;
+use super::config::{FunctionConfig, Runtime};
 use super::modes::Mode;
 
 /// Variables the runtime sees and extensions do not.
@@ -109,6 +109,9 @@ pub fn runtime_env(cfg: &FunctionConfig, place: &Place) -> Vec<(String, String)>
     }
     if mode.is_managed() && !legacy {
         env.push(("AWS_LAMBDA_MAX_CONCURRENCY".into(), mode.max_concurrency().to_string()));
+    }
+    if let Runtime::Managed { id, .. } = &cfg.runtime {
+        env.push(("AWS_EXECUTION_ENV".into(), format!("AWS_Lambda_{id}")));
     }
     env.extend([
         ("LAMBDA_TASK_ROOT".into(), task_root.clone()),

@@ -10,6 +10,10 @@
 //!
 //! An invoke that finds no environment (the first one, or one after a reset) inits
 //! on demand and reports the init duration with its answer.
+//!
+//! The runtime process: a custom runtime's `bootstrap` as it is; a managed
+//! runtime's command, through `AWS_LAMBDA_EXEC_WRAPPER` when the function sets one
+//! (Lambda honours the wrapper on managed runtimes only), see `runtime_command`.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -19,6 +23,7 @@ use std::time::Duration;
 use anyhow::Result;
 use tokio::time::Instant;
 
+use super::config::{FunctionConfig, Runtime};
 use super::env;
 use super::procs::{EnvProc, Role};
 use super::state::{Phase, ShutdownReason, Trace};
@@ -48,6 +53,27 @@ fn empty_dir(dir: &Path) {
             Ok(t) if t.is_dir() => std::fs::remove_dir_all(&path),
             _ => std::fs::remove_file(&path),
         };
+    }
+}
+
+/// How the runtime process starts. A custom runtime: the task root's `bootstrap`,
+/// as it is. A managed runtime: its command, or (as its bootstrap script does when
+/// the function sets `AWS_LAMBDA_EXEC_WRAPPER`) the wrapper with the command as
+/// its arguments. Lambda reads the wrapper on managed runtimes only.
+pub(super) fn runtime_command(cfg: &FunctionConfig, env: &[(String, String)]) -> (PathBuf, Vec<String>) {
+    match &cfg.runtime {
+        Runtime::Custom => (cfg.bootstrap.clone(), Vec::new()),
+        Runtime::Managed { command, .. } => {
+            let wrapper = env
+                .iter()
+                .find(|(k, v)| k == "AWS_LAMBDA_EXEC_WRAPPER" && !v.is_empty())
+                .map(|(_, v)| v.clone());
+            match (wrapper, command.split_first()) {
+                (Some(w), _) => (PathBuf::from(w), command.clone()),
+                (None, Some((program, args))) => (PathBuf::from(program), args.to_vec()),
+                (None, None) => (cfg.bootstrap.clone(), Vec::new()),
+            }
+        }
     }
 }
 
@@ -93,7 +119,7 @@ impl Emulator {
         };
         let ext_env = env::extension_env(cfg, &place);
         for (path, name) in executables.iter().zip(&names) {
-            match self.spawn(name, Role::Extension, path, &ext_env) {
+            match self.spawn(name, Role::Extension, path, &[], None, &ext_env) {
                 Ok(()) => inner
                     .shared
                     .update(|s| s.record(Trace::ExtensionStarted { name: name.clone() })),
@@ -120,7 +146,9 @@ impl Emulator {
             }
         }
         let rt_env = env::runtime_env(cfg, &place);
-        if let Err(e) = self.spawn("runtime", Role::Runtime, &cfg.bootstrap, &rt_env) {
+        let (program, args) = runtime_command(cfg, &rt_env);
+        let task_root = cfg.bootstrap.parent();
+        if let Err(e) = self.spawn("runtime", Role::Runtime, &program, &args, task_root, &rt_env) {
             inner
                 .shared
                 .update(|s| s.fail(format!("cannot start the runtime: {e}")));
@@ -164,7 +192,15 @@ impl Emulator {
     /// Starts one process of the environment; its exit fails the environment unless
     /// it happens during shutdown (or the lax quirk forgets a failed extension). On
     /// Managed Instances an extension's exit, even with code 0, is `Extension.Crash`.
-    fn spawn(&self, name: &str, role: Role, program: &Path, env: &[(String, String)]) -> Result<()> {
+    fn spawn(
+        &self,
+        name: &str,
+        role: Role,
+        program: &Path,
+        args: &[String],
+        cwd: Option<&Path>,
+        env: &[(String, String)],
+    ) -> Result<()> {
         let shared = self.inner.shared.clone();
         let ignore = self.inner.cfg.quirks.ignore_extension_failures;
         let crash = if self.inner.cfg.mode.is_managed() && role == Role::Extension {
@@ -173,21 +209,30 @@ impl Emulator {
             ""
         };
         let who = name.to_owned();
-        let proc = EnvProc::spawn(name, role, program, env, self.inner.logs.clone(), move |status| {
-            shared.update(|s| {
-                s.record(Trace::ProcessExited {
-                    name: who.clone(),
-                    code: status.code(),
+        let proc = EnvProc::spawn(
+            name,
+            role,
+            program,
+            args,
+            cwd,
+            env,
+            self.inner.logs.clone(),
+            move |status| {
+                shared.update(|s| {
+                    s.record(Trace::ProcessExited {
+                        name: who.clone(),
+                        code: status.code(),
+                    });
+                    let ignorable = role == Role::Extension && ignore;
+                    if ignorable {
+                        // The deliberately lax emulator forgets the extension instead.
+                        s.forget_extension(&who);
+                    } else if s.phase != Phase::ShuttingDown {
+                        s.fail(format!("{crash}{who} exited ({status})"));
+                    }
                 });
-                let ignorable = role == Role::Extension && ignore;
-                if ignorable {
-                    // The deliberately lax emulator forgets the extension instead.
-                    s.forget_extension(&who);
-                } else if s.phase != Phase::ShuttingDown {
-                    s.fail(format!("{crash}{who} exited ({status})"));
-                }
-            });
-        })?;
+            },
+        )?;
         self.inner.procs.push(proc);
         Ok(())
     }

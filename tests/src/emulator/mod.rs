@@ -55,7 +55,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock, Semaphore};
 use tokio::task::JoinSet;
 
-pub use config::{FunctionConfig, Quirks};
+pub use config::{FunctionConfig, Quirks, Runtime};
 pub use invoke::{Invoked, Outcome, Report};
 pub use modes::Mode;
 pub use shutdown::ShutdownReport;

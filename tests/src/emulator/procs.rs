@@ -34,24 +34,29 @@ pub struct EnvProc {
 }
 
 impl EnvProc {
-    /// Starts `program` with exactly `env`, reporting its exit through `on_exit`.
+    /// Starts `program` with `args` and exactly `env` in `cwd` (the program's own
+    /// folder when `None`), reporting its exit through `on_exit`.
+    #[allow(clippy::too_many_arguments)]
     pub fn spawn(
         name: &str,
         role: Role,
         program: &Path,
+        args: &[String],
+        cwd: Option<&Path>,
         env: &[(String, String)],
         logs: Arc<Logs>,
         on_exit: impl FnOnce(ExitStatus) + Send + 'static,
     ) -> Result<EnvProc> {
         let mut cmd = Command::new(program);
-        cmd.env_clear()
+        cmd.args(args)
+            .env_clear()
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
-        if let Some(dir) = program.parent() {
+        if let Some(dir) = cwd.or_else(|| program.parent()) {
             cmd.current_dir(dir);
         }
         let mut child = cmd.spawn().with_context(|| format!("starting {}", program.display()))?;

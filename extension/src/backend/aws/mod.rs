@@ -11,20 +11,21 @@
 //!
 //! The clients (and with them the connection pool and the cached credentials) are
 //! built on first use and can be dropped with [`AwsUpstream::reset`]: a SnapStart
-//! clone restored days later must not reuse either. `operations` holds the calls,
-//! `classify` sorts their errors.
+//! clone restored days later must not reuse either. Calls in another region (a full
+//! ARN names it) or with an assumed role (`Via::scope`) go through the pool's other
+//! client sets (`clients`); batches whose ids span regions are split by region and
+//! merged. `operations` holds the calls, `classify` sorts their errors.
 
 mod classify;
+mod clients;
+pub mod endpoints;
 mod operations;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
-use aws_sdk_secretsmanager as sm;
-use aws_sdk_ssm as ssm;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
@@ -34,7 +35,12 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use tokio::sync::Semaphore;
 
-use super::{Api, Attempts, BackendSettings, CallStats, ErrorKind, UpstreamError, Via};
+use self::clients::{Clients, Pool};
+pub use self::clients::{MAX_PLACES, MAX_ROLES};
+#[cfg(test)]
+use super::Attempts;
+use super::{Api, BackendSettings, CallStats, ErrorKind, UpstreamError, Via};
+use crate::model::arn_region;
 
 /// SDK retries inside one operation: short, because a request may be waiting and
 /// the cache's own backoff handles longer outages.
@@ -51,8 +57,8 @@ pub struct AwsUpstream {
     source: Source,
     settings: BackendSettings,
     calls: Arc<CallStats>,
-    clients: Mutex<Option<Arc<Clients>>>,
-    /// Held while clients are built, so concurrent first calls build them once.
+    pool: Mutex<Option<Arc<Pool>>>,
+    /// Held while the pool is built, so concurrent first calls build it once.
     building: tokio::sync::Mutex<()>,
     sm_permits: Semaphore,
     ssm_permits: Semaphore,
@@ -65,33 +71,8 @@ enum Source {
     Given(Box<SdkConfig>),
 }
 
-/// Clients for both services on one SDK configuration, each twice: with the SDK's
-/// retries, and with a single attempt (see [`Attempts`]). Clients are cheap
-/// handles: all four share the HTTP connector and the credentials cache.
-struct Clients {
-    sm: sm::Client,
-    ssm: ssm::Client,
-    sm_once: sm::Client,
-    ssm_once: ssm::Client,
-}
-
-impl Clients {
-    fn sm(&self, attempts: Attempts) -> &sm::Client {
-        match attempts {
-            Attempts::Retried => &self.sm,
-            Attempts::Once => &self.sm_once,
-        }
-    }
-
-    fn ssm(&self, attempts: Attempts) -> &ssm::Client {
-        match attempts {
-            Attempts::Retried => &self.ssm,
-            Attempts::Once => &self.ssm_once,
-        }
-    }
-}
-
-/// Loads the shared SDK configuration from the environment.
+/// Loads the shared SDK configuration from the environment: one HTTP client (and
+/// so one connection pool) for every client set the pool derives from it.
 pub async fn load_sdk_config() -> SdkConfig {
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
@@ -127,84 +108,68 @@ impl AwsUpstream {
             source,
             settings,
             calls,
-            clients: Mutex::new(None),
+            pool: Mutex::new(None),
             building: tokio::sync::Mutex::new(()),
             sm_permits: Semaphore::new(permits),
             ssm_permits: Semaphore::new(permits),
         }
     }
 
-    /// Builds the clients now rather than at the first call (loading the TLS trust
-    /// store takes milliseconds better spent while the runtime starts).
+    /// Builds the home clients now rather than at the first call (loading the TLS
+    /// trust store takes milliseconds better spent while the runtime starts).
     pub async fn connect(&self) {
-        self.clients().await;
+        self.pool().await;
     }
 
-    /// Drops the clients: their pooled connections and cached credentials go with
-    /// them, and the next call builds fresh ones.
+    /// Drops every client set: their pooled connections and cached credentials
+    /// (assumed roles' included) go with them, and the next call builds fresh ones.
     pub fn reset(&self) {
-        *lock(&self.clients) = None;
+        *lock(&self.pool) = None;
     }
 
-    async fn clients(&self) -> Arc<Clients> {
-        if let Some(c) = lock(&self.clients).clone() {
-            return c;
+    async fn pool(&self) -> Arc<Pool> {
+        if let Some(p) = lock(&self.pool).clone() {
+            return p;
         }
         let _building = self.building.lock().await;
-        if let Some(c) = lock(&self.clients).clone() {
-            return c;
+        if let Some(p) = lock(&self.pool).clone() {
+            return p;
         }
         let sdk = match &self.source {
             Source::Environment => load_sdk_config().await,
             Source::Given(sdk) => (**sdk).clone(),
         };
-        let clients = Arc::new(self.build(&sdk));
-        *lock(&self.clients) = Some(clients.clone());
-        clients
-    }
-
-    /// The clients for `via`'s scope.
-    async fn clients_for(&self, via: &Via) -> Result<Arc<Clients>, UpstreamError> {
-        if !via.scope.is_home() {
-            return Err(UpstreamError::new(
-                ErrorKind::Invalid,
-                "other regions, accounts and roles are not served yet",
-            ));
-        }
-        Ok(self.clients().await)
-    }
-
-    fn build(&self, sdk: &SdkConfig) -> Clients {
         let counter = AttemptCounter {
             calls: self.calls.clone(),
         };
-        let timeouts = |t: Option<Duration>| match t {
-            Some(t) => TimeoutConfig::builder()
-                .connect_timeout(CONNECT_TIMEOUT.min(t))
-                .operation_timeout(t)
-                .build(),
-            // "0" keeps AWS's meaning (no overall limit), but a silent upstream must not
-            // hold a request forever: each attempt gets its first byte within a bound.
-            None => TimeoutConfig::builder()
-                .connect_timeout(CONNECT_TIMEOUT)
-                .read_timeout(FIRST_BYTE_TIMEOUT)
-                .build(),
-        };
-        let sm_config = sm::config::Builder::from(sdk)
-            .timeout_config(timeouts(self.settings.secrets_manager_timeout))
-            .interceptor(counter.clone())
-            .build();
-        let ssm_config = ssm::config::Builder::from(sdk)
-            .timeout_config(timeouts(self.settings.ssm_timeout))
-            .interceptor(counter)
-            .build();
-        let single = RetryConfig::standard().with_max_attempts(1);
-        Clients {
-            sm_once: sm::Client::from_conf(sm_config.to_builder().retry_config(single.clone()).build()),
-            ssm_once: ssm::Client::from_conf(ssm_config.to_builder().retry_config(single).build()),
-            sm: sm::Client::from_conf(sm_config),
-            ssm: ssm::Client::from_conf(ssm_config),
+        let pool = Arc::new(Pool::new(&sdk, &self.settings, counter));
+        *lock(&self.pool) = Some(pool.clone());
+        pool
+    }
+
+    /// The region of the home clients.
+    async fn home_region(&self) -> Option<String> {
+        self.pool().await.home_region().map(str::to_owned)
+    }
+
+    /// The home clients (the function's region and credentials).
+    #[cfg(test)]
+    async fn clients(&self) -> Arc<Clients> {
+        self.pool().await.home()
+    }
+
+    /// The clients for a call about `id` (`None`: no id, e.g. a path) made `via`:
+    /// in the region a full ARN names, else the scope's region, else home; with
+    /// the scope's role, if any.
+    async fn clients_for(&self, via: &Via, id: Option<&str>) -> Result<Arc<Clients>, UpstreamError> {
+        if via.scope.account().is_some() && via.scope.role().is_none() {
+            return Err(UpstreamError::new(
+                ErrorKind::Invalid,
+                "another account is reached through a full ARN or a role",
+            ));
         }
+        let region = id.and_then(arn_region).or(via.scope.region());
+        self.pool().await.clients(region, via.scope.role()).await
     }
 }
 

@@ -4,11 +4,12 @@ use aws_sdk_ssm as ssm;
 use tokio::sync::Semaphore;
 
 use super::classify::classify;
+use super::clients::Clients;
 use super::AwsUpstream;
 use crate::backend::{
-    Batch, BoxFuture, ErrorKind, Page, ParameterFields, SecretFields, Upstream, UpstreamError, Value, Via,
+    Batch, BoxFuture, ErrorKind, Listed, Page, ParameterFields, SecretFields, Upstream, UpstreamError, Value, Via,
 };
-use crate::model::{SecretRef, Selector};
+use crate::model::{arn_region, SecretRef, Selector};
 
 /// One of a service's call slots (`PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS`).
 async fn permit(slots: &Semaphore) -> Result<tokio::sync::SemaphorePermit<'_>, UpstreamError> {
@@ -65,7 +66,7 @@ impl Upstream for AwsUpstream {
     ) -> BoxFuture<'a, Result<Value, UpstreamError>> {
         Box::pin(async move {
             let _permit = permit(&self.sm_permits).await?;
-            let clients = self.clients_for(via).await?;
+            let clients = self.clients_for(via, Some(id)).await?;
             let mut call = clients.sm(via.attempts).get_secret_value().secret_id(id);
             call = match selector {
                 Selector::VersionId(v) => call.version_id(v),
@@ -99,7 +100,7 @@ impl Upstream for AwsUpstream {
                 None => name.to_owned(),
             };
             let out = self
-                .clients_for(via)
+                .clients_for(via, Some(name))
                 .await?
                 .ssm(via.attempts)
                 .get_parameter()
@@ -114,35 +115,13 @@ impl Upstream for AwsUpstream {
 
     fn batch_get_secrets<'a>(&'a self, via: &'a Via, ids: &'a [String]) -> BoxFuture<'a, Result<Batch, UpstreamError>> {
         Box::pin(async move {
-            let _permit = permit(&self.sm_permits).await?;
-            let out = self
-                .clients_for(via)
-                .await?
-                .sm(via.attempts)
-                .batch_get_secret_value()
-                .set_secret_id_list(Some(ids.to_vec()))
-                .send()
-                .await
-                .map_err(classify)?;
-            let mut batch = Batch::default();
-            for e in out.secret_values.unwrap_or_default() {
-                batch.values.push(secret_value(
-                    e.arn,
-                    e.name,
-                    e.version_id,
-                    e.secret_string,
-                    e.secret_binary,
-                    e.version_stages,
-                    e.created_date,
-                )?);
+            let home = self.home_region().await;
+            let mut parts = Vec::new();
+            for group in by_region(ids, home.as_deref()) {
+                let result = self.batch_get_secrets_in(via, &group).await;
+                parts.push((group, result));
             }
-            for e in out.errors.unwrap_or_default() {
-                let id = e.secret_id.unwrap_or_default();
-                let err =
-                    UpstreamError::from_aws_code(e.error_code.as_deref(), None, e.message.as_deref().unwrap_or(""));
-                batch.errors.push((id, err));
-            }
-            Ok(batch)
+            merge(parts)
         })
     }
 
@@ -153,26 +132,13 @@ impl Upstream for AwsUpstream {
         decrypt: bool,
     ) -> BoxFuture<'a, Result<Batch, UpstreamError>> {
         Box::pin(async move {
-            let _permit = permit(&self.ssm_permits).await?;
-            let out = self
-                .clients_for(via)
-                .await?
-                .ssm(via.attempts)
-                .get_parameters()
-                .set_names(Some(names.to_vec()))
-                .with_decryption(decrypt)
-                .send()
-                .await
-                .map_err(classify)?;
-            let mut batch = Batch::default();
-            for p in out.parameters.unwrap_or_default() {
-                batch.values.push(parameter_value(p)?);
+            let home = self.home_region().await;
+            let mut parts = Vec::new();
+            for group in by_region(names, home.as_deref()) {
+                let result = self.get_parameters_in(via, &group, decrypt).await;
+                parts.push((group, result));
             }
-            for name in out.invalid_parameters.unwrap_or_default() {
-                let err = UpstreamError::new(ErrorKind::NotFound, format!("ParameterNotFound: {name}"));
-                batch.errors.push((name, err));
-            }
-            Ok(batch)
+            merge(parts)
         })
     }
 
@@ -186,7 +152,7 @@ impl Upstream for AwsUpstream {
         Box::pin(async move {
             let _permit = permit(&self.ssm_permits).await?;
             let out = self
-                .clients_for(via)
+                .clients_for(via, None)
                 .await?
                 .ssm(via.attempts)
                 .get_parameters_by_path()
@@ -214,7 +180,7 @@ impl Upstream for AwsUpstream {
             match r {
                 SecretRef::Secret(id) => {
                     let _permit = permit(&self.sm_permits).await?;
-                    let clients = self.clients_for(via).await?;
+                    let clients = self.clients_for(via, Some(id)).await?;
                     clients
                         .sm(via.attempts)
                         .describe_secret()
@@ -226,8 +192,27 @@ impl Upstream for AwsUpstream {
                 }
                 SecretRef::Parameter(id) => {
                     let name = parameter_name(id);
-                    self.any_parameter(via, "Name", "Equals", name, &format!("ParameterNotFound: {name}"))
-                        .await
+                    let clients = self.clients_for(via, Some(id)).await?;
+                    self.any_parameter(
+                        &clients,
+                        via,
+                        "Name",
+                        "Equals",
+                        name,
+                        &format!("ParameterNotFound: {name}"),
+                    )
+                    .await
+                }
+                SecretRef::Tag(_) => {
+                    let (key, value) = r.tag().unwrap_or_default();
+                    let found = self.list_secrets_by_tag(via, key, value).await?;
+                    if found.is_empty() {
+                        return Err(UpstreamError::new(
+                            ErrorKind::NotFound,
+                            format!("no secret carries {r}"),
+                        ));
+                    }
+                    Ok(())
                 }
                 SecretRef::Path(prefix) => {
                     // The Path filter takes the path without its trailing slash.
@@ -235,18 +220,141 @@ impl Upstream for AwsUpstream {
                         "" => "/",
                         p => p,
                     };
-                    self.any_parameter(via, "Path", "Recursive", path, &format!("no parameters under {prefix}"))
-                        .await
+                    let clients = self.clients_for(via, None).await?;
+                    self.any_parameter(
+                        &clients,
+                        via,
+                        "Path",
+                        "Recursive",
+                        path,
+                        &format!("no parameters under {prefix}"),
+                    )
+                    .await
                 }
             }
         })
     }
+
+    fn list_secrets_by_tag<'a>(
+        &'a self,
+        via: &'a Via,
+        key: &'a str,
+        value: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<Listed>, UpstreamError>> {
+        Box::pin(self.list_tagged(via, key, value))
+    }
 }
 
+/// ListSecrets pages read at most for one tag (100 secrets a page).
+const MAX_LIST_PAGES: usize = 100;
+
 impl AwsUpstream {
+    /// BatchGetSecretValue of ids that all live in one region.
+    async fn batch_get_secrets_in(&self, via: &Via, ids: &[String]) -> Result<Batch, UpstreamError> {
+        let _permit = permit(&self.sm_permits).await?;
+        let out = self
+            .clients_for(via, ids.first().map(String::as_str))
+            .await?
+            .sm(via.attempts)
+            .batch_get_secret_value()
+            .set_secret_id_list(Some(ids.to_vec()))
+            .send()
+            .await
+            .map_err(classify)?;
+        let mut batch = Batch::default();
+        for e in out.secret_values.unwrap_or_default() {
+            batch.values.push(secret_value(
+                e.arn,
+                e.name,
+                e.version_id,
+                e.secret_string,
+                e.secret_binary,
+                e.version_stages,
+                e.created_date,
+            )?);
+        }
+        for e in out.errors.unwrap_or_default() {
+            let id = e.secret_id.unwrap_or_default();
+            let err = UpstreamError::from_aws_code(e.error_code.as_deref(), None, e.message.as_deref().unwrap_or(""));
+            batch.errors.push((id, err));
+        }
+        Ok(batch)
+    }
+
+    /// GetParameters of names that all live in one region.
+    async fn get_parameters_in(&self, via: &Via, names: &[String], decrypt: bool) -> Result<Batch, UpstreamError> {
+        let _permit = permit(&self.ssm_permits).await?;
+        let out = self
+            .clients_for(via, names.first().map(String::as_str))
+            .await?
+            .ssm(via.attempts)
+            .get_parameters()
+            .set_names(Some(names.to_vec()))
+            .with_decryption(decrypt)
+            .send()
+            .await
+            .map_err(classify)?;
+        let mut batch = Batch::default();
+        for p in out.parameters.unwrap_or_default() {
+            batch.values.push(parameter_value(p)?);
+        }
+        for name in out.invalid_parameters.unwrap_or_default() {
+            let err = UpstreamError::new(ErrorKind::NotFound, format!("ParameterNotFound: {name}"));
+            batch.errors.push((name, err));
+        }
+        Ok(batch)
+    }
+
+    /// ListSecrets narrowed by tag-key and tag-value filters, which match prefixes and
+    /// match keys and values independently (a secret tagged `team=x` and `env=weather`
+    /// passes `team` + `weather`): the tags each entry returns are matched exactly here.
+    pub(super) async fn list_tagged(
+        &self,
+        via: &Via,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<Vec<Listed>, UpstreamError> {
+        use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
+        let mut filters = vec![Filter::builder().key(FilterNameStringType::TagKey).values(key).build()];
+        if let Some(v) = value.filter(|v| !v.is_empty()) {
+            filters.push(Filter::builder().key(FilterNameStringType::TagValue).values(v).build());
+        }
+        let mut found = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_LIST_PAGES {
+            let out = {
+                let _permit = permit(&self.sm_permits).await?;
+                self.clients_for(via, None)
+                    .await?
+                    .sm(via.attempts)
+                    .list_secrets()
+                    .set_filters(Some(filters.clone()))
+                    .max_results(100)
+                    .set_next_token(token.take())
+                    .send()
+                    .await
+                    .map_err(classify)?
+            };
+            for entry in out.secret_list.unwrap_or_default() {
+                let tagged = entry.tags().iter().any(|t| {
+                    t.key.as_deref() == Some(key) && value.is_none_or(|v| t.value.as_deref().unwrap_or("") == v)
+                });
+                if let (true, Some(name), Some(arn)) = (tagged, entry.name, entry.arn) {
+                    found.push(Listed { name, arn });
+                }
+            }
+            match out.next_token.filter(|t| !t.is_empty()) {
+                Some(t) => token = Some(t),
+                None => break,
+            }
+        }
+        Ok(found)
+    }
+
     /// DescribeParameters with one filter: whether anything matches (metadata only).
     async fn any_parameter(
         &self,
+        clients: &Clients,
         via: &Via,
         key: &str,
         option: &str,
@@ -260,7 +368,6 @@ impl AwsUpstream {
             .build()
             .map_err(|e| UpstreamError::new(ErrorKind::Invalid, e.to_string()))?;
         let _permit = permit(&self.ssm_permits).await?;
-        let clients = self.clients_for(via).await?;
         let out = clients
             .ssm(via.attempts)
             .describe_parameters()
@@ -275,6 +382,46 @@ impl AwsUpstream {
             Err(UpstreamError::new(ErrorKind::NotFound, missing))
         }
     }
+}
+
+/// `ids` grouped by the region their ARNs name, in the order first seen, so each
+/// group is one call. Names, and ARNs of the `home` region, are one group.
+fn by_region<'a>(ids: &'a [String], home: Option<&str>) -> Vec<Vec<String>> {
+    let mut groups: Vec<(Option<&'a str>, Vec<String>)> = Vec::new();
+    for id in ids {
+        let region = arn_region(id).filter(|r| Some(*r) != home);
+        match groups.iter_mut().find(|(r, _)| *r == region) {
+            Some((_, members)) => members.push(id.clone()),
+            None => groups.push((region, vec![id.clone()])),
+        }
+    }
+    groups.into_iter().map(|(_, members)| members).collect()
+}
+
+/// One batch out of one call per region. A call that failed as a whole fails the
+/// batch only when it was the only call (exactly as before regions were split).
+/// Otherwise a transient failure becomes each of its ids' error (the cache backs
+/// them off), and a definitive one leaves its ids unanswered, so the cache fetches
+/// them one by one, as it does when a whole batch is refused.
+fn merge(parts: Vec<(Vec<String>, Result<Batch, UpstreamError>)>) -> Result<Batch, UpstreamError> {
+    if parts.len() == 1 {
+        return parts
+            .into_iter()
+            .next()
+            .map_or_else(|| Ok(Batch::default()), |(_, r)| r);
+    }
+    let mut out = Batch::default();
+    for (ids, result) in parts {
+        match result {
+            Ok(b) => {
+                out.values.extend(b.values);
+                out.errors.extend(b.errors);
+            }
+            Err(e) if e.kind.is_transient() => out.errors.extend(ids.into_iter().map(|id| (id, e.clone()))),
+            Err(e) => tracing::debug!(error = %e, ids = ids.len(), "batch call in one region refused"),
+        }
+    }
+    Ok(out)
 }
 
 /// The name a parameter ARN carries (`arn:…:parameter/a/b` → `/a/b`; DescribeParameters

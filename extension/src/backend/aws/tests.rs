@@ -2,8 +2,9 @@
 //! run against the SDK's own test HTTP client: each test answers the SDK's request
 //! with what AWS would send and checks what the sidecar makes of it.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_secretsmanager::config::{Credentials, SharedCredentialsProvider, SharedHttpClient};
@@ -11,47 +12,95 @@ use aws_smithy_http_client::test_util::{infallible_client_fn, NeverClient};
 use aws_smithy_types::body::SdkBody;
 
 use super::*;
-use crate::backend::{ErrorKind, Upstream};
+use crate::backend::{ErrorKind, RoleSettings, Upstream};
 use crate::model::{SecretRef, Selector};
 
-/// What the SDK sent: the `X-Amz-Target` operation and the JSON body.
+/// What the SDK sent: the `X-Amz-Target` operation and the JSON body; where it
+/// went and who signed it (host, the region and access key of the SigV4 credential
+/// scope); for STS's query protocol, the form fields.
 #[derive(Clone, Debug)]
 struct Sent {
     target: String,
     body: serde_json::Value,
+    host: String,
+    region: String,
+    access_key: String,
+    form: HashMap<String, String>,
+}
+
+impl Sent {
+    fn of(req: &http::Request<SdkBody>) -> Sent {
+        let header = |name: &str| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let bytes = req.body().bytes().unwrap_or_default();
+        // `Credential=AKID/DATE/REGION/SERVICE/aws4_request`
+        let scope: Vec<String> = header("authorization")
+            .split("Credential=")
+            .nth(1)
+            .and_then(|c| c.split(',').next())
+            .map(|c| c.split('/').map(str::to_owned).collect())
+            .unwrap_or_default();
+        Sent {
+            target: header("x-amz-target"),
+            body: serde_json::from_slice(bytes).unwrap_or(serde_json::Value::Null),
+            host: req.uri().host().unwrap_or_default().to_owned(),
+            region: scope.get(2).cloned().unwrap_or_default(),
+            access_key: scope.first().cloned().unwrap_or_default(),
+            form: form_urlencoded::parse(bytes).into_owned().collect(),
+        }
+    }
+
+    fn is_sts(&self) -> bool {
+        self.form.get("Action").is_some_and(|a| a == "AssumeRole")
+    }
 }
 
 type Log = Arc<Mutex<Vec<Sent>>>;
 
-/// An HTTP client that records every request and answers each with `status` and `body`.
-fn answering(status: u16, answer: &'static str) -> (SharedHttpClient, Log) {
+/// An HTTP client that records every request and answers it with what `answer`
+/// returns for it: status, body.
+fn responder(answer: impl Fn(&Sent) -> (u16, String) + Send + Sync + 'static) -> (SharedHttpClient, Log) {
     let log: Log = Arc::default();
     let seen = log.clone();
     let client = infallible_client_fn(move |req: http::Request<SdkBody>| {
-        let target = req
-            .headers()
-            .get("x-amz-target")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let body = req
-            .body()
-            .bytes()
-            .and_then(|b| serde_json::from_slice(b).ok())
-            .unwrap_or(serde_json::Value::Null);
+        let sent = Sent::of(&req);
+        let (status, body) = answer(&sent);
+        let content_type = if sent.is_sts() {
+            "text/xml"
+        } else {
+            "application/x-amz-json-1.1"
+        };
         seen.lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(Sent { target, body });
+            .push(sent);
         http::Response::builder()
             .status(status)
-            .header("content-type", "application/x-amz-json-1.1")
-            .body(SdkBody::from(answer))
+            .header("content-type", content_type)
+            .body(SdkBody::from(body))
             .expect("a valid response")
     });
     (client, log)
 }
 
+/// An HTTP client that records every request and answers each with `status` and `body`.
+fn answering(status: u16, answer: &'static str) -> (SharedHttpClient, Log) {
+    responder(move |_| (status, answer.to_owned()))
+}
+
 fn upstream(client: SharedHttpClient, timeout: Option<Duration>) -> (AwsUpstream, Arc<CallStats>) {
+    upstream_with(client, timeout, RoleSettings::default())
+}
+
+fn upstream_with(
+    client: SharedHttpClient,
+    timeout: Option<Duration>,
+    roles: RoleSettings,
+) -> (AwsUpstream, Arc<CallStats>) {
     let sdk = SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
@@ -69,6 +118,8 @@ fn upstream(client: SharedHttpClient, timeout: Option<Duration>) -> (AwsUpstream
         max_connections: 3,
         secrets_manager_timeout: timeout,
         ssm_timeout: timeout,
+        roles,
+        endpoints: None,
     };
     let calls = Arc::new(CallStats::default());
     (AwsUpstream::new(&sdk, settings, calls.clone()), calls)
@@ -402,17 +453,19 @@ async fn a_call_with_a_value_in_hand_makes_one_attempt_and_a_cold_one_retries() 
 }
 
 #[tokio::test]
-async fn other_scopes_are_refused_until_served() {
+async fn an_account_without_an_arn_or_a_role_is_refused() {
     let (client, log) = answering(200, SECRET);
     let (aws, _) = upstream(client, None);
-    let eu = Via {
-        scope: crate::model::Scope::new(None, Some("eu-west-1"), None),
+    let elsewhere = Via {
+        scope: crate::model::Scope::new(Some("210987654321"), None, None),
         ..Via::HOME
     };
     let err = aws
-        .get_secret(&eu, "app/db", &Selector::Current)
+        .get_secret(&elsewhere, "app/db", &Selector::Current)
         .await
-        .expect_err("not served");
+        .expect_err("no way to reach it");
     assert_eq!(err.kind, ErrorKind::Invalid);
     assert!(sent(&log).is_empty());
 }
+
+mod scopes;

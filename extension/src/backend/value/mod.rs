@@ -38,6 +38,9 @@ pub struct Value {
     pub secure: bool,
     /// An SSM parameter (its bare value is `Parameter.Value` rather than `SecretString`).
     parameter: bool,
+    /// For an SSM reference to a secret (`/aws/reference/secretsmanager/…`): the
+    /// secret's name and ARN, from the answer's `SourceResult` (its metadata).
+    referenced: Option<(Arc<str>, Arc<str>)>,
     /// Bytes of value buffers this value owns (the body, and the raw value when it
     /// is stored apart), and the meter they are counted on, once metered.
     bytes: usize,
@@ -260,6 +263,7 @@ impl Value {
             name: Arc::from(f.name),
             secure: false,
             parameter: false,
+            referenced: None,
         }
     }
 
@@ -278,6 +282,7 @@ impl Value {
                 version: f.version,
             },
         });
+        let referenced = f.source_result.as_deref().and_then(referenced_secret);
         if let Some(mut s) = f.source_result {
             s.zeroize();
         }
@@ -292,9 +297,15 @@ impl Value {
             version: Arc::from(f.version.to_string()),
             secure: f.kind == "SecureString",
             parameter: true,
+            referenced,
             arn: Arc::from(f.arn),
             name: Arc::from(f.name),
         }
+    }
+
+    /// The secret an SSM reference resolved to: (name, ARN).
+    pub fn referenced_secret(&self) -> Option<(&str, &str)> {
+        self.referenced.as_ref().map(|(n, a)| (&**n, &**a))
     }
 
     /// Counts this value's bytes on `meter` until it is dropped (once: a value
@@ -349,6 +360,20 @@ impl Value {
             Ok(Some(SecretBytes::new(text.as_bytes().to_vec()).into_shared()))
         }
     }
+}
+
+/// The secret named by a reference's `SourceResult` (DescribeSecret's output: metadata,
+/// no value), when it names one.
+fn referenced_secret(source_result: &str) -> Option<(Arc<str>, Arc<str>)> {
+    #[derive(serde::Deserialize)]
+    struct Described {
+        #[serde(rename = "Name")]
+        name: String,
+        #[serde(rename = "ARN")]
+        arn: String,
+    }
+    let d: Described = serde_json::from_str(source_result).ok()?;
+    Some((Arc::from(d.name), Arc::from(d.arn)))
 }
 
 /// The value asked for with `jsonKey` is not a JSON object.

@@ -4,6 +4,7 @@
 
 mod attempts;
 mod many;
+mod negative;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -202,6 +203,29 @@ async fn name_and_arn_share_an_entry() {
     assert_eq!(by_arn.outcome, Outcome::Hit);
     assert_eq!(fake.calls(), 1);
     assert_eq!(cache.len(), 1);
+}
+
+/// A secret read by another region's (or account's) ARN has the same name as a home
+/// secret: the name must keep meaning the home one, before and after.
+#[tokio::test(start_paused = true)]
+async fn a_name_never_leads_to_a_value_fetched_by_another_regions_arn() {
+    let (cache, fake) = setup(settings());
+    let eu_arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:app/db-EuWest";
+    fake.put_secret_elsewhere("app/db", eu_arn, "pw-eu");
+    let eu = sm(&cache, &format!("secretId={eu_arn}")).await.expect("by eu ARN");
+    assert_eq!(raw(&eu), "pw-eu");
+    let home = sm(&cache, "secretId=app/db").await.expect("by name");
+    assert_eq!((home.outcome, raw(&home)), (Outcome::Miss, "pw1".into()));
+    // Each is cached under its own ARN, and each id keeps finding its own.
+    let eu = sm(&cache, &format!("secretId={eu_arn}")).await.expect("again");
+    assert_eq!((eu.outcome, raw(&eu)), (Outcome::Hit, "pw-eu".into()));
+    let home = sm(&cache, "secretId=app/db").await.expect("again");
+    assert_eq!((home.outcome, raw(&home)), (Outcome::Hit, "pw1".into()));
+    let by_home_arn = sm(&cache, &format!("secretId={}", FakeUpstream::arn_of("app/db")))
+        .await
+        .expect("home ARN");
+    assert_eq!((by_home_arn.outcome, raw(&by_home_arn)), (Outcome::Hit, "pw1".into()));
+    assert_eq!((fake.calls(), cache.len()), (2, 2));
 }
 
 #[tokio::test(start_paused = true)]
