@@ -10,9 +10,10 @@
 //! refresh offset, fixed retry intervals, the SDK's retries on every call, no prefetch
 //! retries. That is the naive fleet the fleet benchmark measures against.
 //!
-//! Retries draw per call. The refresh-ahead point is shifted by one offset per
-//! process (per environment), drawn with the seed: environments spread apart, while
-//! the keys of one environment stay due together and refresh in one batch.
+//! The refresh-ahead point is shifted by one offset per process (per environment),
+//! and a retry after N failures by one draw per process and N, both drawn with the
+//! seed: environments spread apart, while the keys of one environment stay due
+//! together and refresh (or retry) in one batch.
 
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -22,6 +23,8 @@ static STATE: AtomicU64 = AtomicU64::new(0);
 static SEEDED: Once = Once::new();
 /// This process's refresh offset in [0, 1), as `f64` bits.
 static OFFSET: AtomicU64 = AtomicU64::new(0);
+/// This process's base for retry draws in [0, 1), as `f64` bits.
+static RETRY_BASE: AtomicU64 = AtomicU64::new(0);
 static SPREAD: AtomicBool = AtomicBool::new(true);
 
 /// Turns spreading on (the default) or off, for the whole process.
@@ -52,6 +55,7 @@ fn entropy() -> u64 {
 fn seed() {
     STATE.store(entropy(), Relaxed);
     OFFSET.store(draw().to_bits(), Relaxed);
+    RETRY_BASE.store(draw().to_bits(), Relaxed);
 }
 
 /// Starts a new sequence from the OS's randomness, with a new refresh offset.
@@ -61,9 +65,20 @@ pub fn reseed() {
 }
 
 /// A uniform number in [0, 1).
-pub(super) fn unit() -> f64 {
+#[cfg(test)]
+fn unit() -> f64 {
     SEEDED.call_once(seed);
     draw()
+}
+
+/// This process's draw for a retry after `failures` consecutive failures, in [0, 1):
+/// the same for every key of this environment (keys that failed together retry
+/// together, in one batch), different across environments and failure counts.
+pub(super) fn retry_offset(failures: u32) -> f64 {
+    SEEDED.call_once(seed);
+    // A golden-ratio step per failure count from the seed's base: evenly spread.
+    let base = f64::from_bits(RETRY_BASE.load(Relaxed));
+    (base + f64::from(failures) * 0.618_033_988_749_895).fract()
 }
 
 /// This process's position in the refresh jitter window, in [0, 1).
@@ -96,6 +111,19 @@ mod tests {
         assert!(draws.iter().all(|d| (0.0..1.0).contains(d)));
         let low = draws.iter().filter(|d| **d < 0.5).count();
         assert!((4_500..5_500).contains(&low), "{low} of 10000 below one half");
+    }
+
+    #[test]
+    fn retry_draws_are_per_failure_count_and_stable() {
+        let draws: Vec<f64> = (1..=8).map(retry_offset).collect();
+        assert!(draws.iter().all(|d| (0.0..1.0).contains(d)));
+        assert_eq!(retry_offset(3), retry_offset(3), "keys failing together retry together");
+        for pair in draws.windows(2) {
+            assert!(
+                (pair[0] - pair[1]).abs() > 0.1,
+                "consecutive failure counts spread: {draws:?}"
+            );
+        }
     }
 
     #[test]

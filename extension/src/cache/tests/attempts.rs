@@ -38,7 +38,7 @@ async fn refresh_ahead_makes_one_attempt_per_key_per_backoff_step() {
         .await;
     let before = fake.calls();
     fake.fail_all(Some(ErrorKind::Throttled));
-    advance(TTL / 2 + TTL / 10).await;
+    advance(TTL.mul_f64(0.5 + super::super::entry::REFRESH_JITTER) + Duration::from_millis(1)).await;
     let pass = cache.refresh_due(Duration::from_secs(5)).await;
     assert_eq!((pass.due, pass.failed), (1, 1));
     assert_eq!(fake.calls() - before, 1);
@@ -91,4 +91,30 @@ async fn the_prefetch_stops_retrying_at_its_deadline() {
         (2..=4).contains(&calls),
         "retries spaced by a growing backoff: {calls} calls in 3 s"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn keys_that_failed_in_one_batch_retry_in_one_batch() {
+    let (cache, fake) = setup(settings());
+    for i in 0..5 {
+        fake.put_secret(&format!("k{i}"), "v");
+    }
+    let refs =
+        parse_ref_list("secretsmanager:k0 secretsmanager:k1 secretsmanager:k2 secretsmanager:k3 secretsmanager:k4")
+            .expect("refs");
+    cache
+        .prefetch(cache.plan_prefetch(&refs), Instant::now() + Duration::from_secs(5))
+        .await;
+    assert_eq!(fake.calls(), 1, "one batch");
+    fake.fail_next(&[ErrorKind::Throttled]);
+    advance(TTL.mul_f64(0.5 + super::super::entry::REFRESH_JITTER) + Duration::from_millis(1)).await;
+    let pass = cache.refresh_due(Duration::from_secs(5)).await;
+    assert_eq!((pass.due, pass.failed), (5, 5));
+    assert_eq!(fake.calls(), 2, "one throttled batch");
+    // At the earliest retry point every key is due: they share one draw.
+    let at = cache.next_refresh_at().expect("a retry is planned");
+    tokio::time::sleep_until(at).await;
+    let retry = cache.refresh_due(Duration::from_secs(5)).await;
+    assert_eq!((retry.due, retry.ok), (5, 5), "all due again at once");
+    assert_eq!(fake.calls(), 3, "retried as one batch, not five calls");
 }
