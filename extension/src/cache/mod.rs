@@ -35,6 +35,7 @@ mod prefetch;
 mod refresh;
 mod stats;
 mod store;
+mod wanted;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -144,6 +145,8 @@ struct Inner {
     settings: CacheSettings,
     store: Store,
     flights: Flights,
+    /// Prefetched keys still missing after the start-up deadline (`wanted`).
+    wanted: wanted::WantedList,
     upstream: Arc<dyn Upstream>,
     stats: CacheStats,
     /// Counts the bytes of every value the cache has produced that is still alive.
@@ -159,6 +162,7 @@ impl Cache {
                 store: Store::new(settings.capacity),
                 settings,
                 flights: Flights::default(),
+                wanted: wanted::WantedList::default(),
                 upstream,
                 stats: CacheStats::default(),
                 meter: ValueMeter::default(),
@@ -198,11 +202,21 @@ impl Cache {
 
     /// The earliest refresh-ahead point among entries worth keeping warm (standalone timer).
     pub fn next_refresh_at(&self) -> Option<Instant> {
-        self.inner.store.next_refresh_at()
+        let stored = self.inner.store.next_refresh_at();
+        match (stored, self.inner.wanted.next_at()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Prefetched keys still missing, fetched again by refresh-ahead until stored.
+    pub fn wanted(&self) -> usize {
+        self.inner.wanted.len()
     }
 
     /// Drops every value (each buffer is zeroized as its last reference goes).
     pub fn wipe(&self) {
+        self.inner.wanted.clear();
         self.inner.store.clear();
     }
 

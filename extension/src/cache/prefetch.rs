@@ -150,6 +150,20 @@ pub(super) async fn run(cache: &Cache, plan: Plan, deadline: Instant) -> Report 
             }
         }
     }
+    // What the deadline left missing after transient failures (or unfinished) stays
+    // wanted: refresh-ahead fetches it later, with backoff (not in the naive baseline).
+    if jitter::spreading() && !cache.closed() {
+        let now = Instant::now();
+        for (r, e) in &report.failures {
+            if e.kind.is_transient() && !cache_holds(cache, r) {
+                let id: Arc<str> = Arc::from(r.id());
+                cache
+                    .inner
+                    .wanted
+                    .want(Key::current(r.source(), id.clone()), id, 1, now);
+            }
+        }
+    }
     for (prefix, result) in path_results {
         match result {
             Ok(0) => report.failures.push((

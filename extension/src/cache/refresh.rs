@@ -14,9 +14,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::batch::fetch_all;
+use std::sync::Arc;
+
+use super::batch::{fetch_all, Tally};
 use super::flight::{wait, Begun, FetchFor, FlightHandle, FlightRx};
-use super::Cache;
+use super::{Cache, Key};
 
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Refreshed {
@@ -27,29 +29,64 @@ pub struct Refreshed {
     pub abandoned: bool,
 }
 
-/// Registers every due key as a refresh in flight; returns the new fetches, and the
-/// receivers of due keys some other fetch is already getting.
-fn begin_due(cache: &Cache, now: Instant) -> (Vec<FlightHandle>, Vec<FlightRx>) {
-    let (mut started, mut joined) = (Vec::new(), Vec::new());
+/// What a pass started: the new fetches, the receivers of due keys some other fetch
+/// is already getting, and which of the new fetches are wanted prefetch keys (with
+/// their failure counts), to want again if they fail once more.
+struct Due {
+    started: Vec<FlightHandle>,
+    joined: Vec<FlightRx>,
+    wanted: Vec<(Arc<str>, Key, u32)>,
+}
+
+/// Registers every due key, and every wanted prefetch key that is due, as a fetch in
+/// flight.
+fn begin_due(cache: &Cache, now: Instant) -> Due {
+    let mut due = Due {
+        started: Vec::new(),
+        joined: Vec::new(),
+        wanted: Vec::new(),
+    };
     for (key, id) in cache.inner.store.due_for_refresh(now, |_| false) {
         match cache.begin(key, id, FetchFor::REFRESH) {
-            Begun::New(h) => started.push(h),
-            Begun::Joined(rx) => joined.push(rx),
+            Begun::New(h) => due.started.push(h),
+            Begun::Joined(rx) => due.joined.push(rx),
         }
     }
-    (started, joined)
+    for w in cache.inner.wanted.take_due(now) {
+        let store = &cache.inner.store;
+        if store.find(&store.canonical(&w.key)).is_some() {
+            continue; // a request stored it meanwhile
+        }
+        if let Begun::New(h) = cache.begin(w.key.clone(), w.fetch_id.clone(), FetchFor::PREFETCH) {
+            due.wanted.push((w.fetch_id, w.key, w.failures));
+            due.started.push(h);
+        }
+    }
+    due
+}
+
+/// Wants again the wanted keys of a pass that failed transiently once more.
+fn want_again(cache: &Cache, wanted: Vec<(Arc<str>, Key, u32)>, tally: &Tally) {
+    let now = Instant::now();
+    for (id, key, failures) in wanted {
+        let failed = tally.failed.iter().any(|(f, e)| *f == id && e.kind.is_transient());
+        if failed {
+            cache.inner.wanted.want(key, id, failures.saturating_add(1), now);
+        }
+    }
 }
 
 /// Starts, in a task the cache owns, the refresh of everything due (the request
 /// that calls this then waits for its own key's flight).
 pub(super) fn start_due(cache: &Cache, now: Instant) {
-    let (handles, _) = begin_due(cache, now);
-    if handles.is_empty() {
+    let Due { started, wanted, .. } = begin_due(cache, now);
+    if started.is_empty() {
         return;
     }
     let owner = cache.clone();
     cache.spawn(async move {
-        let tally = fetch_all(&owner, handles, None).await;
+        let tally = fetch_all(&owner, started, None).await;
+        want_again(&owner, wanted, &tally);
         owner.inner.stats.refreshed(tally.ok as u64, tally.failed.len() as u64);
     });
 }
@@ -59,7 +96,11 @@ pub(super) fn start_due(cache: &Cache, now: Instant) {
 pub(super) async fn refresh_due(cache: &Cache, budget: Duration) -> Refreshed {
     let started = Instant::now();
     let deadline = started + budget;
-    let (handles, joined) = begin_due(cache, started);
+    let Due {
+        started: handles,
+        joined,
+        wanted,
+    } = begin_due(cache, started);
     if handles.is_empty() && joined.is_empty() {
         return Refreshed::default();
     }
@@ -68,6 +109,7 @@ pub(super) async fn refresh_due(cache: &Cache, budget: Duration) -> Refreshed {
         ..Refreshed::default()
     };
     let tally = fetch_all(cache, handles, Some(deadline)).await;
+    want_again(cache, wanted, &tally);
     for rx in joined {
         let _ = tokio::time::timeout_at(deadline, wait(rx)).await;
     }

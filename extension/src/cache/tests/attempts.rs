@@ -118,3 +118,28 @@ async fn keys_that_failed_in_one_batch_retry_in_one_batch() {
     assert_eq!((retry.due, retry.ok), (5, 5), "all due again at once");
     assert_eq!(fake.calls(), 3, "retried as one batch, not five calls");
 }
+
+#[tokio::test(start_paused = true)]
+async fn keys_missing_at_the_deadline_are_fetched_by_refresh_ahead_later() {
+    let (cache, fake) = setup(settings());
+    fake.fail_all(Some(ErrorKind::Throttled));
+    let refs = parse_ref_list("secretsmanager:app/db secretsmanager:gone").expect("refs");
+    let report = cache
+        .prefetch(cache.plan_prefetch(&refs), Instant::now() + Duration::from_secs(2))
+        .await;
+    assert_eq!(report.failures.len(), 2);
+    assert_eq!(cache.wanted(), 2, "both failed transiently: wanted");
+    fake.fail_all(None);
+    let at = cache.next_refresh_at().expect("a wanted key is planned");
+    tokio::time::sleep_until(at).await;
+    let pass = cache.refresh_due(Duration::from_secs(5)).await;
+    assert_eq!((pass.due, pass.ok, pass.failed), (2, 1, 1), "{pass:?}");
+    assert_eq!(cache.wanted(), 0, "stored, or definitively missing: no longer wanted");
+    let calls = fake.calls();
+    let hit = sm(&cache, "secretId=app/db").await.expect("value");
+    assert_eq!(hit.outcome, Outcome::Hit);
+    assert_eq!(fake.calls(), calls);
+    // Prefetched (pinned): kept warm without any request.
+    advance(TTL).await;
+    assert_eq!(cache.refresh_due(Duration::from_secs(5)).await.due, 1);
+}
