@@ -109,7 +109,7 @@ fn settings(smoke: bool) -> Result<Settings> {
         ttl_secs: 60,
         steady,
         baseline_steady: minutes("FLEET_BASELINE_MINUTES", steady.as_secs_f64() / 60.0)?,
-        // Before the first refresh (0.75 × 60 s, less up to 5% jitter): start-up
+        // Before the first refresh (0.75 × 60 s, plus up to 15% jitter): start-up
         // counts never include steady-state calls.
         ready_deadline: Duration::from_secs(40),
         // 200 sidecars polled every 200 ms is 1,000 small requests a second on a

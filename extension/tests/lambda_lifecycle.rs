@@ -97,13 +97,14 @@ async fn invoke_runs_refresh_ahead_before_the_next_poll_and_shutdown_exits_fast(
     let proxy = FaultProxy::start(moto.port).await?;
     let api = MockExtensionsApi::start().await?;
     moto.create_secret("db", "v1").await?;
-    // Refresh point: a quarter of the 8 s TTL after the fetch, plus up to 5% of the
-    // TTL of jitter: between 2 s and 2.4 s, so surely passed once `Age` says 3.
+    // Refresh point: a quarter of the 8 s TTL after the fetch, plus up to 15% of the
+    // TTL of jitter: between 2 s and 3.2 s, so surely passed once `Age` says 4 (the
+    // value is still fresh then: it expires at 8).
     let b = lambda_sidecar(&api, &proxy.endpoint())
         .var("SECRETS_SIDECAR_PREFETCH", "secretsmanager:db")
         .var("SECRETS_MANAGER_TTL", "8")
         .var("SECRETS_SIDECAR_REFRESH_AHEAD", "0.25");
-    let (refresh_earliest, refresh_latest) = (2, 3);
+    let (refresh_earliest, refresh_latest) = (2, 4);
     let path = "/secretsmanager/get?secretId=db";
     let proc = b.spawn_raw()?;
     let mut sc = attach(&b, proc);

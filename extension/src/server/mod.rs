@@ -297,8 +297,11 @@ async fn serve_connection(stream: TcpStream, app: Arc<App>, limits: &Limits, sta
 async fn refuse(mut stream: TcpStream) {
     let _ = tokio::time::timeout(Duration::from_millis(250), stream.write_all(REFUSAL)).await;
     let _ = stream.shutdown().await;
+    // Read what the client sends until it closes (or briefly): closing with its
+    // request unread would answer with a reset, which can destroy the 503 before a
+    // client on a busy machine reads it.
     let mut sink = [0u8; 1024];
-    let _ = tokio::time::timeout(Duration::from_millis(20), async {
+    let _ = tokio::time::timeout(Duration::from_millis(250), async {
         while let Ok(n) = stream.read(&mut sink).await {
             if n == 0 {
                 break;
