@@ -24,7 +24,9 @@ pub enum ApiError {
     RoleNotAllowed,
     #[error("forwarded requests (X-Forwarded-For) are refused")]
     ForwardedFor,
-    #[error("no such route; use /secretsmanager/get, /systemsmanager/parameters/get, /ping or /metrics")]
+    #[error(
+        "no such route; use /secretsmanager/get, /secretsmanager/{{id}}, /systemsmanager/parameters/get, /ping or /metrics"
+    )]
     NoRoute,
     #[error("only GET is supported")]
     MethodNotAllowed,

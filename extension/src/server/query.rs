@@ -198,6 +198,54 @@ pub fn parse_secrets_manager(query: &str) -> Result<Lookup, QueryError> {
     let Some(id) = p.text("secretId", MAX_ID_LEN)? else {
         return err("'secretId' is required");
     };
+    secrets_manager_lookup(&id, p)
+}
+
+/// `GET /secretsmanager/{id}[?versionId=…|?versionStage=…]`, as AWS's newer agents
+/// offer: the id is the rest of the path (slashes kept, `%2F` decoded); every other
+/// parameter as on `/secretsmanager/get`.
+pub fn parse_secrets_manager_path(encoded_id: &str, query: &str) -> Result<Lookup, QueryError> {
+    let id = percent_decode(encoded_id)?;
+    if id.is_empty() {
+        return err("the path names no secret: use /secretsmanager/{id} or /secretsmanager/get?secretId=");
+    }
+    if id.len() > MAX_ID_LEN {
+        return err(format!(
+            "the secret id in the path is longer than {MAX_ID_LEN} characters"
+        ));
+    }
+    let mut p = Params::parse(query, SM_PARAMS)?;
+    if p.text("secretId", MAX_ID_LEN)?.is_some() {
+        return err("the secret is named by the path: 'secretId' is not accepted here");
+    }
+    secrets_manager_lookup(&id, p)
+}
+
+/// A path segment's `%XX` escapes decoded (`+` stays itself, unlike in a query).
+fn percent_decode(text: &str) -> Result<String, QueryError> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            let Some(b) = hex else {
+                return err("the path has a '%' not followed by two hex digits");
+            };
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).or_else(|_| err("the secret id in the path is not valid UTF-8"))
+}
+
+fn secrets_manager_lookup(id: &str, mut p: Params<'_>) -> Result<Lookup, QueryError> {
     let version_id = p.text("versionId", 64)?;
     let version_stage = p.text("versionStage", 256)?;
     let selector = match (version_id, version_stage) {
@@ -208,7 +256,7 @@ pub fn parse_secrets_manager(query: &str) -> Result<Lookup, QueryError> {
         (None, None) => Selector::Current,
     };
     Ok(Lookup {
-        key: Key::new(Source::SecretsManager, Arc::from(&*id), selector, false).with_scope(p.scope()?),
+        key: Key::new(Source::SecretsManager, Arc::from(id), selector, false).with_scope(p.scope()?),
         freshness: p.freshness()?,
         output: p.output()?,
     })
@@ -269,6 +317,32 @@ mod tests {
     use super::*;
     use crate::cache::Decrypt;
     use proptest::prelude::*;
+
+    #[test]
+    fn the_path_route_takes_the_id_from_the_path() {
+        let l = parse_secrets_manager_path("app/db", "").expect("valid");
+        assert_eq!(&*l.key.id, "app/db");
+        let encoded = parse_secrets_manager_path("app%2Fdb", "versionStage=AWSPREVIOUS&jsonKey=k").expect("valid");
+        assert_eq!(&*encoded.key.id, "app/db", "%2F is a slash");
+        assert_eq!(encoded.key.selector, Selector::VersionStage("AWSPREVIOUS".into()));
+        assert_eq!(encoded.output, Output::JsonKey("k".into()));
+        assert_eq!(
+            &*parse_secrets_manager_path("a+b%20c", "").expect("valid").key.id,
+            "a+b c"
+        );
+        let same = parse_secrets_manager("secretId=app/db").expect("valid");
+        assert_eq!(l.key, same.key, "one cache entry for both routes");
+        for (path, query, why) in [
+            ("", "", "names no secret"),
+            ("app/db", "secretId=other", "not accepted here"),
+            ("app%2", "", "two hex digits"),
+            ("app%ff", "", "UTF-8"),
+            ("app/db", "versionId=a&versionStage=b", "not both"),
+        ] {
+            let e = parse_secrets_manager_path(path, query).expect_err(why).to_string();
+            assert!(e.contains(why), "{path}?{query}: {e}");
+        }
+    }
 
     #[test]
     fn secrets_manager_basics() {

@@ -15,10 +15,13 @@ use crate::cache::Key;
 /// The AWS-compatible paths (same as AWS's extension).
 pub const SECRETS_MANAGER_PATH: &str = "/secretsmanager/get";
 pub const SSM_PATH: &str = "/systemsmanager/parameters/get";
+/// `/secretsmanager/{id}`: the id in the path, as AWS's newer agents offer.
+pub const SECRETS_MANAGER_PREFIX: &str = "/secretsmanager/";
 
 fn route_of(path: &str) -> Route {
     match path {
         SECRETS_MANAGER_PATH => Route::SecretsManager,
+        p if p.starts_with(SECRETS_MANAGER_PREFIX) => Route::SecretsManager,
         SSM_PATH => Route::Ssm,
         "/ping" => Route::Ping,
         "/metrics" => Route::Metrics,
@@ -53,7 +56,13 @@ async fn dispatch<B>(app: &App, req: &Request<B>, route: Route) -> Result<Respon
     auth::check(&app.token, req.headers())?;
     let query = req.uri().query().unwrap_or("");
     match route {
-        Route::SecretsManager => serve_value(app, query::parse_secrets_manager(query)?).await,
+        Route::SecretsManager => {
+            let lookup = match req.uri().path() {
+                SECRETS_MANAGER_PATH => query::parse_secrets_manager(query)?,
+                path => query::parse_secrets_manager_path(&path[SECRETS_MANAGER_PREFIX.len()..], query)?,
+            };
+            serve_value(app, lookup).await
+        }
         Route::Ssm => serve_value(app, query::parse_ssm(query)?).await,
         _ => Ok(response::metrics(app.snapshot().render())),
     }
@@ -198,6 +207,33 @@ mod tests {
         let metrics = handle(&app, get("/metrics")).await;
         let text = body(metrics).await;
         assert!(text.contains("secrets_sidecar_auth_failures_total 2"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn the_path_route_shares_the_query_routes_entries_and_rules() {
+        let (app, fake) = app(&[]);
+        fake.put_secret("get", "a secret named get");
+        let by_path = handle(&app, get("/secretsmanager/app/db")).await;
+        assert_eq!(by_path.status(), 200);
+        let v: serde_json::Value = serde_json::from_str(&body(by_path).await).expect("json");
+        assert_eq!(v["Name"], "app/db");
+        let encoded = handle(&app, get("/secretsmanager/app%2Fdb?jsonKey=password")).await;
+        assert_eq!(body(encoded).await, "pw");
+        let by_query = handle(&app, get("/secretsmanager/get?secretId=app/db")).await;
+        assert_eq!(
+            by_query.headers()[response::CACHE_HEADER],
+            "hit",
+            "one entry for both routes"
+        );
+        assert_eq!(fake.calls(), 1);
+        let named_get = handle(&app, get("/secretsmanager/get?secretId=get")).await;
+        assert!(body(named_get).await.contains("a secret named get"));
+        assert_eq!(handle(&app, get("/secretsmanager/")).await.status(), 400);
+        let anon = Request::get("/secretsmanager/app/db").body(()).expect("request");
+        assert_eq!(handle(&app, anon).await.status(), 401, "the token rules hold");
+        let (allow, fake) = self::app(&[("SECRETS_SIDECAR_ALLOW", "secretsmanager:other/*")]);
+        assert_eq!(handle(&allow, get("/secretsmanager/app/db")).await.status(), 403);
+        assert_eq!(fake.calls(), 0, "the allowlist holds too");
     }
 
     #[tokio::test]
