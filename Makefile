@@ -1,5 +1,6 @@
 # secrets-sidecar: the two commands are `make demo` and `make test`.
-# Both install what they need: the Python venv (.venv, pinned requirements.txt) on first use.
+# Both install what they need on first use: the Python venv (.venv, pinned requirements.txt)
+# and the npm packages (node_modules, package-lock.json).
 
 CARGO ?= cargo
 PYTHON ?= python3
@@ -14,13 +15,13 @@ FUZZ_SECONDS ?= 60
 
 ## demo: the weather API locally: moto, fake providers, the Lambda emulator running the
 ## real secrets-sidecar layer and weather bootstrap; three example calls; serves until Ctrl-C.
-demo: venv
+demo: venv node_modules/.package-lock.json
 	$(CARGO) build --locked -p secrets-sidecar -p weather-function -p harness --bins
 	$(CARGO) run --locked -q -p harness --bin demo
 
 ## test: formatting, lints, every test (unit, property, integration against moto,
 ## emulator contract, end to end), then the packaging checks.
-test: venv lint
+test: venv node_modules/.package-lock.json lint
 ifeq ($(NEXTEST),yes)
 	$(CARGO) nextest run --workspace --locked --no-fail-fast
 else
@@ -31,7 +32,7 @@ endif
 
 ## bench: the benchmarks (several minutes); writes BENCHMARKS.md. Uses wrk (Debian),
 ## installed here when missing, and valgrind for the profile.
-bench: venv
+bench: venv node_modules/.package-lock.json
 	command -v wrk >/dev/null 2>&1 || apt-get install -y wrk >/dev/null 2>&1 || echo "wrk not installed: the in-process loader will be used"
 	./layer.zip.sh
 	$(CARGO) build --locked --release -p secrets-sidecar -p weather-function -p harness -p bench --bins
@@ -40,7 +41,7 @@ bench: venv
 
 ## bench-smoke: every benchmark in seconds, on debug builds (part of `make test`):
 ## checks they still run; its numbers mean nothing.
-bench-smoke: venv
+bench-smoke: venv node_modules/.package-lock.json
 	$(CARGO) build --locked -p secrets-sidecar -p weather-function -p harness -p bench --bins
 	$(TARGET_DIR)/debug/bench --smoke
 
