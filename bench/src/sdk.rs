@@ -188,9 +188,10 @@ pub async fn run(tools: &Tools, smoke: bool) -> Result<String> {
         ));
     }
     Ok(format!(
-        "{}\n{}.\n\nEach row is one process making {calls} `GetSecretValue` calls with one client, one after the other, as a warm function calling the SDK on every invoke does (`tests/fixtures/sdk/bench_sdk.py`, `bench_sdk.mjs`); the code is the same in both rows of an SDK, only `AWS_ENDPOINT_URL_SECRETS_MANAGER` differs: the fault proxy in front of moto with {} ms added to every call (\"AWS\"), or `http://localhost:<port>` of a fresh release `secrets-sidecar` (standalone, no prefetch, default TTL 300 s) whose upstream is that same proxy. Every answer is checked against the planted value's SHA-256. Upstream calls are the proxy's count of `GetSecretValue`. Through the sidecar the count is one per cold environment and then one per TTL whatever the invoke rate, so per 1,000 invokes it falls as traffic grows; straight to AWS it is always 1,000. Each call through the sidecar is verified (SigV4 with the function's own credentials) before it is served.\n",
+        "{}\n{}.\n\nEach row is one process making {calls} `GetSecretValue` calls with one client, one after the other, as a warm function calling the SDK on every invoke does (`tests/fixtures/sdk/bench_sdk.py`, `bench_sdk.mjs`); the code is the same in both rows of an SDK, only `AWS_ENDPOINT_URL_SECRETS_MANAGER` differs: the fault proxy in front of moto with {} ms added to every call (\"AWS\"), or `http://localhost:<port>` of a fresh `secrets-sidecar` ({} build, standalone, no prefetch, default TTL 300 s) whose upstream is that same proxy. Straight to AWS a call takes the added round trip plus moto's own time; through the sidecar, the SDK's own work (signing, HTTP, parsing) plus the sidecar's SigV4 check and cache hit. Every answer is checked against the planted value's SHA-256. Upstream calls are the proxy's count of `GetSecretValue`. Through the sidecar the count is one per cold environment and then one per TTL whatever the invoke rate, so per 1,000 invokes it falls as traffic grows; straight to AWS it is always 1,000. Run it alone with `bench --only 9`.\n",
         table.render(),
         summary.join("; "),
-        RTT.as_millis()
+        RTT.as_millis(),
+        if smoke { "debug" } else { "release" }
     ))
 }
