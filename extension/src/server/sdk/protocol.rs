@@ -301,7 +301,8 @@ pub fn parse_request(operation: &Operation, body: &[u8]) -> Result<Request, SdkE
                         )));
                     }
                     let mut keys = Vec::with_capacity(ids.len());
-                    for id in ids {
+                    // A repeated id is answered once, as moto does (and AWS's own set semantics suggest).
+                    for id in dedup(ids) {
                         let key = Key::current(Source::SecretsManager, checked_id(&id, "SecretId")?);
                         keys.push((id, key));
                     }
@@ -325,7 +326,7 @@ pub fn parse_request(operation: &Operation, body: &[u8]) -> Result<Request, SdkE
             }
             let decrypt = i.with_decryption.unwrap_or(false);
             let mut keys = Vec::with_capacity(i.names.len());
-            for name in i.names {
+            for name in dedup(i.names) {
                 let key = parameter_key(&name, decrypt)?;
                 keys.push((name, key));
             }
@@ -360,6 +361,12 @@ pub fn parse_request(operation: &Operation, body: &[u8]) -> Result<Request, SdkE
         }
         Operation::Other(_) => Ok(Request::PassThrough),
     }
+}
+
+/// `items` without repeats, in first-seen order.
+fn dedup(items: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::with_capacity(items.len());
+    items.into_iter().filter(|i| seen.insert(i.clone())).collect()
 }
 
 /// `name`, `name:3` or `name:label` (as GetParameter reads it) as a key.

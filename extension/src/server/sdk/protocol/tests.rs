@@ -223,3 +223,20 @@ fn upstream_failures_map_to_each_services_exceptions() {
         "'x: y' is missing"
     );
 }
+
+#[test]
+fn repeated_ids_and_names_are_answered_once() {
+    let Request::Parameters(keys) =
+        parse_request(&Operation::GetParameters, br#"{"Names":["/d/x","/d/y","/d/x"]}"#).expect("parses")
+    else {
+        panic!("parameters")
+    };
+    let names: Vec<&str> = keys.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["/d/x", "/d/y"]);
+    let Request::Secrets(keys) =
+        parse_request(&Operation::BatchGetSecretValue, br#"{"SecretIdList":["a","a"]}"#).expect("parses")
+    else {
+        panic!("secrets")
+    };
+    assert_eq!(keys.len(), 1);
+}
