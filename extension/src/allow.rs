@@ -142,6 +142,16 @@ impl AllowList {
         self.matches(Source::SecretsManager, &secret_identity(name, arn))
     }
 
+    /// Whether a parameter returned with this name and ARN (empty when AWS gave
+    /// none) may be served.
+    pub fn permits_parameter(&self, name: &str, arn: &str) -> bool {
+        if name.starts_with(SECRET_REFERENCE_PREFIX) {
+            // A reference's secret is named only in a GetParameter answer.
+            return false;
+        }
+        self.matches(Source::Ssm, &parameter_identity(name, arn))
+    }
+
     /// Whether `roleArn` may name this role.
     pub fn permits_role(&self, role_arn: &str) -> bool {
         self.roles.iter().any(|g| glob_match(g, role_arn))

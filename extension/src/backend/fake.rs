@@ -43,6 +43,66 @@ pub struct FakeUpstream {
     pub batch_calls: AtomicUsize,
     /// Calls made with a single attempt ([`Attempts::Once`]).
     pub single_attempt_calls: AtomicUsize,
+    /// SDK-route operations forwarded ([`Passthrough`]): target and body.
+    forwarded: Mutex<Vec<(String, Vec<u8>)>>,
+    /// What a forwarded operation answers (status, body); `200 {}` when unset.
+    forward_answer: Mutex<Option<(u16, String)>>,
+}
+
+/// The fake's own credentials, which SDK-route tests sign with.
+pub const FAKE_ACCESS_KEY: &str = "AKIDSIDECARFAKE";
+pub const FAKE_SECRET_KEY: &str = "fake-secret-access-key";
+pub const FAKE_SESSION_TOKEN: &str = "fake-session-token";
+pub const FAKE_REGION: &str = "us-east-1";
+
+impl FakeUpstream {
+    /// The credential set [`Passthrough::credentials`] hands out.
+    pub fn credentials() -> aws_credential_types::Credentials {
+        aws_credential_types::Credentials::new(
+            FAKE_ACCESS_KEY,
+            FAKE_SECRET_KEY,
+            Some(FAKE_SESSION_TOKEN.to_owned()),
+            None,
+            "fake",
+        )
+    }
+
+    /// The operations forwarded so far, by target.
+    pub fn forwarded(&self) -> Vec<String> {
+        lock(&self.forwarded).iter().map(|(t, _)| t.clone()).collect()
+    }
+
+    /// Sets what forwarded operations answer.
+    pub fn answer_forwards(&self, status: u16, body: &str) {
+        *lock(&self.forward_answer) = Some((status, body.to_owned()));
+    }
+}
+
+impl super::passthrough::Passthrough for FakeUpstream {
+    fn home_region(&self) -> BoxFuture<'_, Option<String>> {
+        Box::pin(async { Some(FAKE_REGION.to_owned()) })
+    }
+
+    fn credentials(&self) -> BoxFuture<'_, Result<aws_credential_types::Credentials, UpstreamError>> {
+        Box::pin(async { Ok(FakeUpstream::credentials()) })
+    }
+
+    fn forward<'a>(
+        &'a self,
+        call: super::passthrough::Forward<'a>,
+    ) -> BoxFuture<'a, Result<super::passthrough::Forwarded, UpstreamError>> {
+        Box::pin(async move {
+            lock(&self.forwarded).push((call.target.to_owned(), call.body.to_vec()));
+            let (status, body) = lock(&self.forward_answer).clone().unwrap_or((200, "{}".to_owned()));
+            Ok(super::passthrough::Forwarded {
+                status,
+                content_type: Some("application/x-amz-json-1.1".to_owned()),
+                request_id: Some("fake-request".to_owned()),
+                error_type: None,
+                body: bytes::Bytes::from(body),
+            })
+        })
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

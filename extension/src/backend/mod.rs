@@ -12,6 +12,7 @@ mod calls;
 mod error;
 #[cfg(any(test, feature = "fake-upstream"))]
 pub mod fake;
+pub mod passthrough;
 mod value;
 
 use std::future::Future;

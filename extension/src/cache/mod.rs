@@ -30,6 +30,7 @@ mod entry;
 mod flight;
 mod jitter;
 mod key;
+mod listing;
 mod policy;
 mod prefetch;
 mod refresh;
@@ -47,6 +48,7 @@ use tokio_util::task::TaskTracker;
 
 pub use jitter::{reseed as reseed_jitter, set_spread};
 pub use key::{Decrypt, Key};
+pub use listing::under_path;
 pub use prefetch::{Plan, Report};
 pub use refresh::Refreshed;
 pub use stats::{CacheStats, Outcome};
@@ -147,6 +149,8 @@ struct Inner {
     flights: Flights,
     /// Prefetched keys still missing after the start-up deadline (`wanted`).
     wanted: wanted::WantedList,
+    /// SSM path listings for GetParametersByPath on the SDK route (`listing`).
+    listings: listing::Listings,
     upstream: Arc<dyn Upstream>,
     stats: CacheStats,
     /// Counts the bytes of every value the cache has produced that is still alive.
@@ -163,6 +167,7 @@ impl Cache {
                 settings,
                 flights: Flights::default(),
                 wanted: wanted::WantedList::default(),
+                listings: listing::Listings::default(),
                 upstream,
                 stats: CacheStats::default(),
                 meter: ValueMeter::default(),
@@ -217,6 +222,7 @@ impl Cache {
     /// Drops every value (each buffer is zeroized as its last reference goes).
     pub fn wipe(&self) {
         self.inner.wanted.clear();
+        self.inner.listings.clear();
         self.inner.store.clear();
     }
 

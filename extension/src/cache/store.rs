@@ -256,6 +256,41 @@ impl Store {
             .min()
     }
 
+    /// Drops, in `scope`, every `source` entry that `id` names (as stored, through
+    /// an alias, or by the name or ARN its value carries), the aliases leading to
+    /// them, and the source's remembered failures (a write may have created what
+    /// was missing). Returns how many entries went.
+    pub(super) fn invalidate(&self, scope: &Scope, source: Source, id: &str) -> usize {
+        let probe = Key {
+            scope: scope.clone(),
+            source,
+            id: Arc::from(id),
+            selector: crate::model::Selector::Current,
+            decrypt: Decrypt::Irrelevant,
+        };
+        let canonical = self.canonical(&probe).id.clone();
+        let mut gone: Vec<Arc<str>> = Vec::new();
+        self.entries.retain(|key, entry| {
+            let named = key.scope == *scope
+                && key.source == source
+                && (*key.id == *canonical || *key.id == *id || crate::backend::answers(id, &entry.value));
+            if named {
+                gone.push(key.id.clone());
+            }
+            !named
+        });
+        let leads_to_gone = |to: &Arc<str>| *to == canonical || gone.iter().any(|g| g == to);
+        if scope.is_home() {
+            self.aliases[source.index()].retain(|from, to| &**from != id && !leads_to_gone(to));
+        } else {
+            self.scoped_aliases
+                .retain(|(s, src, from), to| !(s == scope && *src == source && (&**from == id || leads_to_gone(to))));
+        }
+        self.negatives
+            .retain(|key, _| !(key.scope == *scope && key.source == source));
+        gone.len()
+    }
+
     pub(super) fn clear(&self) {
         self.entries.clear();
         for map in &self.aliases {

@@ -104,6 +104,8 @@ impl Running {
         let cache = Cache::new(config.cache_settings(), upstream.clone());
         let gate = if snapshot { Gate::for_snapshot() } else { Gate::open() };
         let app = App::new(cache, token, config.allow.clone(), calls, gate);
+        // The SDK route verifies with, and forwards through, the same clients' credentials.
+        app.set_passthrough(upstream.clone());
         let shutdown = CancellationToken::new();
         let wanted = config
             .max_client_connections

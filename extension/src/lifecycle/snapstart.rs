@@ -71,6 +71,7 @@ impl Running {
             return;
         }
         self.upstream.reset();
+        self.app.sdk_keys.clear();
         self.app.gate.expect_restore();
         let running = self.clone();
         let task = tokio::spawn(async move {
@@ -94,6 +95,7 @@ impl Running {
                 let started = Instant::now();
                 self.app.gate.ask();
                 self.upstream.reset();
+                self.app.sdk_keys.clear();
                 reseed_jitter();
                 let plan = self.app.cache.plan_prefetch(&self.config.startup_refs());
                 self.app.gate.set_open();

@@ -48,7 +48,7 @@ fn look_alikes() -> Arc<FakeUpstream> {
 async fn get(app: &App, path: &str) -> (u16, String) {
     let req = Request::get(path)
         .header(crate::token::HEADER, TOKEN)
-        .body(())
+        .body(String::new())
         .expect("request");
     let resp: Response<Body> = handle(app, req).await;
     let status = resp.status().as_u16();

@@ -1,11 +1,13 @@
 //! The state every request handler shares: cache, token, allowlist, counters, readiness.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::gate::Gate;
 use super::metrics::{Metrics, Snapshot};
+use super::sdk::keys::KnownCredentials;
 use crate::allow::AllowList;
+use crate::backend::passthrough::Passthrough;
 use crate::backend::CallStats;
 use crate::cache::Cache;
 use crate::token::Token;
@@ -19,6 +21,11 @@ pub struct App {
     pub calls: Arc<CallStats>,
     /// Closed during a SnapStart INIT, opened by the restore.
     pub gate: Gate,
+    /// The credential sets SDK requests may be signed with (`sdk::keys`).
+    pub sdk_keys: KnownCredentials,
+    /// The backend's credentials and pass-through, for the SDK route; unset, the
+    /// route refuses every request.
+    passthrough: OnceLock<Arc<dyn Passthrough>>,
     /// Start-up prefetch has settled (reported by `/ping`; requests are served before too).
     ready: AtomicBool,
 }
@@ -32,8 +39,19 @@ impl App {
             metrics: Metrics::default(),
             calls,
             gate,
+            sdk_keys: KnownCredentials::default(),
+            passthrough: OnceLock::new(),
             ready: AtomicBool::new(false),
         })
+    }
+
+    /// Enables the SDK route with the backend's credentials and pass-through.
+    pub fn set_passthrough(&self, aws: Arc<dyn Passthrough>) {
+        let _ = self.passthrough.set(aws);
+    }
+
+    pub fn passthrough(&self) -> Option<&Arc<dyn Passthrough>> {
+        self.passthrough.get()
     }
 
     pub fn set_ready(&self) {

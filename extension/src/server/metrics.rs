@@ -58,15 +58,18 @@ pub enum Route {
     Ssm,
     Ping,
     Metrics,
+    /// `POST /`: the AWS SDKs' own protocol.
+    Sdk,
     Other,
 }
 
 impl Route {
-    pub const ALL: [Route; 5] = [
+    pub const ALL: [Route; 6] = [
         Route::SecretsManager,
         Route::Ssm,
         Route::Ping,
         Route::Metrics,
+        Route::Sdk,
         Route::Other,
     ];
 
@@ -76,6 +79,7 @@ impl Route {
             Route::Ssm => "ssm",
             Route::Ping => "ping",
             Route::Metrics => "metrics",
+            Route::Sdk => "sdk",
             Route::Other => "other",
         }
     }
@@ -91,7 +95,13 @@ pub struct Metrics {
     auth_failures: AtomicU64,
     connections_refused: AtomicU64,
     connections_open: AtomicU64,
+    /// SDK-route requests by operation and how they were handled (`sdk::route`):
+    /// a short list, bounded, since operation names come from callers.
+    sdk: std::sync::Mutex<Vec<(Box<str>, &'static str, u64)>>,
 }
+
+/// Distinct (operation, handling) pairs counted; more are counted as `other`.
+const MAX_SDK_SERIES: usize = 64;
 
 /// Everything `/metrics` and the summary report: the server's counters and what
 /// the cache and the backend count about themselves.
@@ -112,6 +122,22 @@ impl Metrics {
             .and_then(|i| self.responses.get(i as usize))
         {
             slot.add(1);
+        }
+    }
+
+    /// Counts one SDK-route request (`handled`: cache, forward, refused or error).
+    pub fn sdk(&self, operation: &str, handled: crate::server::sdk::route::Handled) {
+        let handled = handled.label();
+        let mut series = self.sdk.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let operation =
+            if series.len() >= MAX_SDK_SERIES && !series.iter().any(|(o, h, _)| &**o == operation && *h == handled) {
+                "other"
+            } else {
+                operation
+            };
+        match series.iter_mut().find(|(o, h, _)| &**o == operation && *h == handled) {
+            Some(entry) => entry.2 += 1,
+            None => series.push((operation.into(), handled, 1)),
         }
     }
 
@@ -279,6 +305,21 @@ impl Snapshot<'_> {
             ),
         ] {
             family(&mut out, name, kind, help, "", &[("", value)]);
+        }
+        let _ = writeln!(
+            out,
+            "# HELP secrets_sidecar_sdk_requests_total SDK-protocol requests by operation and handling (cache, forward, refused, error).\n# TYPE secrets_sidecar_sdk_requests_total counter"
+        );
+        let series = server
+            .sdk
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        for (operation, handled, n) in series {
+            let _ = writeln!(
+                out,
+                "secrets_sidecar_sdk_requests_total{{operation=\"{operation}\",handled=\"{handled}\"}} {n}"
+            );
         }
         out
     }

@@ -9,6 +9,7 @@ use super::error::ApiError;
 use super::metrics::Route;
 use super::query::{self, Lookup};
 use super::response::{self, Body};
+use super::sdk;
 use crate::backend::{ErrorKind, UpstreamError};
 use crate::cache::Key;
 
@@ -25,14 +26,27 @@ fn route_of(path: &str) -> Route {
         SSM_PATH => Route::Ssm,
         "/ping" => Route::Ping,
         "/metrics" => Route::Metrics,
+        "/" => Route::Sdk,
         _ => Route::Other,
     }
 }
 
 /// Answers one request; never fails (errors become JSON responses).
-pub async fn handle<B>(app: &App, req: Request<B>) -> Response<Body> {
+pub async fn handle<B>(app: &App, req: Request<B>) -> Response<Body>
+where
+    B: hyper::body::Body<Data = bytes::Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let route = route_of(req.uri().path());
     app.metrics.request(route);
+    if route == Route::Sdk && req.method() == Method::POST {
+        // The SDKs' protocol: AWS's JSON answers and errors, its own authentication.
+        let (parts, body) = req.into_parts();
+        let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let resp = sdk::route::handle(app, &parts.headers, path_and_query, body).await;
+        app.metrics.response(resp.status().as_u16());
+        return resp;
+    }
     let resp = match dispatch(app, &req, route).await {
         Ok(resp) => resp,
         Err(e) => {
@@ -50,7 +64,7 @@ async fn dispatch<B>(app: &App, req: &Request<B>, route: Route) -> Result<Respon
     }
     match route {
         Route::Ping => return Ok(response::ping(app.is_ready())),
-        Route::Other => return Err(ApiError::NoRoute),
+        Route::Other | Route::Sdk => return Err(ApiError::NoRoute),
         _ => {}
     }
     auth::check(&app.token, req.headers())?;
@@ -154,10 +168,10 @@ mod tests {
         (app, fake)
     }
 
-    fn get(uri: &str) -> Request<()> {
+    fn get(uri: &str) -> Request<String> {
         Request::get(uri)
             .header(crate::token::HEADER, TOKEN)
-            .body(())
+            .body(String::new())
             .expect("request")
     }
 
@@ -193,16 +207,16 @@ mod tests {
         assert_eq!(handle(&app, get("/secretsmanager/get")).await.status(), 400);
         assert_eq!(handle(&app, get("/nowhere")).await.status(), 404);
         let post = Request::post("/secretsmanager/get?secretId=app/db")
-            .body(())
+            .body(String::new())
             .expect("request");
         assert_eq!(handle(&app, post).await.status(), 405);
         let anon = Request::get("/secretsmanager/get?secretId=app/db")
-            .body(())
+            .body(String::new())
             .expect("request");
         assert_eq!(handle(&app, anon).await.status(), 401);
-        let ping = Request::get("/ping").body(()).expect("request");
+        let ping = Request::get("/ping").body(String::new()).expect("request");
         assert_eq!(handle(&app, ping).await.status(), 200);
-        let metrics = Request::get("/metrics").body(()).expect("request");
+        let metrics = Request::get("/metrics").body(String::new()).expect("request");
         assert_eq!(handle(&app, metrics).await.status(), 401, "metrics need the token");
         let metrics = handle(&app, get("/metrics")).await;
         let text = body(metrics).await;
@@ -229,7 +243,9 @@ mod tests {
         let named_get = handle(&app, get("/secretsmanager/get?secretId=get")).await;
         assert!(body(named_get).await.contains("a secret named get"));
         assert_eq!(handle(&app, get("/secretsmanager/")).await.status(), 400);
-        let anon = Request::get("/secretsmanager/app/db").body(()).expect("request");
+        let anon = Request::get("/secretsmanager/app/db")
+            .body(String::new())
+            .expect("request");
         assert_eq!(handle(&app, anon).await.status(), 401, "the token rules hold");
         let (allow, fake) = self::app(&[("SECRETS_SIDECAR_ALLOW", "secretsmanager:other/*")]);
         assert_eq!(handle(&allow, get("/secretsmanager/app/db")).await.status(), 403);

@@ -152,6 +152,11 @@ impl Pool {
         self.home.clone()
     }
 
+    /// The home credentials chain (the function's role's).
+    pub(super) fn credentials_provider(&self) -> Option<SharedCredentialsProvider> {
+        self.sdk.credentials_provider()
+    }
+
     pub(super) fn home_region(&self) -> Option<&str> {
         self.sdk.region().map(|r| r.as_ref())
     }

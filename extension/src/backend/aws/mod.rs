@@ -19,6 +19,7 @@
 mod classify;
 mod clients;
 pub mod endpoints;
+mod forward;
 mod operations;
 
 use std::sync::{Arc, Mutex};
@@ -62,6 +63,8 @@ pub struct AwsUpstream {
     building: tokio::sync::Mutex<()>,
     sm_permits: Semaphore,
     ssm_permits: Semaphore,
+    /// The SDK route's pass-through client (`forward`), built on first use.
+    forwarder: Mutex<Option<forward::HttpClient>>,
 }
 
 enum Source {
@@ -112,6 +115,7 @@ impl AwsUpstream {
             building: tokio::sync::Mutex::new(()),
             sm_permits: Semaphore::new(permits),
             ssm_permits: Semaphore::new(permits),
+            forwarder: Mutex::new(None),
         }
     }
 
@@ -125,6 +129,7 @@ impl AwsUpstream {
     /// (assumed roles' included) go with them, and the next call builds fresh ones.
     pub fn reset(&self) {
         *lock(&self.pool) = None;
+        *lock(&self.forwarder) = None;
     }
 
     async fn pool(&self) -> Arc<Pool> {

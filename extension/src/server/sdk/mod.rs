@@ -6,5 +6,18 @@
 //! itself was given (the function's role): the SDK protocol has no token header,
 //! and the signature is what proves the caller holds those credentials.
 
+//!
+//! Where an SDK request goes: `route` (body, signature, scope) → `served` (the
+//! cache's operations) or `forwarded` (everything else, re-signed and relayed);
+//! `protocol` reads requests and shapes answers, `keys` holds the credential sets
+//! a caller may sign with, `sigv4` verifies.
+
+pub mod forwarded;
+pub mod keys;
 pub mod protocol;
+pub mod route;
+pub mod served;
 pub mod sigv4;
+
+#[cfg(test)]
+mod tests;

@@ -48,6 +48,7 @@ pub enum Operation {
     BatchGetSecretValue,
     GetParameter,
     GetParameters,
+    GetParametersByPath,
     /// Another operation of the service, by name.
     Other(String),
 }
@@ -76,9 +77,22 @@ impl Target {
             (Service::SecretsManager, "BatchGetSecretValue") => Operation::BatchGetSecretValue,
             (Service::Ssm, "GetParameter") => Operation::GetParameter,
             (Service::Ssm, "GetParameters") => Operation::GetParameters,
+            (Service::Ssm, "GetParametersByPath") => Operation::GetParametersByPath,
             (_, other) => Operation::Other(other.to_owned()),
         };
         Ok(Target { service, operation })
+    }
+
+    /// The operation's name, as the metrics label it.
+    pub fn operation_name(&self) -> &str {
+        match &self.operation {
+            Operation::GetSecretValue => "GetSecretValue",
+            Operation::BatchGetSecretValue => "BatchGetSecretValue",
+            Operation::GetParameter => "GetParameter",
+            Operation::GetParameters => "GetParameters",
+            Operation::GetParametersByPath => "GetParametersByPath",
+            Operation::Other(name) => name,
+        }
     }
 }
 
@@ -182,6 +196,17 @@ struct GetParameterInput {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
+struct GetParametersByPathInput {
+    path: String,
+    recursive: Option<bool>,
+    with_decryption: Option<bool>,
+    parameter_filters: Option<serde_json::Value>,
+    max_results: Option<i64>,
+    next_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
 struct GetParametersInput {
     names: Vec<String>,
     with_decryption: Option<bool>,
@@ -209,9 +234,29 @@ pub enum Request {
     Secrets(Vec<(String, Key)>),
     /// GetParameters: the names as given, and their keys.
     Parameters(Vec<(String, Key)>),
-    /// A form the cache cannot serve (BatchGetSecretValue by filter): passes through.
+    /// GetParametersByPath without filters: one page of a cached listing.
+    Path(PathRequest),
+    /// A form the cache cannot serve (BatchGetSecretValue by filter,
+    /// GetParametersByPath with ParameterFilters): passes through.
     PassThrough,
 }
+
+/// GetParametersByPath, as served from a listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathRequest {
+    pub path: String,
+    pub recursive: bool,
+    pub decrypt: bool,
+    /// 1 to [`MAX_PATH_RESULTS`].
+    pub max_results: usize,
+    /// The caller's `NextToken`: one the sidecar issued (see `paging`).
+    pub next_token: Option<String>,
+}
+
+/// GetParametersByPath returns at most 10 parameters per page.
+pub const MAX_PATH_RESULTS: usize = 10;
+/// The longest hierarchy SSM accepts.
+const MAX_PATH_LEN: usize = 2048;
 
 /// Reads the request of a served operation.
 pub fn parse_request(operation: &Operation, body: &[u8]) -> Result<Request, SdkError> {
@@ -276,6 +321,33 @@ pub fn parse_request(operation: &Operation, body: &[u8]) -> Result<Request, SdkE
                 keys.push((name, key));
             }
             Ok(Request::Parameters(keys))
+        }
+        Operation::GetParametersByPath => {
+            let i: GetParametersByPathInput = input(body)?;
+            if i.parameter_filters.as_ref().is_some_and(|f| !f.is_null()) {
+                return Ok(Request::PassThrough);
+            }
+            if !i.path.starts_with('/') || i.path.len() > MAX_PATH_LEN {
+                return Err(SdkError::validation(format!(
+                    "Path must begin with / and be at most {MAX_PATH_LEN} characters"
+                )));
+            }
+            let max_results = match i.max_results {
+                None => MAX_PATH_RESULTS,
+                Some(n) if (1..=MAX_PATH_RESULTS as i64).contains(&n) => n as usize,
+                Some(_) => {
+                    return Err(SdkError::validation(format!(
+                        "MaxResults must be 1 to {MAX_PATH_RESULTS}"
+                    )))
+                }
+            };
+            Ok(Request::Path(PathRequest {
+                path: i.path,
+                recursive: i.recursive.unwrap_or(false),
+                decrypt: i.with_decryption.unwrap_or(false),
+                max_results,
+                next_token: i.next_token,
+            }))
         }
         Operation::Other(_) => Ok(Request::PassThrough),
     }
@@ -357,6 +429,26 @@ pub fn batch_secrets_body(results: &[(String, Result<Answer, SdkError>)]) -> Byt
         }
     }
     out.push(b"]}");
+    out.done()
+}
+
+/// GetParametersByPath's output: one page, and the token of the next when there is one.
+pub fn path_page_body(page: &[Answer], next_token: Option<&str>) -> Bytes {
+    let size: usize = page.iter().map(|a| a.value.body.len()).sum();
+    let mut out = Assembly(Vec::with_capacity(size + 96));
+    out.push(b"{\"Parameters\":[");
+    for (i, a) in page.iter().enumerate() {
+        if i > 0 {
+            out.push(b",");
+        }
+        out.push(parameter_object(&a.value));
+    }
+    out.push(b"]");
+    if let Some(token) = next_token {
+        out.push(b",\"NextToken\":");
+        out.push(json_string(token).as_bytes());
+    }
+    out.push(b"}");
     out.done()
 }
 
