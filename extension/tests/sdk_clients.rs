@@ -273,9 +273,34 @@ async fn get_parameter_twice_makes_one_upstream_call(sdk: Sdk) -> R {
     Ok(())
 }
 
+async fn a_binary_secret_parses_as_awss_own(sdk: Sdk) -> R {
+    // Every byte value, so a base64 or UTF-8 slip anywhere shows.
+    let bytes: Vec<u8> = (0..=255u8).rev().chain(planted("tail").into_bytes()).collect();
+    let w = World::start(async |m: &Moto| m.create_binary_secret("sdk/cert", &bytes).await.map(drop)).await?;
+    let out = w.client(sdk, "get-secret-twice", &["sdk/cert"]).await?;
+    let direct = w.direct(sdk, "get-secret-twice", &["sdk/cert"]).await?;
+    assert!(
+        direct["first"]["binary"].is_string(),
+        "moto answers SecretBinary: {direct}"
+    );
+    assert_eq!(out["first"], direct["first"], "parsed as AWS's (moto's) own answer");
+    assert_eq!(out["first"], out["second"]);
+    assert_eq!(w.proxy.total(), 1, "{}", w.upstream());
+    Ok(())
+}
+
 async fn missing_ids_raise_the_sdks_not_found_exceptions(sdk: Sdk) -> R {
     let w = World::start(async |_: &Moto| Ok(())).await?;
     let out = w.client(sdk, "get-each", &["sdk/missing", "/sdk/missing"]).await?;
+    let direct = w.direct(sdk, "get-each", &["sdk/missing", "/sdk/missing"]).await?;
+    for key in ["secret", "parameter"] {
+        for field in ["code", "typed"] {
+            assert_eq!(
+                out[key]["error"][field], direct[key]["error"][field],
+                "{key} {field} as AWS's (moto's) own: {out} vs {direct}"
+            );
+        }
+    }
     let secret = error_in(&out["secret"], "GetSecretValue of a missing secret")?;
     assert_eq!(secret["code"], "ResourceNotFoundException", "{out}");
     assert_eq!(secret["typed"], true, "raised as the SDK's modeled exception: {out}");
@@ -581,6 +606,11 @@ macro_rules! sdk_suite {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn get_parameter_twice_makes_one_upstream_call() -> R {
                 super::get_parameter_twice_makes_one_upstream_call($sdk).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_binary_secret_parses_as_awss_own() -> R {
+                super::a_binary_secret_parses_as_awss_own($sdk).await
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

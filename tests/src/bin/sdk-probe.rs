@@ -18,6 +18,7 @@ use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueOutput;
 use aws_sdk_ssm::types::Parameter;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use aws_smithy_types::DateTime;
+use base64::engine::{general_purpose::STANDARD as BASE64, Engine};
 use serde_json::{json, Value};
 
 #[tokio::main(flavor = "current_thread")]
@@ -124,7 +125,7 @@ impl Probe {
                             "stages": sorted(v.version_stages()),
                             "created": epoch(v.created_date()),
                             "value": v.secret_string(),
-                            "binary_len": v.secret_binary().map(|b| b.as_ref().len()),
+                            "binary": v.secret_binary().map(|b| BASE64.encode(b.as_ref())),
                         })
                     })
                     .collect();
@@ -242,7 +243,7 @@ fn secret(o: &GetSecretValueOutput) -> Value {
         "stages": sorted(o.version_stages()),
         "created": epoch(o.created_date()),
         "value": o.secret_string(),
-        "binary_len": o.secret_binary().map(|b| b.as_ref().len()),
+        "binary": o.secret_binary().map(|b| BASE64.encode(b.as_ref())),
     })
 }
 
