@@ -2,7 +2,8 @@
 //! writes BENCHMARKS.md (see `report`). Sections: 1 warm hit (`warm`), 2 cold start
 //! (`cold`), 3 cold key under concurrency (`burst`), 4 refresh-ahead (`refresh`),
 //! 5 cost (`cost`), 6 memory and size (`memory`), 7 where the time goes (`profile`),
-//! 8 a fleet under an API quota (`fleet`).
+//! 8 a fleet under an API quota (`fleet`), 9 an AWS SDK call on every invoke, straight to
+//! AWS and through the sidecar (`sdk`).
 //!
 //! `bench --smoke` runs every section in seconds (part of `make test`: it checks the
 //! benchmarks still run, never their numbers) and writes to `--out` (default
@@ -18,6 +19,7 @@ mod memory;
 mod profile;
 mod refresh;
 mod report;
+mod sdk;
 mod warm;
 
 use std::path::PathBuf;
@@ -58,7 +60,7 @@ fn tools() -> Result<Tools> {
 struct Opts {
     smoke: bool,
     out: PathBuf,
-    /// Sections to run (1–8); all when empty.
+    /// Sections to run (1–9); all when empty.
     only: Vec<u8>,
 }
 
@@ -163,6 +165,13 @@ async fn run() -> Result<bool> {
             &mut report,
             "8. A fleet under an API quota",
             fleet::run(&tools, opts.smoke).await,
+        );
+    }
+    if wanted(9) {
+        record(
+            &mut report,
+            "9. An AWS SDK call on every invoke",
+            sdk::run(&tools, opts.smoke).await,
         );
     }
     if let Some(dir) = opts.out.parent() {

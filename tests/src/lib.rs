@@ -19,6 +19,8 @@
 //! - `moto`: a moto server on a free port, with helpers to seed secrets and parameters;
 //! - `proxy`: a fault-injecting proxy between the sidecar and moto that counts calls by API
 //!   and can enforce AWS-shaped request quotas (token buckets, `ThrottlingException`);
+//! - `sdk_function`: the article's second approach (a Node.js function calling the AWS
+//!   SDK on every invoke) in the emulator, through the sidecar or straight to AWS;
 //! - `sidecar`: the real `secrets-sidecar` binary in standalone mode;
 //! - `process`: child processes killed on drop (panics included), logs captured;
 //! - `net`: the one HTTP accept loop every server above runs on (`net::serve`; a
@@ -37,6 +39,7 @@ pub mod net;
 pub mod probes;
 pub mod process;
 pub mod proxy;
+pub mod sdk_function;
 pub mod sidecar;
 pub mod venv;
 pub mod world;

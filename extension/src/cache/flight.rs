@@ -101,6 +101,15 @@ impl Flights {
         lock(&self.by_key).get(key).cloned()
     }
 
+    /// The fetches in flight whose key satisfies `matches`.
+    pub(super) fn in_flight(&self, matches: impl Fn(&Key) -> bool) -> Vec<FlightRx> {
+        lock(&self.by_key)
+            .iter()
+            .filter(|(k, _)| matches(k))
+            .map(|(_, rx)| rx.clone())
+            .collect()
+    }
+
     #[cfg(test)]
     pub(super) fn contains(&self, key: &Key) -> bool {
         lock(&self.by_key).contains_key(key)

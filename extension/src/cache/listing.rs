@@ -175,6 +175,30 @@ impl Cache {
         }
         tracing::debug!(source = source.label(), id, dropped, "invalidated after a write");
     }
+
+    /// [`Cache::invalidate`] after a write AWS has confirmed, made safe against
+    /// fetches already in flight: one that started before the write may carry the
+    /// old value and would store it after the first drop. So the fetches of the
+    /// source in flight in `scope` are waited for (at most `within`), and what they
+    /// stored is dropped again: at worst one extra fetch, never a stale value kept
+    /// for a TTL.
+    pub async fn invalidate_after_write(&self, scope: &Scope, source: Source, id: &str, within: std::time::Duration) {
+        self.invalidate(scope, source, id);
+        let pending = self
+            .inner
+            .flights
+            .in_flight(|k| k.scope == *scope && k.source == source);
+        if pending.is_empty() {
+            return;
+        }
+        let _ = tokio::time::timeout(within, async {
+            for rx in pending {
+                let _ = super::flight::wait(rx).await;
+            }
+        })
+        .await;
+        self.invalidate(scope, source, id);
+    }
 }
 
 /// Every page of the listing, each parameter checked by the allowlist and kept.
@@ -278,6 +302,28 @@ mod tests {
         let key = Key::new(Source::Ssm, Arc::from("/app/a"), Selector::Current, true);
         let answer = cache.get(&key, Freshness::Cached).await.expect("value");
         assert_eq!(answer.outcome, Outcome::Miss);
+    }
+
+    #[tokio::test]
+    async fn a_write_waits_for_fetches_in_flight_and_drops_what_they_stored() {
+        let (cache, fake) = setup();
+        fake.put_secret("app/db", "old");
+        fake.set_latency(Duration::from_millis(50));
+        let key = Key::current(Source::SecretsManager, Arc::from("app/db"));
+        let reader = {
+            let (cache, key) = (cache.clone(), key.clone());
+            tokio::spawn(async move { cache.get(&key, Freshness::Cached).await })
+        };
+        // Wait until the read's fetch is registered, then the write lands.
+        while cache.inner.flights.in_flight(|_| true).is_empty() {
+            tokio::task::yield_now().await;
+        }
+        cache
+            .invalidate_after_write(&Scope::HOME, Source::SecretsManager, "app/db", Duration::from_secs(5))
+            .await;
+        assert!(reader.is_finished() || cache.inner.flights.in_flight(|_| true).is_empty());
+        assert_eq!(cache.len(), 0, "what the fetch in flight stored was dropped again");
+        reader.await.expect("join").expect("the reader still got its answer");
     }
 
     #[tokio::test]

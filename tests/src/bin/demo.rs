@@ -6,13 +6,21 @@
 //! emulator runs the real `secrets-sidecar` from a layer folder beside the real weather
 //! `bootstrap`; an API-Gateway-like server serves `GET /{provider}/{lat}/{lon}` on
 //! 127.0.0.1:9000 (`DEMO_PORT`). Three example calls are shown, then it serves until
-//! Ctrl-C; `DEMO_ONESHOT=1` exits after the examples, 0 only if all three answered 200.
+//! Ctrl-C; `DEMO_ONESHOT=1` exits after the examples, 0 only if all three answered 200
+//! (and the SDK function below answered the secret on every invoke).
 //!
 //! `DEMO_MODE` picks the platform: `on-demand` (the default), `provisioned` (init,
 //! then the environment idles frozen before the first call), `snapstart` (init, then
 //! the snapshot is scanned for the three keys and restored after a pause; credentials
 //! come from the container credentials endpoint), `managed-instances` (nothing frozen,
 //! up to four invokes at once, the sidecar registered for SHUTDOWN only).
+//!
+//! Then the article's second approach: a Node.js function calling `GetSecretValue`
+//! with the AWS SDK for JavaScript v3 on every invoke, code unchanged, runs
+//! `SDK_INVOKES` times straight to "AWS" (moto behind the fault proxy, 20 ms added to
+//! each call) and `SDK_INVOKES` times with the sidecar in its layer and
+//! `AWS_ENDPOINT_URL_SECRETS_MANAGER` pointing at it: invokes, upstream calls and the
+//! SDK call's median for each (`harness::sdk_function`).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -22,6 +30,8 @@ use anyhow::{anyhow, Result};
 use harness::emulator::gateway::serve_http_api;
 use harness::emulator::{Mode, ShutdownReason};
 use harness::net::HttpClient;
+use harness::proxy::Fault;
+use harness::sdk_function::{sha256_hex, Route, SdkFunction};
 use harness::world::{Keys, World, WorldConfig, ROUTE};
 
 /// Managed Instances: invokes at once (`AWS_LAMBDA_MAX_CONCURRENCY`).
@@ -30,6 +40,12 @@ const MAX_CONCURRENCY: usize = 4;
 const IDLE_SPELL: Duration = Duration::from_secs(2);
 /// SnapStart: how long the snapshot sits before it is restored.
 const SNAPSHOT_PAUSE: Duration = Duration::from_secs(1);
+/// The SDK-function part: invokes per route.
+const SDK_INVOKES: usize = 20;
+/// The SDK-function part: the round trip added to each call reaching "AWS".
+const AWS_ROUND_TRIP: Duration = Duration::from_millis(20);
+/// The SDK-function part: the secret it reads.
+const SDK_SECRET: &str = "demo/article-sdk";
 
 fn mode() -> Result<Mode> {
     let s = std::env::var("DEMO_MODE").unwrap_or_default();
@@ -142,6 +158,13 @@ async fn run() -> Result<bool> {
         "fetched on first use"
     };
     println!("secret requests during the three calls: {upstream} upstream ({note})");
+    all_ok &= match sdk_function_part(&world).await {
+        Ok(ok) => ok,
+        Err(e) => {
+            println!("the SDK function failed: {e:#}");
+            false
+        }
+    };
     if std::env::var_os("DEMO_ONESHOT").is_some() {
         let report = world.emulator.shutdown(ShutdownReason::Spindown).await;
         println!("shutdown: {:?}", report.extensions);
@@ -153,12 +176,47 @@ async fn run() -> Result<bool> {
     Ok(all_ok)
 }
 
+/// The article's second approach, unchanged, straight to AWS and then through the
+/// sidecar; true when every invoke of both answered the secret.
+async fn sdk_function_part(world: &World) -> Result<bool> {
+    println!(
+        "\narticle-style function: Node.js, AWS SDK for JavaScript v3, GetSecretValue on every invoke, unchanged code; \
+         AWS = moto behind the fault proxy with {AWS_ROUND_TRIP:?} added per call"
+    );
+    let value = format!("demo-sdk-{}", uuid::Uuid::new_v4().simple());
+    world.moto.create_secret(SDK_SECRET, &value).await?;
+    let digest = sha256_hex(value.as_bytes())?;
+    world
+        .proxy
+        .inject(Some("GetSecretValue"), Fault::Latency(AWS_ROUND_TRIP), None);
+    let mut all_right = true;
+    for route in [Route::Direct, Route::Sidecar] {
+        let function = SdkFunction::start(SDK_SECRET, &world.proxy.endpoint(), route, &[]).await?;
+        let before = world.proxy.count("GetSecretValue");
+        let tally = function.invoke_n(SDK_INVOKES, &digest).await;
+        function.emulator.settle().await;
+        let upstream = world.proxy.count("GetSecretValue") - before;
+        function.emulator.shutdown(ShutdownReason::Spindown).await;
+        let tally = tally?;
+        all_right &= tally.right == tally.invokes;
+        println!(
+            "  {route:<20} AWS_ENDPOINT_URL_SECRETS_MANAGER={:<24} {} invokes, {} answered the secret, {upstream} upstream GetSecretValue, SDK call p50 {:.1} ms",
+            function.endpoint,
+            tally.invokes,
+            tally.right,
+            tally.p50()
+        );
+    }
+    world.proxy.clear();
+    Ok(all_right)
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     match run().await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {
-            eprintln!("demo: not every example answered 200");
+            eprintln!("demo: not every example answered 200, or the SDK function did not answer the secret");
             ExitCode::FAILURE
         }
         Err(e) => {

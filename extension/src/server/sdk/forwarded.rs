@@ -70,6 +70,10 @@ pub const SSM_VALUE_FREE: &[&str] = &[
     "UnlabelParameterVersion",
 ];
 
+/// Longest a write's answer waits for fetches in flight to settle before it is
+/// relayed (see `Cache::invalidate_after_write`).
+const IN_FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// One operation to forward, after its signature was verified.
 pub struct Call<'a> {
     pub target: &'a Target,
@@ -208,7 +212,9 @@ pub async fn answer(app: &App, aws: &dyn Passthrough, call: Call<'_>) -> Result<
     let ok = (200..300).contains(&forwarded.status);
     if ok {
         for (source, id) in writes(target, call.body) {
-            app.cache.invalidate(call.scope, source, &id);
+            app.cache
+                .invalidate_after_write(call.scope, source, &id, IN_FLIGHT_WAIT)
+                .await;
         }
     }
     let body = match (&check, &app.allow) {

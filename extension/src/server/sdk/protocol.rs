@@ -160,7 +160,7 @@ impl SdkError {
         };
         SdkError {
             type_name,
-            message: e.detail.clone(),
+            message: aws_message(&e.detail).to_owned(),
             status,
         }
     }
@@ -168,6 +168,15 @@ impl SdkError {
     /// The JSON body.
     pub fn body(&self) -> Bytes {
         Bytes::from(serde_json::json!({ "__type": self.type_name, "message": self.message }).to_string())
+    }
+}
+
+/// AWS's message without the `Code: ` the backend puts before it (the SDK already
+/// shows the code as the exception's name).
+fn aws_message(detail: &str) -> &str {
+    match detail.split_once(": ") {
+        Some((code, message)) if !code.is_empty() && code.bytes().all(|b| b.is_ascii_alphanumeric()) => message,
+        _ => detail,
     }
 }
 

@@ -210,4 +210,16 @@ fn upstream_failures_map_to_each_services_exceptions() {
         body,
         serde_json::json!({"__type": "InternalServerError", "message": "slow"})
     );
+    // AWS's message as AWS sends it: the backend's `Code: ` prefix is not repeated.
+    let missing = UpstreamError::new(
+        ErrorKind::NotFound,
+        "ResourceNotFoundException: Secrets Manager can't find the specified secret.",
+    );
+    let e = SdkError::upstream(Service::SecretsManager, &cur, &missing);
+    assert_eq!(e.message, "Secrets Manager can't find the specified secret.");
+    let plain = UpstreamError::new(ErrorKind::NotFound, "'x: y' is missing");
+    assert_eq!(
+        SdkError::upstream(Service::Ssm, &cur, &plain).message,
+        "'x: y' is missing"
+    );
 }
