@@ -9,6 +9,9 @@
 //!
 //! The function answers with the SHA-256 digest of the secret and the SDK call's
 //! duration, so callers compare digests ([`sha256_hex`]) and never see a value.
+//! [`Options`] pick the platform it runs on (on demand by default) and, for the
+//! credential-rotation test, another handler (`rotation.js`: the article's client and
+//! one built per invoke) and an endpoint whose credentials the test rotates.
 //! The SDK comes from the repository's `node_modules` through `NODE_PATH`, as Lambda's
 //! Node.js runtimes find their bundled SDK through theirs ([`ensure_node_modules`]
 //! installs it on first use).
@@ -20,7 +23,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use crate::emulator::{Emulator, FunctionConfig, Outcome};
+use bytes::Bytes;
+
+use crate::emulator::{Emulator, FunctionConfig, Invoked, Mode, Outcome};
 use crate::layer::Layer;
 use crate::venv::repo_root;
 
@@ -44,6 +49,28 @@ impl std::fmt::Display for Route {
     }
 }
 
+/// How the function is set up beyond its route.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The handler, a file of `tests/fixtures/sdk` (installed as `index.js`).
+    pub handler: &'static str,
+    /// The platform (`AWS_LAMBDA_INITIALIZATION_TYPE` and its rules).
+    pub mode: Mode,
+    /// SnapStart: let the test rotate the container credentials
+    /// ([`Emulator::rotate_credentials`]).
+    pub rotating_credentials: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            handler: "article.js",
+            mode: Mode::OnDemand,
+            rotating_credentials: false,
+        }
+    }
+}
+
 /// One invoke's answer.
 #[derive(Clone, Debug)]
 pub struct Call {
@@ -51,6 +78,8 @@ pub struct Call {
     pub sha256: String,
     /// How long the SDK call took inside the handler, in milliseconds.
     pub ms: f64,
+    /// The access key id the client signed with, when the handler says (`rotation.js`).
+    pub access_key_id: Option<String>,
 }
 
 /// What `n` invokes gave.
@@ -173,11 +202,22 @@ impl SdkFunction {
         route: Route,
         sidecar_env: &[(&str, &str)],
     ) -> Result<SdkFunction> {
+        Self::start_with(secret_id, upstream, route, sidecar_env, Options::default()).await
+    }
+
+    /// [`SdkFunction::start`] with `options`.
+    pub async fn start_with(
+        secret_id: &str,
+        upstream: &str,
+        route: Route,
+        sidecar_env: &[(&str, &str)],
+        options: Options,
+    ) -> Result<SdkFunction> {
         let modules = tokio::task::spawn_blocking(ensure_node_modules).await??;
         let node = node()?;
         let task = tempfile::Builder::new().prefix("task-").tempdir()?;
         let handler = task.path().join("index.js");
-        std::fs::copy(fixture("article.js"), &handler)?;
+        std::fs::copy(fixture(options.handler), &handler)?;
         let runtime = fixture("node-runtime.cjs");
         let mut cfg = FunctionConfig::new("article-sdk", &handler)
             .managed_runtime(
@@ -185,9 +225,13 @@ impl SdkFunction {
                 &[&node.display().to_string(), &runtime.display().to_string()],
             )
             .timeout(Duration::from_secs(10))
+            .mode(options.mode)
             .env("SECRET_ID", secret_id)
             .env("NODE_PATH", &modules.display().to_string());
         cfg.handler = "index.handler".to_owned();
+        if options.rotating_credentials {
+            cfg = cfg.rotating_credentials();
+        }
         let (layer, endpoint) = match route {
             Route::Sidecar => {
                 let sidecar = crate::bins::ensure("secrets-sidecar", "secrets-sidecar", "SIDECAR_BIN")?;
@@ -229,29 +273,54 @@ impl SdkFunction {
         Ok(tally)
     }
 
+    /// `n` invokes sent all at once (on Managed Instances, up to
+    /// `AWS_LAMBDA_MAX_CONCURRENCY` run together; elsewhere they queue); fails if any
+    /// failed.
+    pub async fn invoke_at_once(&self, n: usize, digest: &str) -> Result<Tally> {
+        let invoked = self.emulator.invoke_all(vec![Bytes::from_static(b"{}"); n]).await;
+        let mut tally = Tally::default();
+        for (i, one) in invoked.into_iter().enumerate() {
+            let call = answer(one).with_context(|| format!("invoke #{i}"))?;
+            tally.invokes += 1;
+            tally.right += usize::from(call.sha256 == digest);
+            tally.ms.push(call.ms);
+        }
+        Ok(tally)
+    }
+
     /// One invoke: the function's answer, or the error it raised (its type and
     /// message: the SDK's exception, which never holds a value).
     pub async fn call(&self) -> Result<Call> {
-        let invoked = self.emulator.invoke("{}").await;
-        match invoked.outcome {
-            Outcome::Response(body) => {
-                let v: serde_json::Value = serde_json::from_slice(&body).context("the function's answer")?;
-                let sha256 = v["sha256"].as_str().ok_or_else(|| anyhow!("no digest in the answer"))?;
-                Ok(Call {
-                    sha256: sha256.to_owned(),
-                    ms: v["ms"].as_f64().unwrap_or(f64::NAN),
-                })
-            }
-            Outcome::FunctionError { error_type, body } => {
-                let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-                bail!(
-                    "the function failed ({error_type}): {} {}",
-                    v["errorType"].as_str().unwrap_or(""),
-                    v["errorMessage"].as_str().unwrap_or("")
-                )
-            }
-            other => bail!("the invoke did not answer: {other:?}"),
+        self.call_with(serde_json::json!({})).await
+    }
+
+    /// One invoke with `event`, as [`SdkFunction::call`].
+    pub async fn call_with(&self, event: serde_json::Value) -> Result<Call> {
+        answer(self.emulator.invoke(event.to_string()).await)
+    }
+}
+
+/// The function's answer to one invoke, or the error it raised.
+fn answer(invoked: Invoked) -> Result<Call> {
+    match invoked.outcome {
+        Outcome::Response(body) => {
+            let v: serde_json::Value = serde_json::from_slice(&body).context("the function's answer")?;
+            let sha256 = v["sha256"].as_str().ok_or_else(|| anyhow!("no digest in the answer"))?;
+            Ok(Call {
+                sha256: sha256.to_owned(),
+                ms: v["ms"].as_f64().unwrap_or(f64::NAN),
+                access_key_id: v["accessKeyId"].as_str().map(str::to_owned),
+            })
         }
+        Outcome::FunctionError { error_type, body } => {
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            bail!(
+                "the function failed ({error_type}): {} {}",
+                v["errorType"].as_str().unwrap_or(""),
+                v["errorMessage"].as_str().unwrap_or("")
+            )
+        }
+        other => bail!("the invoke did not answer: {other:?}"),
     }
 }
 

@@ -52,6 +52,9 @@ pub struct FunctionConfig {
     pub session_token: String,
     /// SnapStart's `AWS_CONTAINER_AUTHORIZATION_TOKEN` (a UUID, as Lambda's).
     pub container_token: String,
+    /// SnapStart: the test may rotate the credentials the container credentials
+    /// endpoint hands out (`Emulator::rotate_credentials`). Off by default.
+    pub rotating_credentials: bool,
     pub quirks: Quirks,
 }
 
@@ -75,6 +78,7 @@ impl FunctionConfig {
             secret_access_key: "local-emulator-secret-key".to_owned(),
             session_token: format!("local-emulator-session-{}", uuid::Uuid::new_v4().simple()),
             container_token: uuid::Uuid::new_v4().to_string(),
+            rotating_credentials: false,
             quirks: Quirks::default(),
         }
     }
@@ -124,6 +128,13 @@ impl FunctionConfig {
         self.access_key_id = access_key_id.to_owned();
         self.secret_access_key = secret_access_key.to_owned();
         self.session_token = session_token.to_owned();
+        self
+    }
+
+    /// Lets the test rotate the credentials of the container credentials endpoint
+    /// (SnapStart; `credentials.rs`).
+    pub fn rotating_credentials(mut self) -> Self {
+        self.rotating_credentials = true;
         self
     }
 

@@ -178,6 +178,30 @@ impl Emulator {
     /// extension subscribed to it, then the invocation to the runtime (the reverse
     /// under the `runtime_first` quirk). Returns where the runtime's answer will arrive.
     pub(super) fn deliver(&self, invocation: Invocation) -> oneshot::Receiver<RuntimeAnswer> {
+        let (tx, rx) = oneshot::channel();
+        self.inner.shared.update(|s| self.release(s, &invocation, tx));
+        rx
+    }
+
+    /// Managed Instances: [`Emulator::deliver`], but only to a runtime worker waiting in
+    /// `next` now, found under the same lock that hands it the invocation, so two
+    /// invokes that saw the same idle worker never both count on it (the second gets
+    /// `None` and waits for the next one).
+    pub(super) fn deliver_to_waiting_worker(
+        &self,
+        invocation: &Invocation,
+    ) -> Option<oneshot::Receiver<RuntimeAnswer>> {
+        let (tx, rx) = oneshot::channel();
+        self.inner.shared.update(|s| {
+            if !s.runtime.waiting() {
+                return None;
+            }
+            self.release(s, invocation, tx);
+            Some(rx)
+        })
+    }
+
+    fn release(&self, s: &mut State, invocation: &Invocation, tx: oneshot::Sender<RuntimeAnswer>) {
         let quirks = &self.inner.cfg.quirks;
         // Extensions see the same epoch deadline as the runtime (unless a quirk skews it).
         let ext_deadline = (invocation.deadline_ms as i64 + quirks.extension_deadline_skew_ms).max(0) as u64;
@@ -188,19 +212,15 @@ impl Emulator {
             "invokedFunctionArn": invocation.function_arn,
             "tracing": {"type": "X-Amzn-Trace-Id", "value": invocation.trace_id},
         });
-        let (tx, rx) = oneshot::channel();
-        self.inner.shared.update(|s| {
-            s.phase = Phase::Invoking;
-            s.inflight.insert(invocation.request_id.clone(), tx);
-            if quirks.runtime_first {
-                invoke_runtime(s, &invocation);
-                invoke_extensions(s, &event, &invocation.request_id, ext_deadline);
-            } else {
-                invoke_extensions(s, &event, &invocation.request_id, ext_deadline);
-                invoke_runtime(s, &invocation);
-            }
-        });
-        rx
+        s.phase = Phase::Invoking;
+        s.inflight.insert(invocation.request_id.clone(), tx);
+        if quirks.runtime_first {
+            invoke_runtime(s, invocation);
+            invoke_extensions(s, &event, &invocation.request_id, ext_deadline);
+        } else {
+            invoke_extensions(s, &event, &invocation.request_id, ext_deadline);
+            invoke_runtime(s, invocation);
+        }
     }
 
     /// The runtime's answer, or `None` when the deadline passed or a process failed.

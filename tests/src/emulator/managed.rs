@@ -9,7 +9,8 @@
 //!    other invokes (init and shutdown wait until every shared holder is done);
 //! 2. takes one of `max_concurrency` slots (one, under `managed_one_at_a_time`);
 //! 3. waits, within the function timeout, for a runtime worker in `next` and
-//!    delivers to it (the same delivery as on demand);
+//!    delivers to it (the same delivery as on demand), claiming the worker under the
+//!    lock that finds it, since several invokes wait for workers at once;
 //! 4. returns the answer; no answer (a timeout or a failure) resets the environment
 //!    with `failure`, the only reason besides `spindown` Managed Instances give.
 //!
@@ -60,14 +61,20 @@ impl Emulator {
         };
         let deadline = Instant::now() + inner.cfg.timeout;
         let started = Instant::now();
-        let free = shared.wait_until(deadline, |s| s.runtime.waiting()).await;
-        let answer = if free == Some(true) {
+        let mut delivered = None;
+        while delivered.is_none() {
+            if shared.wait_until(deadline, |s| s.runtime.waiting()).await != Some(true) {
+                break;
+            }
             // Thaws only under the `managed_freezes` quirk: Lambda never froze it.
             inner.procs.thaw(shared);
-            let answer = self.deliver(self.invocation(&request_id, payload));
-            self.wait_for_answer(answer, deadline).await
-        } else {
-            None
+            // Another invoke may have taken the worker that woke this one: then wait
+            // for the next.
+            delivered = self.deliver_to_waiting_worker(&self.invocation(&request_id, payload.clone()));
+        }
+        let answer = match delivered {
+            Some(answer) => self.wait_for_answer(answer, deadline).await,
+            None => None,
         };
         let duration = started.elapsed();
         let outcome = match answer {

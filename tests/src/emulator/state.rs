@@ -14,6 +14,7 @@ use serde_json::Value;
 use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 
+use super::credentials::Issued;
 use super::snapshot::Finding;
 
 pub fn epoch_ms() -> u64 {
@@ -217,9 +218,15 @@ pub enum Trace {
     Restored,
     /// SnapStart: the runtime's `restore/next` was answered.
     RestoreToRuntime,
-    /// The container credentials endpoint answered (`ok`: the token matched).
+    /// The container credentials endpoint answered (`ok`: the token matched) with
+    /// set number `set` (none when refused).
     CredentialsServed {
         ok: bool,
+        set: Option<u32>,
+    },
+    /// The role's credentials rotated: the endpoint hands out set `set` from now on.
+    CredentialsRotated {
+        set: u32,
     },
     ShutdownToExtension {
         name: String,
@@ -261,6 +268,9 @@ pub struct State {
     pub inflight: HashMap<String, oneshot::Sender<RuntimeAnswer>>,
     pub snap: SnapStage,
     pub failure: Option<String>,
+    /// The credential set the container credentials endpoint hands out (the role's,
+    /// so it outlives an environment, like the trace).
+    pub credentials: Issued,
     pub trace: Vec<TraceEvent>,
 }
 
@@ -278,6 +288,7 @@ impl State {
             inflight: HashMap::new(),
             snap: SnapStage::NotYet,
             failure: None,
+            credentials: Issued::first(),
             trace: Vec::new(),
         }
     }
@@ -313,8 +324,10 @@ impl State {
     /// Clears everything but the trace, for a new environment.
     pub fn reset(&mut self) {
         let trace = std::mem::take(&mut self.trace);
+        let credentials = self.credentials;
         *self = State::new();
         self.trace = trace;
+        self.credentials = credentials;
     }
 }
 
