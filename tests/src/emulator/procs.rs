@@ -25,6 +25,16 @@ pub enum Role {
     Extension,
 }
 
+/// Longest wait, after a process exits, for the rest of its output.
+const OUTPUT_DRAIN: Duration = Duration::from_millis(500);
+
+/// Waits for every task in `tasks`.
+async fn futures_join(tasks: Vec<JoinHandle<()>>) {
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
 pub struct EnvProc {
     pub name: String,
     pub role: Role,
@@ -61,17 +71,22 @@ impl EnvProc {
         }
         let mut child = cmd.spawn().with_context(|| format!("starting {}", program.display()))?;
         let pgid = child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw);
+        let mut readers = Vec::new();
         if let Some(out) = child.stdout.take() {
-            tokio::spawn(capture(out, logs.clone(), name.to_owned(), true));
+            readers.push(tokio::spawn(capture(out, logs.clone(), name.to_owned(), true)));
         }
         if let Some(err) = child.stderr.take() {
-            tokio::spawn(capture(err, logs, name.to_owned(), true));
+            readers.push(tokio::spawn(capture(err, logs, name.to_owned(), true)));
         }
         let (tx, rx) = watch::channel(None);
         let task = tokio::spawn(async move {
             if let Ok(status) = child.wait().await {
                 // Reported first, so whoever sees the exit also finds it in the trace.
                 on_exit(status);
+                // Whoever waits for the exit then finds its last lines in the logs: the
+                // pipes are read to their end first (briefly: a child it left behind
+                // may hold them open).
+                let _ = tokio::time::timeout(OUTPUT_DRAIN, futures_join(readers)).await;
                 let _ = tx.send(Some(status));
             }
         });
