@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use secrets_sidecar::model::{Selector, MAX_ID_LEN};
-use secrets_sidecar::server::query::{parse_secrets_manager, parse_ssm};
+use secrets_sidecar::server::extension_api::query::{parse_secrets_manager, parse_ssm};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(q) = std::str::from_utf8(data) else { return };

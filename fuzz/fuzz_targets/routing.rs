@@ -13,7 +13,7 @@ use secrets_sidecar::backend::CallStats;
 use secrets_sidecar::cache::Cache;
 use secrets_sidecar::config::Config;
 use secrets_sidecar::server::gate::Gate;
-use secrets_sidecar::server::{routes, App};
+use secrets_sidecar::server::{router, App};
 use secrets_sidecar::token::Token;
 
 fn app() -> &'static (Arc<App>, tokio::runtime::Runtime) {
@@ -46,7 +46,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let Ok(req) = req.body(String::new()) else { return };
     let (app, rt) = app();
-    let resp = rt.block_on(routes::handle(app, req));
+    let resp = rt.block_on(router::handle(app, req));
     let status = resp.status().as_u16();
     assert!(status < 500 || status == 503, "status {status} for bad input");
     if status >= 400 {

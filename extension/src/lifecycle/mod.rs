@@ -7,7 +7,7 @@
 //! client connection cap. [`Running`] owns every task it starts (the server, the
 //! refresher, the restore) and stops them all before it wipes the cache. After
 //! each refresh-ahead pass it brings the `SECRETS_SIDECAR_FILES` up to date
-//! (`crate::files`) and, when due, writes an EMF metrics line (`crate::emf`); at
+//! (`crate::files`) and, when due, writes an EMF metrics line (`crate::metrics::emf`); at
 //! the stop it removes the files and writes the last line.
 
 pub mod extensions_api;
@@ -30,8 +30,8 @@ use crate::backend::aws::{endpoints, AwsUpstream};
 use crate::backend::CallStats;
 use crate::cache::{Cache, Plan, Report};
 use crate::config::Config;
-use crate::emf::{self, Emf};
 use crate::files::Files;
+use crate::metrics::emf::{self, Emf};
 use crate::model::SecretRef;
 use crate::server::gate::Gate;
 use crate::server::{self, App, Limits};

@@ -4,12 +4,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use super::gate::Gate;
-use super::metrics::{Metrics, Snapshot};
 use super::sdk::keys::KnownCredentials;
 use crate::allow::AllowList;
 use crate::backend::passthrough::Passthrough;
 use crate::backend::CallStats;
 use crate::cache::Cache;
+use crate::metrics::{Metrics, Snapshot};
 use crate::token::Token;
 
 pub struct App {

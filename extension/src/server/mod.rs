@@ -1,11 +1,12 @@
-//! The front door: the local HTTP server and the extension API behind it.
+//! The front door: the local HTTP server and the two doors behind it.
 //!
 //! Where a request goes: this file (accept loop, connection cap, drain) → `guard`
-//! (slow request heads) → `routes` (method and path) → `auth` (token,
-//! X-Forwarded-For) → `query` (parse into a cache key) → the allowlist → the cache
-//! → `response` (shape the answer); `error` is the one mapping from failure to HTTP
-//! status, `metrics` counts and renders `/metrics`, `app` is the shared state, and
-//! `gate` holds values back during a SnapStart INIT.
+//! (slow request heads) → `router` (which door) → `extension_api` (AWS's extension
+//! API: token, query string) or `sdk` (the SDKs' own protocol: signature, JSON
+//! body) → `lookup` (the one decision both doors share: allowlist, `gate`, cache,
+//! look-alikes, one table of refusals) → back to the door, which renders the answer
+//! in its own format with the marks every answer carries (`answer`). `app` is the
+//! state every handler shares.
 //!
 //! Listens on 127.0.0.1 only. Each connection is served by hyper's HTTP/1.1 server
 //! with a bound on how large the request head may be and (see `guard`) how long it
@@ -16,18 +17,16 @@
 //! closes at once (new connects are refused), open connections finish the request in
 //! progress and close, and the drain is bounded.
 
-#[cfg(test)]
-mod allowlist_tests;
+pub mod answer;
 pub mod app;
-pub mod auth;
-pub mod error;
+pub mod extension_api;
 pub mod gate;
 pub mod guard;
-pub mod metrics;
-pub mod query;
-pub mod response;
-pub mod routes;
+pub mod lookup;
+pub mod router;
 pub mod sdk;
+#[cfg(test)]
+mod testing;
 
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -255,7 +254,7 @@ async fn serve_connection(stream: TcpStream, app: Arc<App>, limits: &Limits, sta
             let state = state.clone();
             async move {
                 state.begin_request();
-                let resp = routes::handle(&app, req).await;
+                let resp = router::handle(&app, req).await;
                 state.end_request();
                 Ok::<_, Infallible>(resp)
             }

@@ -28,8 +28,8 @@ use crate::backend::passthrough::{Forward, Passthrough};
 use crate::backend::ErrorKind;
 use crate::model::{Scope, Source};
 use crate::secret::SecretBytes;
+use crate::server::answer::{no_store, Body};
 use crate::server::app::App;
-use crate::server::response::Body;
 
 /// Secrets Manager operations whose answers carry no secret value: forwarded
 /// unchanged even under an allowlist.
@@ -242,6 +242,7 @@ pub async fn answer(app: &App, aws: &dyn Passthrough, call: Call<'_>) -> Result<
             h.insert(name, v);
         }
     }
+    no_store(h);
     Ok(resp)
 }
 

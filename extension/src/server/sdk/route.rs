@@ -10,48 +10,23 @@
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_TYPE};
-use http::{HeaderMap, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http::{HeaderMap, Response};
+use http_body_util::{BodyExt, Limited};
 use tracing::{debug, warn};
 
 use super::forwarded;
 use super::protocol::{self, Request, SdkError, Target};
+use super::reply;
 use super::served;
 use super::sigv4::{self, SigError};
+use crate::metrics::Handled;
 use crate::model::Scope;
+use crate::server::answer::Body;
 use crate::server::app::App;
-use crate::server::response::Body;
 use zeroize::Zeroizing;
 
 /// Largest request body accepted (a PutSecretValue of 64 KiB, base64-encoded, fits many times).
 pub const MAX_BODY: usize = 1024 * 1024;
-
-pub const JSON_1_1: HeaderValue = HeaderValue::from_static("application/x-amz-json-1.1");
-const ERROR_TYPE: &str = "x-amzn-errortype";
-const REQUEST_ID: &str = "x-amzn-requestid";
-
-/// How a request was handled, for the metrics.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Handled {
-    Cache,
-    Forward,
-    /// The signature was not accepted.
-    Refused,
-    /// Answered with an AWS error (not found, validation, throttling, the allowlist).
-    Error,
-}
-
-impl Handled {
-    pub fn label(self) -> &'static str {
-        match self {
-            Handled::Cache => "cache",
-            Handled::Forward => "forward",
-            Handled::Refused => "refused",
-            Handled::Error => "error",
-        }
-    }
-}
 
 /// Answers one `POST /`.
 pub async fn handle<B>(app: &App, headers: &HeaderMap, path_and_query: &str, body: B) -> Response<Body>
@@ -62,13 +37,13 @@ where
     let target_header = headers.get("x-amz-target").and_then(|v| v.to_str().ok());
     let target = match target_header.map(Target::parse) {
         Some(Ok(t)) => t,
-        Some(Err(e)) => return error(&e),
-        None => return error(&SdkError::validation("the X-Amz-Target header is required")),
+        Some(Err(e)) => return reply::error(&e),
+        None => return reply::error(&SdkError::validation("the X-Amz-Target header is required")),
     };
     let (handled, resp) = match answer(app, &target, headers, path_and_query, body).await {
         Ok(done) => done,
-        Err(e) if e.status == 403 => (Handled::Refused, error(&e)),
-        Err(e) => (Handled::Error, error(&e)),
+        Err(e) if e.status == 403 => (Handled::Refused, reply::error(&e)),
+        Err(e) => (Handled::Error, reply::error(&e)),
     };
     app.metrics.sdk(target.operation_name(), handled);
     resp
@@ -145,8 +120,8 @@ where
         }
         request => {
             debug!(target = target.operation_name(), "served from the cache");
-            let bytes = served::answer(app, target.service, &scope, request).await?;
-            Ok((Handled::Cache, ok(bytes)))
+            let resp = served::answer(app, target.service, &scope, request).await?;
+            Ok((Handled::Cache, resp))
         }
     }
 }
@@ -180,30 +155,4 @@ fn refusal(e: &SigError) -> SdkError {
         message: e.to_string(),
         status,
     }
-}
-
-pub fn ok(body: Bytes) -> Response<Body> {
-    let mut resp = Response::new(Full::new(body));
-    resp.headers_mut().insert(CONTENT_TYPE, JSON_1_1);
-    resp.headers_mut().insert(REQUEST_ID, request_id());
-    resp
-}
-
-pub fn error(e: &SdkError) -> Response<Body> {
-    let mut resp = Response::new(Full::new(e.body()));
-    *resp.status_mut() = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
-    let h = resp.headers_mut();
-    h.insert(CONTENT_TYPE, JSON_1_1);
-    h.insert(ERROR_TYPE, HeaderValue::from_static(e.type_name));
-    h.insert(REQUEST_ID, request_id());
-    resp
-}
-
-/// A request id of the sidecar's own, so an SDK's logs can tell its answers apart.
-fn request_id() -> HeaderValue {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    HeaderValue::from_str(&format!("secrets-sidecar-{}-{n}", std::process::id()))
-        .unwrap_or(HeaderValue::from_static("secrets-sidecar"))
 }

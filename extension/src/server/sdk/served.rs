@@ -1,40 +1,38 @@
-//! The read operations answered from the cache, with the same rules as the HTTP
-//! API: the allowlist before any call and on what AWS returns, the SnapStart gate,
-//! single-flight, stale-if-error and refresh-ahead (all in the cache), and the
-//! answer in AWS's own shape.
+//! The read operations answered from the cache: each request read into keys, the
+//! lookup (`lookup`: the allowlist, the SnapStart gate, the cache, the look-alike
+//! rule, the same as on the extension API), and the answer in AWS's own shape.
 //!
 //! Per-item outcomes follow AWS: BatchGetSecretValue reports an id that is missing
 //! (or refused) in `Errors` and answers the rest; GetParameters lists a missing name
 //! in `InvalidParameters`. A failure AWS would raise for the whole call (throttling,
 //! an outage with nothing cached, access denied to a parameter) fails the whole
 //! call, so the SDK's own retries and exceptions apply. GetParametersByPath pages
-//! through a cached listing (`Cache::list_path`) with tokens the sidecar issues.
+//! through a cached listing with tokens the sidecar issues (`paging`).
 
-use std::hash::BuildHasher;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-use bytes::Bytes;
+use http::Response;
 
-use super::protocol::{self, PathRequest, Request, SdkError, Service};
-use crate::backend::{ErrorKind, UpstreamError};
-use crate::cache::{under_path, Answer, Freshness, Key};
+use super::paging::{issue_token, parse_token, token_check};
+use super::protocol::answer::{self, Item};
+use super::protocol::{PathRequest, Request, SdkError, Service};
+use super::reply;
+use crate::backend::ErrorKind;
+use crate::cache::{Freshness, Key};
 use crate::model::{Scope, Selector, Source};
+use crate::server::answer::Body;
 use crate::server::app::App;
+use crate::server::lookup::{self, Refusal};
 
-/// Answers a served operation's request with its body.
-pub async fn answer(app: &App, service: Service, scope: &Scope, request: Request) -> Result<Bytes, SdkError> {
-    open_gate(app).await?;
+/// Answers a served operation's request.
+pub async fn answer(app: &App, service: Service, scope: &Scope, request: Request) -> Result<Response<Body>, SdkError> {
     match request {
         Request::One(key) => {
             let key = key.with_scope(scope.clone());
-            allowed(app, &key)?;
-            let answer = app
-                .cache
-                .get(&key, Freshness::Cached)
+            let answer = lookup::one(app, &key, Freshness::Cached)
                 .await
-                .map_err(|e| failure(app, service, &key, &e))?;
-            app.metrics.outcome(answer.outcome);
-            Ok(answer.value.body.clone())
+                .map_err(|r| SdkError::refused(service, &key.selector, &r))?;
+            Ok(reply::ok(answer.value.body.clone(), [&answer]))
         }
         Request::Secrets(ids) => batch_secrets(app, scope, ids).await,
         Request::Parameters(names) => parameters(app, scope, names).await,
@@ -43,116 +41,64 @@ pub async fn answer(app: &App, service: Service, scope: &Scope, request: Request
     }
 }
 
-/// Values are not served during a SnapStart INIT (see `gate`).
-async fn open_gate(app: &App) -> Result<(), SdkError> {
-    if !app.gate.is_open() && app.gate.pass().await.is_err() {
-        return Err(SdkError::validation(
-            "values are not served during a SnapStart INIT: read secrets in the handler or after restore",
-        ));
-    }
-    Ok(())
+/// Each item of a batch with its lookup; a refusal of the whole call (the gate) fails it.
+async fn each<'k>(app: &App, service: Service, keys: &'k [Key]) -> Result<Vec<(&'k Key, Looked)>, SdkError> {
+    let results = lookup::many(app, keys, Freshness::Cached)
+        .await
+        .map_err(|r| SdkError::refused(service, &Selector::Current, &r))?;
+    Ok(keys.iter().zip(results).collect())
 }
 
-/// The allowlist's check before any call.
-fn allowed(app: &App, key: &Key) -> Result<(), SdkError> {
-    match &app.allow {
-        Some(allow) if !allow.could_name(key.source, &key.id) => Err(SdkError::not_allowed(&key.id)),
-        _ => Ok(()),
-    }
+type Looked = Result<crate::cache::Answer, Refusal>;
+
+fn scoped(items: &[(String, Key)], scope: &Scope) -> Vec<Key> {
+    items.iter().map(|(_, k)| k.clone().with_scope(scope.clone())).collect()
 }
 
-/// An upstream failure as AWS would answer it; with an allowlist, a not-found or
-/// access-denied answer for a look-alike is a refusal (nothing is learnt about
-/// what exists outside the list), as on the HTTP API.
-fn failure(app: &App, service: Service, key: &Key, e: &UpstreamError) -> SdkError {
-    let look_alike = app
-        .allow
-        .as_ref()
-        .is_some_and(|a| !a.names_exactly(key.source, &key.id));
-    match e.kind {
-        ErrorKind::NotAllowed => SdkError::not_allowed(&key.id),
-        ErrorKind::NotFound | ErrorKind::AccessDenied if look_alike => SdkError::not_allowed(&key.id),
-        _ => SdkError::upstream(service, &key.selector, e),
-    }
-}
-
-async fn batch_secrets(app: &App, scope: &Scope, ids: Vec<(String, Key)>) -> Result<Bytes, SdkError> {
-    let mut results: Vec<(String, Result<Answer, SdkError>)> = Vec::with_capacity(ids.len());
-    let mut wanted = Vec::new();
-    let mut slots = Vec::new();
-    for (id, key) in ids {
-        let key = key.with_scope(scope.clone());
-        match allowed(app, &key) {
-            Err(e) => results.push((id, Err(e))),
-            Ok(()) => {
-                slots.push(results.len());
-                results.push((id, Err(SdkError::validation("pending"))));
-                wanted.push(key);
-            }
-        }
-    }
-    let answers = app.cache.get_many(&wanted, Freshness::Cached).await;
-    for ((slot, key), answer) in slots.into_iter().zip(&wanted).zip(answers) {
-        results[slot].1 = match answer {
-            Ok(a) => {
-                app.metrics.outcome(a.outcome);
-                Ok(a)
-            }
+async fn batch_secrets(app: &App, scope: &Scope, ids: Vec<(String, Key)>) -> Result<Response<Body>, SdkError> {
+    let service = Service::SecretsManager;
+    let keys = scoped(&ids, scope);
+    let mut results: Vec<Item> = Vec::with_capacity(ids.len());
+    for ((id, _), (key, result)) in ids.into_iter().zip(each(app, service, &keys).await?) {
+        let result = match result {
+            Ok(a) => Ok(a),
             // Transient: the whole call fails, and the SDK retries it.
-            Err(e) if e.kind.is_transient() => return Err(failure(app, Service::SecretsManager, key, &e)),
-            Err(e) => Err(failure(app, Service::SecretsManager, key, &e)),
+            Err(Refusal::Upstream(e)) if e.kind.is_transient() => {
+                return Err(SdkError::upstream(service, &key.selector, &e));
+            }
+            Err(r) => Err(SdkError::refused(service, &key.selector, &r)),
         };
+        results.push((id, result));
     }
-    Ok(protocol::batch_secrets_body(&results))
+    let body = answer::batch_secrets_body(&results);
+    Ok(reply::ok(body, results.iter().filter_map(|(_, r)| r.as_ref().ok())))
 }
 
-async fn parameters(app: &App, scope: &Scope, names: Vec<(String, Key)>) -> Result<Bytes, SdkError> {
-    let keys: Vec<Key> = names.iter().map(|(_, k)| k.clone().with_scope(scope.clone())).collect();
-    for key in &keys {
-        allowed(app, key)?;
-    }
-    let answers = app.cache.get_many(&keys, Freshness::Cached).await;
-    let mut results = Vec::with_capacity(keys.len());
-    for (((name, _), key), answer) in names.into_iter().zip(&keys).zip(answers) {
-        let result = match answer {
-            Ok(a) => {
-                app.metrics.outcome(a.outcome);
-                Ok(a)
+async fn parameters(app: &App, scope: &Scope, names: Vec<(String, Key)>) -> Result<Response<Body>, SdkError> {
+    let service = Service::Ssm;
+    let keys = scoped(&names, scope);
+    let mut results: Vec<Item> = Vec::with_capacity(names.len());
+    for ((name, _), (key, result)) in names.into_iter().zip(each(app, service, &keys).await?) {
+        let result = match result {
+            Ok(a) => Ok(a),
+            // A missing name is listed in InvalidParameters; anything else (a
+            // refusal included) fails the call, as AWS does for a name it refuses.
+            Err(Refusal::Upstream(e)) if e.kind == ErrorKind::NotFound => {
+                Err(SdkError::upstream(service, &key.selector, &e))
             }
-            Err(e) => {
-                let refused = failure(app, Service::Ssm, key, &e);
-                // A missing name is listed in InvalidParameters; anything else (a
-                // refusal included) fails the call, as AWS does for a name it refuses.
-                if e.kind != ErrorKind::NotFound || refused.type_name == "AccessDeniedException" {
-                    return Err(refused);
-                }
-                Err(refused)
-            }
+            Err(r) => return Err(SdkError::refused(service, &key.selector, &r)),
         };
         results.push((name, result));
     }
-    Ok(protocol::parameters_body(&results))
+    let body = answer::parameters_body(&results);
+    Ok(reply::ok(body, results.iter().filter_map(|(_, r)| r.as_ref().ok())))
 }
 
-async fn path_page(app: &App, scope: &Scope, request: PathRequest) -> Result<Bytes, SdkError> {
-    let listing_failure = |e: &UpstreamError| {
-        let key = Key::new(
-            Source::Ssm,
-            Arc::from(request.path.as_str()),
-            Selector::Current,
-            request.decrypt,
-        );
-        SdkError::upstream(Service::Ssm, &key.selector, e)
-    };
-    let names = app
-        .cache
-        .list_path(scope, &request.path, request.decrypt)
+async fn path_page(app: &App, scope: &Scope, request: PathRequest) -> Result<Response<Body>, SdkError> {
+    let service = Service::Ssm;
+    let matching = lookup::listing(app, scope, &request.path, request.recursive, request.decrypt)
         .await
-        .map_err(|e| listing_failure(&e))?;
-    let matching: Vec<&Arc<str>> = names
-        .iter()
-        .filter(|n| under_path(&request.path, n, request.recursive))
-        .collect();
+        .map_err(|r| SdkError::refused(service, &Selector::Current, &r))?;
     let check = token_check(&request);
     let start = match &request.next_token {
         None => 0,
@@ -163,69 +109,19 @@ async fn path_page(app: &App, scope: &Scope, request: PathRequest) -> Result<Byt
     let end = (start + request.max_results).min(matching.len());
     let keys: Vec<Key> = matching[start..end]
         .iter()
-        .map(|n| Key::new(Source::Ssm, (*n).clone(), Selector::Current, request.decrypt).with_scope(scope.clone()))
+        .map(|n| Key::new(Source::Ssm, Arc::clone(n), Selector::Current, request.decrypt).with_scope(scope.clone()))
         .collect();
     let mut page = Vec::with_capacity(keys.len());
-    for (key, answer) in keys.iter().zip(app.cache.get_many(&keys, Freshness::Cached).await) {
-        match answer {
-            Ok(a) => {
-                app.metrics.outcome(a.outcome);
-                page.push(a);
-            }
+    for (key, result) in each(app, service, &keys).await? {
+        match result {
+            Ok(a) => page.push(a),
             // Deleted since it was listed, or refused by the allowlist: not listed.
-            Err(e) if matches!(e.kind, ErrorKind::NotFound | ErrorKind::NotAllowed) => {}
-            Err(e) => return Err(SdkError::upstream(Service::Ssm, &key.selector, &e)),
+            Err(Refusal::NotAllowed { .. }) => {}
+            Err(Refusal::Upstream(e)) if e.kind == ErrorKind::NotFound => {}
+            Err(r) => return Err(SdkError::refused(service, &key.selector, &r)),
         }
     }
     let next = (end < matching.len()).then(|| issue_token(end, check));
-    Ok(protocol::path_page_body(&page, next.as_deref()))
-}
-
-const TOKEN_PREFIX: &str = "secrets-sidecar.1.";
-
-/// What a token is bound to: the request it continues (path, recursion,
-/// decryption, page size), keyed per process so tokens cannot be forged to skip
-/// the check.
-fn token_check(r: &PathRequest) -> u64 {
-    static KEY: OnceLock<foldhash::fast::RandomState> = OnceLock::new();
-    KEY.get_or_init(foldhash::fast::RandomState::default)
-        .hash_one((&r.path, r.recursive, r.decrypt, r.max_results))
-}
-
-fn issue_token(offset: usize, check: u64) -> String {
-    format!("{TOKEN_PREFIX}{offset}.{check:016x}")
-}
-
-fn parse_token(token: &str, check: u64) -> Option<usize> {
-    let (offset, sum) = token.strip_prefix(TOKEN_PREFIX)?.split_once('.')?;
-    (u64::from_str_radix(sum, 16).ok()? == check).then_some(())?;
-    offset.parse().ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn request(path: &str) -> PathRequest {
-        PathRequest {
-            path: path.into(),
-            recursive: true,
-            decrypt: true,
-            max_results: 10,
-            next_token: None,
-        }
-    }
-
-    #[test]
-    fn tokens_continue_only_the_request_they_were_issued_for() {
-        let check = token_check(&request("/app"));
-        let token = issue_token(20, check);
-        assert_eq!(parse_token(&token, check), Some(20));
-        assert_eq!(parse_token(&token, token_check(&request("/other"))), None);
-        let mut flat = request("/app");
-        flat.recursive = false;
-        assert_eq!(parse_token(&token, token_check(&flat)), None);
-        assert_eq!(parse_token("AAAA", check), None);
-        assert_eq!(parse_token(&format!("{TOKEN_PREFIX}x.{check:016x}"), check), None);
-    }
+    let body = answer::path_page_body(&page, next.as_deref());
+    Ok(reply::ok(body, &page))
 }

@@ -1,92 +1,26 @@
 //! `POST /` end to end through the router, against the in-memory upstream: requests
 //! signed as an SDK signs them, answers read as an SDK reads them.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::SystemTime;
-
 use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-use aws_sigv4::sign::v4;
-use aws_smithy_runtime_api::client::identity::Identity;
 use http::Request;
 use http_body_util::BodyExt;
 use serde_json::{json, Value as Json};
+use std::sync::Arc;
 
 use crate::backend::fake::FakeUpstream;
-use crate::backend::CallStats;
-use crate::cache::Cache;
-use crate::config::Config;
-use crate::server::gate::Gate;
-use crate::server::{routes, App};
-use crate::token::Token;
+use crate::server::answer::CACHE_HEADER;
+use crate::server::app::App;
+use crate::server::router;
+use crate::server::testing::{self, signed, signed_as};
 
 fn app(vars: &[(&str, &str)]) -> (Arc<App>, Arc<FakeUpstream>) {
-    let fake = Arc::new(FakeUpstream::new());
-    fake.put_secret("app/db", r#"{"user":"u","password":"pw"}"#);
-    fake.put_param("/app/key", "SecureString", "k1");
-    let env: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let config = Config::from_env(&env).expect("config");
-    let cache = Cache::new(config.cache_settings(), fake.clone());
-    let app = App::new(
-        cache,
-        Token::new("test-token").expect("token"),
-        config.allow.clone(),
-        Arc::new(CallStats::default()),
-        Gate::open(),
-    );
-    app.set_passthrough(fake.clone());
-    (app, fake)
-}
-
-/// A request as an SDK sends it, signed with `signer` for `region`.
-fn signed_as(signer: &Credentials, region: &str, target: &str, body: &Json) -> Request<String> {
-    let body = body.to_string();
-    let service = if target.starts_with("secretsmanager.") {
-        "secretsmanager"
-    } else {
-        "ssm"
-    };
-    let mut req = Request::post("http://localhost:2773/")
-        .header("host", "localhost:2773")
-        .header("content-type", "application/x-amz-json-1.1")
-        .header("x-amz-target", target)
-        .body(body.clone())
-        .expect("request");
-    let identity: Identity = signer.clone().into();
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(region)
-        .name(service)
-        .time(SystemTime::now())
-        .settings(SigningSettings::default())
-        .build()
-        .expect("params")
-        .into();
-    let headers: Vec<(String, String)> = req
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().expect("ascii").to_owned()))
-        .collect();
-    let signable = SignableRequest::new(
-        "POST",
-        "http://localhost:2773/",
-        headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-        SignableBody::Bytes(body.as_bytes()),
-    )
-    .expect("signable");
-    let (instructions, _) = sign(signable, &params).expect("signed").into_parts();
-    instructions.apply_to_request_http1x(&mut req);
-    req
-}
-
-fn signed(target: &str, body: Json) -> Request<String> {
-    signed_as(&FakeUpstream::credentials(), "us-east-1", target, &body)
+    let fake = testing::fake();
+    (testing::app(&fake, vars), fake)
 }
 
 /// Status, `x-amzn-ErrorType`, body.
 async fn call(app: &App, req: Request<String>) -> (u16, Option<String>, Json) {
-    let resp = routes::handle(app, req).await;
+    let resp = router::handle(app, req).await;
     let status = resp.status().as_u16();
     let error_type = resp
         .headers()
@@ -113,8 +47,8 @@ async fn get_secret_value_is_served_from_the_cache_in_aws_shape() {
         .header(crate::token::HEADER, "test-token")
         .body(String::new())
         .expect("request");
-    let resp = routes::handle(&app, http).await;
-    assert_eq!(resp.headers()[crate::server::response::CACHE_HEADER], "hit");
+    let resp = router::handle(&app, http).await;
+    assert_eq!(resp.headers()[CACHE_HEADER], "hit");
     assert_eq!(fake.calls(), 1);
 }
 

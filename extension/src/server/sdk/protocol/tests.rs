@@ -1,8 +1,11 @@
 //! Targets, request fields, and answers that parse as AWS's own.
 
+use super::answer::{batch_secrets_body, parameters_body};
 use super::*;
-use crate::backend::{ParameterFields, SecretFields};
-use crate::cache::Outcome;
+use crate::backend::{ErrorKind, ParameterFields, SecretFields, UpstreamError, Value};
+use crate::cache::{Answer, Key, Outcome};
+use crate::model::{Selector, Source};
+use std::sync::Arc;
 use std::time::Duration;
 
 fn secret_answer(name: &str, value: &str) -> Answer {

@@ -20,8 +20,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Map, Value};
 use tokio::time::Instant;
 
+use super::Totals;
 use crate::config::LogFormat;
-use crate::server::metrics::Totals;
 
 pub const NAMESPACE: &str = "SecretsSidecar";
 pub const DIMENSION: &str = "FunctionName";

@@ -1,17 +1,30 @@
-//! Where a request goes: method and path to handler, auth, allowlist, cache, response.
+//! AWS's extension API as a front door: `GET /secretsmanager/get`,
+//! `/secretsmanager/{id}`, `/systemsmanager/parameters/get`, `/ping`, `/metrics`,
+//! with the `X-Aws-Parameters-Secrets-Token` header, answers and errors as AWS's
+//! extension shapes them.
+//!
+//! A codec around the lookup: `auth` (token, X-Forwarded-For) → `query` (the query
+//! string into a key, freshness and output shape) → `lookup` (the decision both
+//! doors share) → `response` (the value in the shape asked for); `error` is every
+//! way a request can fail here, with the refusals' statuses from `lookup`'s table.
+
+pub mod auth;
+pub mod error;
+pub mod query;
+pub mod response;
+
+#[cfg(test)]
+mod allowlist_tests;
 
 use http::{Method, Request, Response};
 use tracing::{debug, warn};
 
+use super::answer::Body;
 use super::app::App;
-use super::auth;
-use super::error::ApiError;
-use super::metrics::Route;
-use super::query::{self, Lookup};
-use super::response::{self, Body};
-use super::sdk;
-use crate::backend::{ErrorKind, UpstreamError};
-use crate::cache::Key;
+use super::lookup;
+use crate::metrics::Route;
+use error::ApiError;
+use query::Lookup;
 
 /// The AWS-compatible paths (same as AWS's extension).
 pub const SECRETS_MANAGER_PATH: &str = "/secretsmanager/get";
@@ -19,43 +32,15 @@ pub const SSM_PATH: &str = "/systemsmanager/parameters/get";
 /// `/secretsmanager/{id}`: the id in the path, as AWS's newer agents offer.
 pub const SECRETS_MANAGER_PREFIX: &str = "/secretsmanager/";
 
-fn route_of(path: &str) -> Route {
-    match path {
-        SECRETS_MANAGER_PATH => Route::SecretsManager,
-        p if p.starts_with(SECRETS_MANAGER_PREFIX) => Route::SecretsManager,
-        SSM_PATH => Route::Ssm,
-        "/ping" => Route::Ping,
-        "/metrics" => Route::Metrics,
-        "/" => Route::Sdk,
-        _ => Route::Other,
-    }
-}
-
-/// Answers one request; never fails (errors become JSON responses).
-pub async fn handle<B>(app: &App, req: Request<B>) -> Response<Body>
-where
-    B: hyper::body::Body<Data = bytes::Bytes>,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let route = route_of(req.uri().path());
-    app.metrics.request(route);
-    if route == Route::Sdk && req.method() == Method::POST {
-        // The SDKs' protocol: AWS's JSON answers and errors, its own authentication.
-        let (parts, body) = req.into_parts();
-        let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let resp = sdk::route::handle(app, &parts.headers, path_and_query, body).await;
-        app.metrics.response(resp.status().as_u16());
-        return resp;
-    }
-    let resp = match dispatch(app, &req, route).await {
+/// Answers one request of this door; never fails (errors become JSON responses).
+pub async fn handle<B>(app: &App, req: &Request<B>, route: Route) -> Response<Body> {
+    match dispatch(app, req, route).await {
         Ok(resp) => resp,
         Err(e) => {
             note(app, &e, route);
             response::error(&e)
         }
-    };
-    app.metrics.response(resp.status().as_u16());
-    resp
+    }
 }
 
 async fn dispatch<B>(app: &App, req: &Request<B>, route: Route) -> Result<Response<Body>, ApiError> {
@@ -82,45 +67,9 @@ async fn dispatch<B>(app: &App, req: &Request<B>, route: Route) -> Result<Respon
     }
 }
 
-async fn serve_value(app: &App, lookup: Lookup) -> Result<Response<Body>, ApiError> {
-    let key = &lookup.key;
-    // Before any upstream call: ids that cannot name an allowed secret, and roles
-    // not listed (none may be assumed without the allowlist naming them).
-    if let Some(allow) = &app.allow {
-        if !allow.could_name(key.source, &key.id) {
-            warn!(source = key.source.label(), id = %key.id, "refused: not in the allowlist");
-            return Err(ApiError::NotAllowed);
-        }
-    }
-    if let Some(role) = key.scope.role() {
-        if !app.allow.as_ref().is_some_and(|a| a.permits_role(role)) {
-            warn!(role, "refused: roleArn not in the allowlist");
-            return Err(ApiError::RoleNotAllowed);
-        }
-    }
-    // One atomic load when open (always, but around a SnapStart snapshot).
-    if !app.gate.is_open() && app.gate.pass().await.is_err() {
-        return Err(ApiError::SnapStartInit);
-    }
-    let answer = match app.cache.get(key, lookup.freshness).await {
-        Ok(answer) => answer,
-        Err(e) => return Err(refusal_or_upstream(app, key, e)),
-    };
-    app.metrics.outcome(answer.outcome);
-    response::value(&answer, &lookup.output)
-}
-
-/// An upstream failure as answered. With an allowlist, a not-found or access-denied
-/// answer for an id that does not name an allowed identity as written (a look-alike
-/// that passed the first check) is refused like any id outside the list: the caller
-/// learns nothing about which secrets exist outside it.
-fn refusal_or_upstream(app: &App, key: &Key, e: UpstreamError) -> ApiError {
-    let look_alike = |allow: &crate::allow::AllowList| !allow.names_exactly(key.source, &key.id);
-    match (e.kind, &app.allow) {
-        (ErrorKind::NotAllowed, _) => ApiError::NotAllowed,
-        (ErrorKind::NotFound | ErrorKind::AccessDenied, Some(allow)) if look_alike(allow) => ApiError::NotAllowed,
-        _ => ApiError::Upstream(e),
-    }
+async fn serve_value(app: &App, asked: Lookup) -> Result<Response<Body>, ApiError> {
+    let answer = lookup::one(app, &asked.key, asked.freshness).await?;
+    response::value(&answer, &asked.output)
 }
 
 /// Logs a refused request. Ids may appear; values never do (errors carry none).
@@ -130,8 +79,8 @@ fn note(app: &App, e: &ApiError, route: Route) {
             app.metrics.auth_failure();
             warn!(?route, code = e.code(), "refused request");
         }
-        // Upstream failures were logged where they happened, with the id.
-        ApiError::Upstream(_) | ApiError::NotAllowed | ApiError::RoleNotAllowed => {}
+        // The lookup logged its refusals, and the cache its failures, with the id.
+        ApiError::Refused(_) => {}
         _ => debug!(?route, code = e.code(), message = %e, "bad request"),
     }
 }
@@ -140,45 +89,14 @@ fn note(app: &App, e: &ApiError, route: Route) {
 mod tests {
     use super::*;
     use crate::backend::fake::FakeUpstream;
-    use crate::backend::CallStats;
-    use crate::cache::Cache;
-    use crate::config::Config;
-    use crate::server::gate::Gate;
-    use crate::token::Token;
-    use std::collections::HashMap;
+    use crate::server::answer::CACHE_HEADER;
+    use crate::server::router::handle;
+    use crate::server::testing::{self, body, get};
     use std::sync::Arc;
 
-    const TOKEN: &str = "test-token";
-
     fn app(vars: &[(&str, &str)]) -> (Arc<App>, Arc<FakeUpstream>) {
-        let fake = Arc::new(FakeUpstream::new());
-        fake.put_secret("app/db", "{\"user\":\"u\",\"password\":\"pw\"}");
-        fake.put_param("/app/key", "SecureString", "k1");
-        let env: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let config = Config::from_env(&env).expect("config");
-        let token = Token::new(TOKEN).expect("token");
-        let cache = Cache::new(config.cache_settings(), fake.clone());
-        let app = App::new(
-            cache,
-            token,
-            config.allow.clone(),
-            Arc::new(CallStats::default()),
-            Gate::open(),
-        );
-        (app, fake)
-    }
-
-    fn get(uri: &str) -> Request<String> {
-        Request::get(uri)
-            .header(crate::token::HEADER, TOKEN)
-            .body(String::new())
-            .expect("request")
-    }
-
-    async fn body(resp: Response<Body>) -> String {
-        use http_body_util::BodyExt;
-        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-        String::from_utf8(bytes.to_vec()).expect("utf8")
+        let fake = testing::fake();
+        (testing::app(&fake, vars), fake)
     }
 
     #[tokio::test]
@@ -234,11 +152,7 @@ mod tests {
         let encoded = handle(&app, get("/secretsmanager/app%2Fdb?jsonKey=password")).await;
         assert_eq!(body(encoded).await, "pw");
         let by_query = handle(&app, get("/secretsmanager/get?secretId=app/db")).await;
-        assert_eq!(
-            by_query.headers()[response::CACHE_HEADER],
-            "hit",
-            "one entry for both routes"
-        );
+        assert_eq!(by_query.headers()[CACHE_HEADER], "hit", "one entry for both routes");
         assert_eq!(fake.calls(), 1);
         let named_get = handle(&app, get("/secretsmanager/get?secretId=get")).await;
         assert!(body(named_get).await.contains("a secret named get"));

@@ -3,37 +3,22 @@
 //! served, refusals remembered for the negative TTL; and a property test over random
 //! lists and requests that no refused request ever yields a value.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use http::{Request, Response};
 use http_body_util::BodyExt;
 use proptest::prelude::*;
 
-use super::app::App;
-use super::gate::Gate;
-use super::response::Body;
-use super::routes::handle;
 use crate::backend::fake::FakeUpstream;
-use crate::backend::CallStats;
-use crate::cache::Cache;
-use crate::config::Config;
-use crate::token::Token;
+use crate::server::answer::Body;
+use crate::server::app::App;
+use crate::server::router::handle;
+use crate::server::testing::{self, TOKEN};
 
-const TOKEN: &str = "test-token";
 const ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:";
 
 fn app(fake: &Arc<FakeUpstream>, vars: &[(&str, &str)]) -> Arc<App> {
-    let env: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let config = Config::from_env(&env).expect("config");
-    let cache = Cache::new(config.cache_settings(), fake.clone());
-    App::new(
-        cache,
-        Token::new(TOKEN).expect("token"),
-        config.allow.clone(),
-        Arc::new(CallStats::default()),
-        Gate::open(),
-    )
+    testing::app(fake, vars)
 }
 
 /// The case: `app/db` allowed, `app/db-evil12` beside it.

@@ -1,107 +1,13 @@
-//! What the server counts (requests by route, responses by status class, answers by
-//! cache outcome, auth failures, connections), and `/metrics` (Prometheus text) and
-//! the shutdown summary line, which add what the cache ([`CacheStats`](crate::cache::CacheStats)) and the
-//! backend ([`CallStats`]) count about themselves.
-//!
-//! Relaxed atomics and no locks. The counters every request bumps are split into
-//! per-thread shards on separate cache lines ([`Counter`]), so worker threads do not
-//! bounce one line between cores; reading sums the shards. Counts are exact; only
-//! their ordering relative to each other is not.
+//! The counts as they are reported: `/metrics` in Prometheus text, the shutdown
+//! summary line, and the totals EMF reports. A [`Snapshot`] joins the request
+//! counters ([`Metrics`]) with what the cache and the backend count about themselves.
 
-use std::cell::Cell;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 
+use super::{Counter, Metrics, Route};
 use crate::backend::{Api, CallStats, ErrorKind};
 use crate::cache::{Cache, Outcome};
-
-const SHARDS: usize = 8;
-
-#[derive(Default)]
-#[repr(align(128))]
-struct Shard(AtomicU64);
-
-/// A counter sharded by thread.
-#[derive(Default)]
-pub struct Counter {
-    shards: [Shard; SHARDS],
-}
-
-thread_local! {
-    static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
-}
-static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
-
-fn shard() -> usize {
-    SHARD.with(|s| {
-        if s.get() == usize::MAX {
-            s.set(NEXT_SHARD.fetch_add(1, Relaxed) % SHARDS);
-        }
-        s.get()
-    })
-}
-
-impl Counter {
-    pub fn add(&self, n: u64) {
-        self.shards[shard()].0.fetch_add(n, Relaxed);
-    }
-
-    pub fn get(&self) -> u64 {
-        self.shards.iter().map(|s| s.0.load(Relaxed)).sum()
-    }
-}
-
-/// Which route a request took.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Route {
-    SecretsManager,
-    Ssm,
-    Ping,
-    Metrics,
-    /// `POST /`: the AWS SDKs' own protocol.
-    Sdk,
-    Other,
-}
-
-impl Route {
-    pub const ALL: [Route; 6] = [
-        Route::SecretsManager,
-        Route::Ssm,
-        Route::Ping,
-        Route::Metrics,
-        Route::Sdk,
-        Route::Other,
-    ];
-
-    fn label(self) -> &'static str {
-        match self {
-            Route::SecretsManager => "secretsmanager",
-            Route::Ssm => "ssm",
-            Route::Ping => "ping",
-            Route::Metrics => "metrics",
-            Route::Sdk => "sdk",
-            Route::Other => "other",
-        }
-    }
-}
-
-/// The server's own counters.
-#[derive(Default)]
-pub struct Metrics {
-    requests: [Counter; Route::ALL.len()],
-    /// Indexed by status class: 2xx, 3xx, 4xx, 5xx.
-    responses: [Counter; 4],
-    outcomes: [Counter; Outcome::ALL.len()],
-    auth_failures: AtomicU64,
-    connections_refused: AtomicU64,
-    connections_open: AtomicU64,
-    /// SDK-route requests by operation and how they were handled (`sdk::route`):
-    /// a short list, bounded, since operation names come from callers.
-    sdk: std::sync::Mutex<Vec<(Box<str>, &'static str, u64)>>,
-}
-
-/// Distinct (operation, handling) pairs counted; more are counted as `other`.
-const MAX_SDK_SERIES: usize = 64;
 
 /// Everything `/metrics` and the summary report: the server's counters and what
 /// the cache and the backend count about themselves.
@@ -109,61 +15,6 @@ pub struct Snapshot<'a> {
     pub server: &'a Metrics,
     pub cache: &'a Cache,
     pub calls: &'a CallStats,
-}
-
-impl Metrics {
-    pub fn request(&self, route: Route) {
-        self.requests[route as usize].add(1);
-    }
-
-    pub fn response(&self, status: u16) {
-        if let Some(slot) = (status / 100)
-            .checked_sub(2)
-            .and_then(|i| self.responses.get(i as usize))
-        {
-            slot.add(1);
-        }
-    }
-
-    /// Counts one SDK-route request (`handled`: cache, forward, refused or error).
-    pub fn sdk(&self, operation: &str, handled: crate::server::sdk::route::Handled) {
-        let handled = handled.label();
-        let mut series = self.sdk.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let operation =
-            if series.len() >= MAX_SDK_SERIES && !series.iter().any(|(o, h, _)| &**o == operation && *h == handled) {
-                "other"
-            } else {
-                operation
-            };
-        match series.iter_mut().find(|(o, h, _)| &**o == operation && *h == handled) {
-            Some(entry) => entry.2 += 1,
-            None => series.push((operation.into(), handled, 1)),
-        }
-    }
-
-    pub fn outcome(&self, outcome: Outcome) {
-        self.outcomes[outcome.index()].add(1);
-    }
-
-    pub fn auth_failure(&self) {
-        self.auth_failures.fetch_add(1, Relaxed);
-    }
-
-    pub fn connection_refused(&self) {
-        self.connections_refused.fetch_add(1, Relaxed);
-    }
-
-    pub fn connection_opened(&self) {
-        self.connections_open.fetch_add(1, Relaxed);
-    }
-
-    pub fn connection_closed(&self) {
-        self.connections_open.fetch_sub(1, Relaxed);
-    }
-
-    pub fn outcomes(&self, outcome: Outcome) -> u64 {
-        self.outcomes[outcome.index()].get()
-    }
 }
 
 /// The counters reported as metrics outside `/metrics` (EMF), totals since start.
@@ -238,6 +89,15 @@ impl Snapshot<'_> {
             "Value requests by cache outcome.",
             "outcome",
             &outcomes,
+        );
+        let refusals = super::Refused::ALL.map(|r| (r.label(), server.refusals(r)));
+        family(
+            &mut out,
+            "refusals_total",
+            "counter",
+            "Value requests the sidecar refused itself, by reason.",
+            "reason",
+            &refusals,
         );
         let apis = Api::ALL.map(|a| (a.name(), calls.get(a)));
         family(
@@ -426,21 +286,6 @@ mod tests {
         cache.wipe();
         let summary = snapshot.summary();
         assert!(summary.contains(" entries=0 live_value_bytes=0 "), "{summary}");
-    }
-
-    #[test]
-    fn sharded_counters_sum_across_threads() {
-        let c = std::sync::Arc::new(Counter::default());
-        let threads: Vec<_> = (0..16)
-            .map(|_| {
-                let c = c.clone();
-                std::thread::spawn(move || (0..1000).for_each(|_| c.add(1)))
-            })
-            .collect();
-        for t in threads {
-            t.join().expect("thread");
-        }
-        assert_eq!(c.get(), 16_000);
     }
 
     #[test]

@@ -1,34 +1,29 @@
 //! Building responses: values in the shape asked for, errors as JSON, ping, metrics.
 //!
 //! Value bodies are the cached [`Bytes`] themselves (a reference-count increment), so
-//! a hit formats nothing. Every response says `Cache-Control: no-store`.
+//! a hit formats nothing. Every response says `Cache-Control: no-store`; values
+//! carry the cache outcome and their age (`answer`).
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, AGE, CACHE_CONTROL, CONTENT_TYPE};
+use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Response, StatusCode};
 use http_body_util::Full;
 
 use super::error::ApiError;
 use super::query::Output;
 use crate::cache::Answer;
-
-pub type Body = Full<Bytes>;
-
-/// How the cache answered: `hit`, `miss`, `stale` or `bypass`.
-pub const CACHE_HEADER: HeaderName = HeaderName::from_static("x-secrets-sidecar-cache");
+use crate::server::answer::{mark, no_store, Body};
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 const TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
 const OCTETS: HeaderValue = HeaderValue::from_static("application/octet-stream");
 const PROMETHEUS: HeaderValue = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
-const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
 
 fn build(status: StatusCode, content_type: HeaderValue, body: Bytes) -> Response<Body> {
     let mut resp = Response::new(Full::new(body));
     *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(CONTENT_TYPE, content_type);
-    h.insert(CACHE_CONTROL, NO_STORE);
+    resp.headers_mut().insert(CONTENT_TYPE, content_type);
+    no_store(resp.headers_mut());
     resp
 }
 
@@ -46,9 +41,7 @@ pub fn value(answer: &Answer, output: &Output) -> Result<Response<Body>, ApiErro
         },
     };
     let mut resp = build(StatusCode::OK, content_type, body);
-    let h = resp.headers_mut();
-    h.insert(CACHE_HEADER, HeaderValue::from_static(answer.outcome.label()));
-    h.insert(AGE, HeaderValue::from(answer.age.as_secs()));
+    mark(resp.headers_mut(), [answer]);
     Ok(resp)
 }
 
@@ -80,6 +73,9 @@ mod tests {
     use super::*;
     use crate::backend::{SecretFields, UpstreamError, Value};
     use crate::cache::Outcome;
+    use crate::server::answer::CACHE_HEADER;
+    use crate::server::lookup::Refusal;
+    use http::header::{AGE, CACHE_CONTROL};
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -128,10 +124,10 @@ mod tests {
 
     #[test]
     fn errors_are_json_with_status() {
-        let r = error(&ApiError::Upstream(UpstreamError::new(
+        let r = error(&ApiError::Refused(Refusal::Upstream(UpstreamError::new(
             crate::backend::ErrorKind::Throttled,
             "slow down",
-        )));
+        ))));
         assert_eq!(r.status(), 429);
         assert_eq!(r.headers()[CONTENT_TYPE], "application/json");
         let r = error(&ApiError::MethodNotAllowed);

@@ -1,13 +1,15 @@
-//! Every way a request can fail, and the one mapping from failure to HTTP status.
+//! Every way an extension-API request can fail, and its HTTP status and code.
 //!
 //! Bodies are `{"error": CODE, "message": TEXT}`. The status tells the caller what to
-//! do: fix the request (400), the token or allowlist (401/403), give up on the id
-//! (404), retry later (429, 502, 503, 504). Messages name ids and parameters only.
+//! do: fix the request (400), the token (401/403), give up on the id (404). The
+//! lookup's refusals (allowlist, SnapStart, upstream) take their status and code
+//! from the one table both doors share (`lookup::refusal::TABLE`). Messages name
+//! ids and parameters only.
 
 use http::StatusCode;
 
 use super::query::QueryError;
-use crate::backend::{ErrorKind, UpstreamError};
+use crate::server::lookup::Refusal;
 
 /// Why a request was not answered with a value. `Display` is the message sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -18,10 +20,6 @@ pub enum ApiError {
     MissingToken,
     #[error("the X-Aws-Parameters-Secrets-Token header does not match")]
     WrongToken,
-    #[error("this id is not in SECRETS_SIDECAR_ALLOW")]
-    NotAllowed,
-    #[error("roleArn names a role SECRETS_SIDECAR_ALLOW does not list (role:PATTERN)")]
-    RoleNotAllowed,
     #[error("forwarded requests (X-Forwarded-For) are refused")]
     ForwardedFor,
     #[error(
@@ -30,18 +28,14 @@ pub enum ApiError {
     NoRoute,
     #[error("only GET is supported")]
     MethodNotAllowed,
-    /// The upstream failure's detail: AWS's code and message (ids, never values).
-    #[error("{}", .0.detail)]
-    Upstream(#[from] UpstreamError),
+    /// The lookup's refusal: the allowlist, the SnapStart gate, or upstream's
+    /// failure with AWS's code and message (ids, never values).
+    #[error("{0}")]
+    Refused(#[from] Refusal),
     #[error("the value has no such top-level field")]
     JsonKeyMissing,
     #[error("jsonKey needs a value that is a JSON object")]
     NotJsonObject,
-    #[error(
-        "values are not served during a SnapStart INIT: whatever is fetched now would be copied into every \
-         restored environment; read secrets in the handler or in an after-restore hook"
-    )]
-    SnapStartInit,
 }
 
 impl ApiError {
@@ -49,19 +43,10 @@ impl ApiError {
         match self {
             ApiError::BadQuery(_) | ApiError::ForwardedFor | ApiError::NotJsonObject => StatusCode::BAD_REQUEST,
             ApiError::MissingToken => StatusCode::UNAUTHORIZED,
-            ApiError::WrongToken | ApiError::NotAllowed | ApiError::RoleNotAllowed => StatusCode::FORBIDDEN,
+            ApiError::WrongToken => StatusCode::FORBIDDEN,
             ApiError::NoRoute | ApiError::JsonKeyMissing => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::SnapStartInit => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Upstream(e) => match e.kind {
-                ErrorKind::NotFound => StatusCode::NOT_FOUND,
-                ErrorKind::AccessDenied | ErrorKind::NotAllowed => StatusCode::FORBIDDEN,
-                ErrorKind::Invalid => StatusCode::BAD_REQUEST,
-                ErrorKind::Throttled => StatusCode::TOO_MANY_REQUESTS,
-                ErrorKind::Unavailable => StatusCode::BAD_GATEWAY,
-                ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
-                ErrorKind::Aborted => StatusCode::SERVICE_UNAVAILABLE,
-            },
+            ApiError::Refused(r) => StatusCode::from_u16(r.row().status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         }
     }
 
@@ -70,23 +55,12 @@ impl ApiError {
             ApiError::BadQuery(_) => "BadRequest",
             ApiError::MissingToken => "MissingToken",
             ApiError::WrongToken => "InvalidToken",
-            ApiError::NotAllowed | ApiError::RoleNotAllowed => "NotAllowed",
             ApiError::ForwardedFor => "ForwardedRequest",
             ApiError::NoRoute => "NotFound",
             ApiError::MethodNotAllowed => "MethodNotAllowed",
             ApiError::JsonKeyMissing => "JsonKeyNotFound",
             ApiError::NotJsonObject => "NotJsonObject",
-            ApiError::SnapStartInit => "SnapStartInit",
-            ApiError::Upstream(e) => match e.kind {
-                ErrorKind::NotFound => "ResourceNotFound",
-                ErrorKind::AccessDenied => "AccessDenied",
-                ErrorKind::Invalid => "UpstreamRejected",
-                ErrorKind::Throttled => "Throttled",
-                ErrorKind::Unavailable => "UpstreamUnavailable",
-                ErrorKind::Timeout => "UpstreamTimeout",
-                ErrorKind::Aborted => "Aborted",
-                ErrorKind::NotAllowed => "NotAllowed",
-            },
+            ApiError::Refused(r) => r.row().code,
         }
     }
 }
@@ -94,10 +68,15 @@ impl ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::{ErrorKind, UpstreamError};
+
+    fn upstream(kind: ErrorKind, detail: &str) -> ApiError {
+        ApiError::Refused(Refusal::Upstream(UpstreamError::new(kind, detail)))
+    }
 
     #[test]
     fn upstream_kinds_map_to_actionable_statuses() {
-        let status = |kind| ApiError::Upstream(UpstreamError::new(kind, "x")).status().as_u16();
+        let status = |kind| upstream(kind, "x").status().as_u16();
         assert_eq!(status(ErrorKind::NotFound), 404);
         assert_eq!(status(ErrorKind::AccessDenied), 403);
         assert_eq!(status(ErrorKind::Invalid), 400);
@@ -111,14 +90,15 @@ mod tests {
     fn request_errors_map_to_client_statuses() {
         assert_eq!(ApiError::MissingToken.status(), 401);
         assert_eq!(ApiError::WrongToken.status(), 403);
-        assert_eq!(ApiError::NotAllowed.status(), 403);
+        assert_eq!(ApiError::Refused(Refusal::NotAllowed { id: "x".into() }).status(), 403);
+        assert_eq!(ApiError::Refused(Refusal::RoleNotAllowed).status(), 403);
         assert_eq!(ApiError::ForwardedFor.status(), 400);
         assert_eq!(ApiError::NoRoute.status(), 404);
         assert_eq!(ApiError::MethodNotAllowed.status(), 405);
         assert_eq!(ApiError::BadQuery(QueryError("x".into())).status(), 400);
         assert_eq!(ApiError::JsonKeyMissing.status(), 404);
         assert_eq!(ApiError::NotJsonObject.status(), 400);
-        assert_eq!(ApiError::SnapStartInit.status(), 503);
+        assert_eq!(ApiError::Refused(Refusal::SnapStartInit).status(), 503);
     }
 
     #[test]
@@ -127,12 +107,12 @@ mod tests {
             ApiError::from(QueryError("'secretId' is required".into())).to_string(),
             "'secretId' is required"
         );
-        let upstream = UpstreamError::new(ErrorKind::NotFound, "ResourceNotFoundException: no such secret");
         assert_eq!(
-            ApiError::from(upstream).to_string(),
+            upstream(ErrorKind::NotFound, "ResourceNotFoundException: no such secret").to_string(),
             "ResourceNotFoundException: no such secret"
         );
-        assert!(ApiError::NotAllowed.to_string().contains("SECRETS_SIDECAR_ALLOW"));
+        let refused = ApiError::Refused(Refusal::NotAllowed { id: "app/x".into() });
+        assert_eq!(refused.to_string(), "'app/x' is not in SECRETS_SIDECAR_ALLOW");
     }
 
     #[test]
@@ -141,13 +121,13 @@ mod tests {
             ApiError::BadQuery(QueryError("x".into())),
             ApiError::MissingToken,
             ApiError::WrongToken,
-            ApiError::NotAllowed,
+            ApiError::Refused(Refusal::NotAllowed { id: "x".into() }),
             ApiError::ForwardedFor,
             ApiError::NoRoute,
             ApiError::MethodNotAllowed,
             ApiError::JsonKeyMissing,
             ApiError::NotJsonObject,
-            ApiError::SnapStartInit,
+            ApiError::Refused(Refusal::SnapStartInit),
         ];
         let mut codes: Vec<&str> = all.iter().map(ApiError::code).collect();
         codes.sort_unstable();

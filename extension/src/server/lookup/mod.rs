@@ -1,0 +1,152 @@
+//! The one decision behind both front doors: may this caller have these values,
+//! and what is answered when they cannot be had. The extension API
+//! (`extension_api`) and the SDK protocol (`sdk`) only parse their wire format into
+//! keys and render what comes back; everything between is here, in this order:
+//!
+//! 1. **ids and roles**: an id that cannot name an allowed secret, or a `roleArn`
+//!    the allowlist does not list, is refused before anything waits or goes upstream;
+//! 2. **the SnapStart gate** (`gate`): no value during a SnapStart INIT;
+//! 3. **the cache**: single-flight, stale-if-error, refresh-ahead, and the check of
+//!    AWS's answer against the allowlist on the identity AWS returned;
+//! 4. **the look-alike rule**: with an allowlist, a not-found or access-denied answer
+//!    for an id that does not name an allowed identity as written is refused like
+//!    any id outside the list, so a caller learns nothing about what exists outside it.
+//!
+//! Each answer's cache outcome and each refusal is counted (`metrics`); refusals are
+//! logged with the id, never a value.
+
+pub mod refusal;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use tracing::warn;
+
+pub use refusal::Refusal;
+
+use super::app::App;
+use crate::backend::{ErrorKind, UpstreamError};
+use crate::cache::{under_path, Answer, Freshness, Key};
+use crate::model::{Scope, Source};
+
+/// One key: its answer, or why there is none.
+pub async fn one(app: &App, key: &Key, freshness: Freshness) -> Result<Answer, Refusal> {
+    admit(app, key).map_err(|r| counted(app, r))?;
+    pass_gate(app).await?;
+    match app.cache.get(key, freshness).await {
+        Ok(answer) => {
+            app.metrics.outcome(answer.outcome);
+            Ok(answer)
+        }
+        Err(e) => Err(counted(app, failed(app, key, e))),
+    }
+}
+
+/// Several keys in one request (a batch, a page of a path): each answered or
+/// refused on its own, in order, fetched together; `Err` when none could be looked
+/// up at all (the gate).
+pub async fn many(app: &App, keys: &[Key], freshness: Freshness) -> Result<Vec<Result<Answer, Refusal>>, Refusal> {
+    let mut results: Vec<Option<Result<Answer, Refusal>>> = keys
+        .iter()
+        .map(|key| admit(app, key).err().map(|r| Err(counted(app, r))))
+        .collect();
+    let admitted: Vec<&Key> = keys
+        .iter()
+        .zip(&results)
+        .filter(|(_, r)| r.is_none())
+        .map(|(k, _)| k)
+        .collect();
+    if !admitted.is_empty() {
+        pass_gate(app).await?;
+        let wanted: Vec<Key> = admitted.iter().map(|k| (*k).clone()).collect();
+        let mut answers = app.cache.get_many(&wanted, freshness).await.into_iter();
+        for (slot, key) in results.iter_mut().zip(keys).filter(|(r, _)| r.is_none()) {
+            *slot = Some(match answers.next() {
+                Some(Ok(answer)) => {
+                    app.metrics.outcome(answer.outcome);
+                    Ok(answer)
+                }
+                Some(Err(e)) => Err(counted(app, failed(app, key, e))),
+                None => Err(Refusal::Upstream(UpstreamError::new(ErrorKind::Aborted, "no answer"))),
+            });
+        }
+    }
+    Ok(results.into_iter().flatten().collect())
+}
+
+/// The names of the parameters under `path` (GetParametersByPath), `recursive`ly
+/// or one level, in listing order, without those the allowlist could never allow
+/// (the caller named the path, not them: they are left out, not refused). Names
+/// only; their values are looked up with [`many`], each under the rules above.
+pub async fn listing(
+    app: &App,
+    scope: &Scope,
+    path: &str,
+    recursive: bool,
+    decrypt: bool,
+) -> Result<Vec<Arc<str>>, Refusal> {
+    pass_gate(app).await?;
+    let names = app
+        .cache
+        .list_path(scope, path, decrypt)
+        .await
+        .map_err(|e| counted(app, Refusal::Upstream(e)))?;
+    let allowed = |name: &str| app.allow.as_ref().is_none_or(|a| a.could_name(Source::Ssm, name));
+    Ok(names
+        .iter()
+        .filter(|n| under_path(path, n, recursive) && allowed(n))
+        .cloned()
+        .collect())
+}
+
+/// Step 1: the id and the role, before any wait or call.
+fn admit(app: &App, key: &Key) -> Result<(), Refusal> {
+    if let Some(allow) = &app.allow {
+        if !allow.could_name(key.source, &key.id) {
+            warn!(source = key.source.label(), id = %key.id, "refused: not in the allowlist");
+            return Err(Refusal::NotAllowed { id: key.id.clone() });
+        }
+    }
+    if let Some(role) = key.scope.role() {
+        // No role may be assumed without the allowlist naming it.
+        if !app.allow.as_ref().is_some_and(|a| a.permits_role(role)) {
+            warn!(role, "refused: roleArn not in the allowlist");
+            return Err(Refusal::RoleNotAllowed);
+        }
+    }
+    Ok(())
+}
+
+/// Step 2: one atomic load when open (always, but around a SnapStart snapshot).
+async fn pass_gate(app: &App) -> Result<(), Refusal> {
+    if !app.gate.is_open() && app.gate.pass().await.is_err() {
+        return Err(counted(app, Refusal::SnapStartInit));
+    }
+    Ok(())
+}
+
+/// Step 4: an upstream failure as answered.
+fn failed(app: &App, key: &Key, e: UpstreamError) -> Refusal {
+    let look_alike = || {
+        app.allow
+            .as_ref()
+            .is_some_and(|a| !a.names_exactly(key.source, &key.id))
+    };
+    match e.kind {
+        // The cache's check of AWS's answer on the identity it returned.
+        ErrorKind::NotAllowed => Refusal::NotAllowed { id: key.id.clone() },
+        ErrorKind::NotFound | ErrorKind::AccessDenied if look_alike() => {
+            warn!(source = key.source.label(), id = %key.id, "refused: a look-alike of an allowed id");
+            Refusal::NotAllowed { id: key.id.clone() }
+        }
+        _ => Refusal::Upstream(e),
+    }
+}
+
+fn counted(app: &App, refusal: Refusal) -> Refusal {
+    if let Some(reason) = refusal.reason() {
+        app.metrics.refused(reason);
+    }
+    refusal
+}
