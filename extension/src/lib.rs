@@ -9,11 +9,11 @@
 //! - `backend`: the AWS clients behind the `Upstream` seam, values and their errors.
 //! - `cache`: storage, single-flight, stale-if-error, batching, prefetch, refresh.
 //! - `allow` (the allowlist), `token`, `config` (environment → each layer's settings).
-//! - `server`: the front door, where a request goes: accept → `routes` → `auth` →
-//!   `query` → allowlist → cache → `response`, with `error` mapping failures to HTTP.
+//! - `metrics`: what is counted, `/metrics`, the shutdown summary and EMF lines.
+//! - `server`: the front door, where a request goes: accept → `router` → one of
+//!   two doors (`extension_api`, `sdk`) → `lookup` (the decision both share) → cache.
 //! - `lifecycle`: Lambda's Extensions API or standalone mode: start, refresh, stop;
-//!   beside it `files` (keeps `SECRETS_SIDECAR_FILES` current) and `emf` (metrics
-//!   as CloudWatch Embedded Metric Format lines).
+//!   beside it `files` (keeps `SECRETS_SIDECAR_FILES` current).
 //! - `exec`: the exec wrapper (`secrets-sidecar-exec`, `secrets-sidecar exec`), which
 //!   puts values into a runtime's environment and files; it asks the sidecar over
 //!   HTTP and uses only `mapping`, `files::write` and `model` (no async runtime, no SDK).
