@@ -11,7 +11,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 
 FUZZ_SECONDS ?= 60
 
-.PHONY: demo test venv lint package-check bench bench-smoke soak fuzz build clean
+.PHONY: demo test venv lint package-check supply-chain audit release release-check bench bench-smoke soak fuzz build clean
 
 ## demo: the weather API locally: moto, fake providers, the Lambda emulator running the
 ## real secrets-sidecar layer and weather bootstrap; three example calls; serves until Ctrl-C.
@@ -29,6 +29,8 @@ else
 endif
 	$(MAKE) bench-smoke
 	$(MAKE) package-check
+	$(MAKE) supply-chain
+	$(MAKE) release-check
 
 ## bench: the benchmarks (several minutes); writes BENCHMARKS.md. Uses wrk (Debian),
 ## installed here when missing, and valgrind for the profile.
@@ -53,6 +55,40 @@ package-check: venv node_modules/.package-lock.json
 		SLS_TELEMETRY_DISABLED=1 npx --no-install osls package
 	$(VENV)/bin/cfn-lint --ignore-checks W3005 -- .serverless/cloudformation-template-update-stack.json
 	$(VENV)/bin/cfn-lint -- template.yaml
+
+## supply-chain: the dependency policy in deny.toml (part of `make test`): licenses and
+## sources over the workspace, duplicate versions over what the layer links; then `audit`.
+CARGO_DENY_VERSION := 0.20.2
+supply-chain:
+	$(CARGO) deny --version 2>/dev/null | grep -q $(CARGO_DENY_VERSION) || $(CARGO) install --locked --quiet cargo-deny --version $(CARGO_DENY_VERSION)
+	$(CARGO) deny --offline --workspace check licenses sources
+	$(CARGO) deny --offline --manifest-path extension/Cargo.toml --exclude-dev check bans
+	$(MAKE) audit
+
+## audit: RustSec advisories over the workspace. The database is fetched from GitHub:
+## with ADVISORIES=1 (CI with network) a failure to fetch it fails; without, a local copy
+## is used when there is one, else the check is skipped with the reason printed.
+ADVISORY_DB := $(or $(CARGO_HOME),$(HOME)/.cargo)/advisory-dbs
+audit:
+ifeq ($(ADVISORIES),1)
+	$(CARGO) deny --workspace check advisories
+else
+	@if [ -d "$(ADVISORY_DB)" ] && [ -n "$$(ls -A "$(ADVISORY_DB)" 2>/dev/null)" ]; then \
+		$(CARGO) deny --offline --workspace check advisories; \
+	else \
+		echo "audit: SKIPPED: no RustSec advisory database in $(ADVISORY_DB) and ADVISORIES=1 not set; this machine cannot fetch it. Run 'make audit ADVISORIES=1' where github.com is reachable."; \
+	fi
+endif
+
+## release: the release artifacts in dist/release for x86_64 and arm64 (release.sh):
+## layer zips, standalone tarballs, CycloneDX SBOMs, SHA256SUMS.
+release: venv
+	./release.sh
+
+## release-check: builds the x86_64 release twice, the second time in a new target
+## directory, and checks the artifacts are byte-identical and complete (part of `make test`).
+release-check: venv
+	$(CARGO) test --locked -p harness --test release -- --ignored --test-threads=1
 
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund

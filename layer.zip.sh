@@ -66,9 +66,18 @@ if ! cargo-zigbuild --version >/dev/null 2>&1; then
   cargo install --locked --quiet cargo-zigbuild --version "$ZIGBUILD_VERSION"
 fi
 
-# 4. Build. cargo-zigbuild finds zig through `python3 -m ziglang` on PATH.
+# 4. Build. cargo-zigbuild finds zig through `python3 -m ziglang` on PATH. The paths a
+# binary would embed (panic locations in our sources, the registry's, build scripts'
+# output) are mapped to fixed names, so the same commit builds the same bytes from any
+# clone, target directory or home (release.sh checks it).
 say "building release binaries for $RUST_TARGET (glibc $GLIBC_FLOOR)"
-PATH="$PWD/.venv/bin:$PATH" cargo zigbuild --release --locked \
+mkdir -p "$TARGET_DIR"
+# (When several prefixes match, rustc takes the last: the target directory may lie
+# inside the clone.)
+REMAP="--remap-path-prefix=$PWD=/build/secrets-sidecar"
+REMAP="$REMAP --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/build/cargo"
+REMAP="$REMAP --remap-path-prefix=$(cd "$TARGET_DIR" && pwd)=/build/target"
+RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }$REMAP" PATH="$PWD/.venv/bin:$PATH" cargo zigbuild --release --locked \
   -p secrets-sidecar -p weather-function --target "$RUST_TARGET.$GLIBC_FLOOR"
 OUT="$TARGET_DIR/$RUST_TARGET/release"
 

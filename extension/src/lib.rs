@@ -17,7 +17,8 @@
 //! - `exec`: the exec wrapper (`secrets-sidecar-exec`, `secrets-sidecar exec`), which
 //!   puts values into a runtime's environment and files; it asks the sidecar over
 //!   HTTP and uses only `mapping`, `files::write` and `model` (no async runtime, no SDK).
-//! - `logging`; `main.rs` wires.
+//! - `logging`; `version` (the version and commit, for `--version` and the start-up
+//!   line); `main.rs` wires.
 
 pub mod allow;
 pub mod backend;
@@ -33,3 +34,4 @@ pub mod model;
 pub mod secret;
 pub mod server;
 pub mod token;
+pub mod version;

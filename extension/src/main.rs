@@ -1,12 +1,13 @@
 //! `secrets-sidecar`: wires configuration, logging and the runtime, then hands over
 //! to the Lambda lifecycle or to standalone mode. `secrets-sidecar exec -- CMD…`
-//! (and the binary started as `secrets-sidecar-exec`) is the exec wrapper instead.
+//! (and the binary started as `secrets-sidecar-exec`) is the exec wrapper instead;
+//! `secrets-sidecar --version` prints the version and commit and does nothing else.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use secrets_sidecar::config::{Config, LogFormat, LogLevel};
-use secrets_sidecar::{exec, lifecycle, logging};
+use secrets_sidecar::{exec, lifecycle, logging, version};
 
 /// At most two workers. The sidecar serves one function on loopback; on a large
 /// function (up to 6 vCPUs) more workers would add no useful throughput, but each
@@ -28,12 +29,18 @@ fn main() -> ExitCode {
     if args.get(1).is_some_and(|a| a == "exec") {
         return exec::subcommand_main(args.split_off(2));
     }
+    if args.get(1).is_some_and(|a| a == "--version" || a == "-V") {
+        println!("{}", version::line());
+        return ExitCode::SUCCESS;
+    }
     let config = Config::from_process_env();
     let (level, format) = match &config {
         Ok(c) => (c.log_level, c.log_format),
         Err(_) => (LogLevel::Info, LogFormat::Text),
     };
     logging::init(level, format);
+    // Once, before anything can fail: every log stream names the build it came from.
+    tracing::info!(version = version::VERSION, commit = version::COMMIT, "secrets-sidecar");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(worker_threads())
         .enable_all()
