@@ -20,74 +20,10 @@ mod reader;
 use reader::Reader;
 pub use reader::{Env, NotUnicode, ProcessEnv};
 
-pub const DEFAULT_HTTP_PORT: u16 = 2773;
-pub const DEFAULT_CACHE_SIZE: usize = 1000;
-/// AWS caps the cache at 1000 entries; we allow more for standalone use.
-pub const MAX_CACHE_SIZE: usize = 100_000;
-pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
-/// AWS caps TTLs at 300 s; we allow up to a day.
-pub const MAX_TTL: Duration = Duration::from_secs(86_400);
-pub const DEFAULT_MAX_CONNECTIONS: usize = 3;
-pub const MAX_MAX_CONNECTIONS: usize = 1000;
-pub const MAX_TIMEOUT: Duration = Duration::from_secs(300);
-pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(900);
-/// Not-found and access-denied answers are remembered this long: a function hammering
-/// a missing id costs one call per interval, and a secret created meanwhile shows up
-/// within it.
-pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(5);
-pub const MAX_NEGATIVE_TTL: Duration = Duration::from_secs(3600);
-pub const MAX_MAX_STALE: Duration = Duration::from_secs(7 * 86_400);
-pub const DEFAULT_REFRESH_AHEAD: f64 = 0.75;
-pub const MIN_REFRESH_AHEAD: f64 = 0.1;
-pub const DEFAULT_INIT_TIMEOUT: Duration = Duration::from_millis(5000);
-pub const MIN_INIT_TIMEOUT: Duration = Duration::from_millis(100);
-/// Lambda gives the whole init phase 10 s; keep well inside it.
-pub const MAX_INIT_TIMEOUT: Duration = Duration::from_millis(9000);
-/// One invoke at a time (on-demand, provisioned, SnapStart) or one sidecar per task
-/// or pod (standalone) leaves plenty of room in this; Managed Instances has its own
-/// default (`lifecycle::limits`).
-pub const DEFAULT_MAX_CLIENT_CONNECTIONS: usize = 256;
-pub const MAX_MAX_CLIENT_CONNECTIONS: usize = 65_536;
-pub const DEFAULT_REFRESH_NOW_INTERVAL: Duration = Duration::from_millis(1000);
-pub const MAX_REFRESH_NOW_INTERVAL: Duration = Duration::from_secs(3600);
-/// STS: an external id is 2–1224 characters of `[\w+=,.@:/-]`.
-pub const MIN_EXTERNAL_ID_LEN: usize = 2;
-pub const MAX_EXTERNAL_ID_LEN: usize = 1224;
-/// STS: a role session name is at most 64 characters of `[\w+=,.@-]`.
-pub const MAX_SESSION_NAME_LEN: usize = 64;
+mod limits;
+pub mod vars;
 
-/// Names of every variable we read, so tests and docs cannot drift from the code.
-pub mod vars {
-    pub const CACHE_ENABLED: &str = "PARAMETERS_SECRETS_EXTENSION_CACHE_ENABLED";
-    pub const CACHE_SIZE: &str = "PARAMETERS_SECRETS_EXTENSION_CACHE_SIZE";
-    pub const HTTP_PORT: &str = "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT";
-    pub const LOG_LEVEL: &str = "PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL";
-    pub const MAX_CONNECTIONS: &str = "PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS";
-    pub const SM_TTL: &str = "SECRETS_MANAGER_TTL";
-    pub const SSM_TTL: &str = "SSM_PARAMETER_STORE_TTL";
-    pub const SM_TIMEOUT: &str = "SECRETS_MANAGER_TIMEOUT_MILLIS";
-    pub const SSM_TIMEOUT: &str = "SSM_PARAMETER_STORE_TIMEOUT_MILLIS";
-    pub const PREFETCH: &str = "SECRETS_SIDECAR_PREFETCH";
-    pub const ALLOW: &str = "SECRETS_SIDECAR_ALLOW";
-    pub const REQUIRED: &str = "SECRETS_SIDECAR_REQUIRED";
-    pub const MAX_STALE: &str = "SECRETS_SIDECAR_MAX_STALE";
-    pub const REFRESH_AHEAD: &str = "SECRETS_SIDECAR_REFRESH_AHEAD";
-    pub const INIT_TIMEOUT: &str = "SECRETS_SIDECAR_INIT_TIMEOUT_MILLIS";
-    pub const MAX_CLIENT_CONNECTIONS: &str = "SECRETS_SIDECAR_MAX_CLIENT_CONNECTIONS";
-    pub const REFRESH_NOW_INTERVAL: &str = "SECRETS_SIDECAR_REFRESH_NOW_INTERVAL_MILLIS";
-    pub const NEGATIVE_TTL: &str = "SECRETS_SIDECAR_NEGATIVE_TTL";
-    pub const FLEET_SPREAD: &str = "SECRETS_SIDECAR_FLEET_SPREAD";
-    pub const ROLE_EXTERNAL_ID: &str = "SECRETS_SIDECAR_ROLE_EXTERNAL_ID";
-    pub const TOKEN: &str = "SECRETS_SIDECAR_TOKEN";
-    pub const ENV: &str = "SECRETS_SIDECAR_ENV";
-    pub const FILES: &str = "SECRETS_SIDECAR_FILES";
-    pub const EXEC_WRAPPER_NEXT: &str = "SECRETS_SIDECAR_EXEC_WRAPPER_NEXT";
-    pub const EMF: &str = "SECRETS_SIDECAR_EMF";
-    pub const LAMBDA_LOG_LEVEL: &str = "AWS_LAMBDA_LOG_LEVEL";
-    pub const LAMBDA_LOG_FORMAT: &str = "AWS_LAMBDA_LOG_FORMAT";
-    /// Names the STS session of an assumed role.
-    pub const LAMBDA_FUNCTION_NAME: &str = "AWS_LAMBDA_FUNCTION_NAME";
-}
+pub use limits::*;
 
 /// How much the sidecar logs. `None` silences it entirely.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -14,8 +14,9 @@
 //! clone restored days later must not reuse either. Calls in another region (a full
 //! ARN names it) or with an assumed role (`Via::scope`) go through the pool's other
 //! client sets (`clients`); batches whose ids span regions are split by region and
-//! merged. `operations` holds the calls, `classify` sorts their errors.
+//! merged (`batches`). `operations` holds the calls, `classify` sorts their errors.
 
+mod batches;
 mod classify;
 mod clients;
 pub mod endpoints;

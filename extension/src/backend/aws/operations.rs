@@ -3,16 +3,17 @@
 use aws_sdk_ssm as ssm;
 use tokio::sync::Semaphore;
 
+use super::batches::{by_region, merge};
 use super::classify::classify;
 use super::clients::Clients;
 use super::AwsUpstream;
 use crate::backend::{
     Batch, BoxFuture, ErrorKind, Listed, Page, ParameterFields, SecretFields, Upstream, UpstreamError, Value, Via,
 };
-use crate::model::{arn_region, SecretRef, Selector};
+use crate::model::{SecretRef, Selector};
 
 /// One of a service's call slots (`PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS`).
-async fn permit(slots: &Semaphore) -> Result<tokio::sync::SemaphorePermit<'_>, UpstreamError> {
+pub(super) async fn permit(slots: &Semaphore) -> Result<tokio::sync::SemaphorePermit<'_>, UpstreamError> {
     slots.acquire().await.map_err(|_| UpstreamError::aborted("closing"))
 }
 
@@ -20,7 +21,7 @@ fn missing(what: &str) -> UpstreamError {
     UpstreamError::new(ErrorKind::Unavailable, format!("upstream response has no {what}"))
 }
 
-fn secret_value(
+pub(super) fn secret_value(
     arn: Option<String>,
     name: Option<String>,
     version_id: Option<String>,
@@ -40,7 +41,7 @@ fn secret_value(
     }))
 }
 
-fn parameter_value(p: ssm::types::Parameter) -> Result<Value, UpstreamError> {
+pub(super) fn parameter_value(p: ssm::types::Parameter) -> Result<Value, UpstreamError> {
     Ok(Value::from_parameter(ParameterFields {
         arn: p.arn.ok_or_else(|| missing("Parameter.ARN"))?,
         name: p.name.ok_or_else(|| missing("Parameter.Name"))?,
@@ -249,62 +250,6 @@ impl Upstream for AwsUpstream {
 const MAX_LIST_PAGES: usize = 100;
 
 impl AwsUpstream {
-    /// BatchGetSecretValue of ids that all live in one region.
-    async fn batch_get_secrets_in(&self, via: &Via, ids: &[String]) -> Result<Batch, UpstreamError> {
-        let _permit = permit(&self.sm_permits).await?;
-        let out = self
-            .clients_for(via, ids.first().map(String::as_str))
-            .await?
-            .sm(via.attempts)
-            .batch_get_secret_value()
-            .set_secret_id_list(Some(ids.to_vec()))
-            .send()
-            .await
-            .map_err(classify)?;
-        let mut batch = Batch::default();
-        for e in out.secret_values.unwrap_or_default() {
-            batch.values.push(secret_value(
-                e.arn,
-                e.name,
-                e.version_id,
-                e.secret_string,
-                e.secret_binary,
-                e.version_stages,
-                e.created_date,
-            )?);
-        }
-        for e in out.errors.unwrap_or_default() {
-            let id = e.secret_id.unwrap_or_default();
-            let err = UpstreamError::from_aws_code(e.error_code.as_deref(), None, e.message.as_deref().unwrap_or(""));
-            batch.errors.push((id, err));
-        }
-        Ok(batch)
-    }
-
-    /// GetParameters of names that all live in one region.
-    async fn get_parameters_in(&self, via: &Via, names: &[String], decrypt: bool) -> Result<Batch, UpstreamError> {
-        let _permit = permit(&self.ssm_permits).await?;
-        let out = self
-            .clients_for(via, names.first().map(String::as_str))
-            .await?
-            .ssm(via.attempts)
-            .get_parameters()
-            .set_names(Some(names.to_vec()))
-            .with_decryption(decrypt)
-            .send()
-            .await
-            .map_err(classify)?;
-        let mut batch = Batch::default();
-        for p in out.parameters.unwrap_or_default() {
-            batch.values.push(parameter_value(p)?);
-        }
-        for name in out.invalid_parameters.unwrap_or_default() {
-            let err = UpstreamError::new(ErrorKind::NotFound, format!("ParameterNotFound: {name}"));
-            batch.errors.push((name, err));
-        }
-        Ok(batch)
-    }
-
     /// ListSecrets narrowed by tag-key and tag-value filters, which match prefixes and
     /// match keys and values independently (a secret tagged `team=x` and `env=weather`
     /// passes `team` + `weather`): the tags each entry returns are matched exactly here.
@@ -382,46 +327,6 @@ impl AwsUpstream {
             Err(UpstreamError::new(ErrorKind::NotFound, missing))
         }
     }
-}
-
-/// `ids` grouped by the region their ARNs name, in the order first seen, so each
-/// group is one call. Names, and ARNs of the `home` region, are one group.
-fn by_region<'a>(ids: &'a [String], home: Option<&str>) -> Vec<Vec<String>> {
-    let mut groups: Vec<(Option<&'a str>, Vec<String>)> = Vec::new();
-    for id in ids {
-        let region = arn_region(id).filter(|r| Some(*r) != home);
-        match groups.iter_mut().find(|(r, _)| *r == region) {
-            Some((_, members)) => members.push(id.clone()),
-            None => groups.push((region, vec![id.clone()])),
-        }
-    }
-    groups.into_iter().map(|(_, members)| members).collect()
-}
-
-/// One batch out of one call per region. A call that failed as a whole fails the
-/// batch only when it was the only call (exactly as before regions were split).
-/// Otherwise a transient failure becomes each of its ids' error (the cache backs
-/// them off), and a definitive one leaves its ids unanswered, so the cache fetches
-/// them one by one, as it does when a whole batch is refused.
-fn merge(parts: Vec<(Vec<String>, Result<Batch, UpstreamError>)>) -> Result<Batch, UpstreamError> {
-    if parts.len() == 1 {
-        return parts
-            .into_iter()
-            .next()
-            .map_or_else(|| Ok(Batch::default()), |(_, r)| r);
-    }
-    let mut out = Batch::default();
-    for (ids, result) in parts {
-        match result {
-            Ok(b) => {
-                out.values.extend(b.values);
-                out.errors.extend(b.errors);
-            }
-            Err(e) if e.kind.is_transient() => out.errors.extend(ids.into_iter().map(|id| (id, e.clone()))),
-            Err(e) => tracing::debug!(error = %e, ids = ids.len(), "batch call in one region refused"),
-        }
-    }
-    Ok(out)
 }
 
 /// The name a parameter ARN carries (`arn:…:parameter/a/b` → `/a/b`; DescribeParameters

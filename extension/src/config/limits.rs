@@ -1,0 +1,40 @@
+//! Defaults and ranges of the settings: AWS's where the variable is AWS's (so the
+//! sidecar is a drop-in replacement), wider where ours allows more.
+
+use std::time::Duration;
+
+pub const DEFAULT_HTTP_PORT: u16 = 2773;
+pub const DEFAULT_CACHE_SIZE: usize = 1000;
+/// AWS caps the cache at 1000 entries; we allow more for standalone use.
+pub const MAX_CACHE_SIZE: usize = 100_000;
+pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
+/// AWS caps TTLs at 300 s; we allow up to a day.
+pub const MAX_TTL: Duration = Duration::from_secs(86_400);
+pub const DEFAULT_MAX_CONNECTIONS: usize = 3;
+pub const MAX_MAX_CONNECTIONS: usize = 1000;
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(300);
+pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(900);
+/// Not-found and access-denied answers are remembered this long: a function hammering
+/// a missing id costs one call per interval, and a secret created meanwhile shows up
+/// within it.
+pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(5);
+pub const MAX_NEGATIVE_TTL: Duration = Duration::from_secs(3600);
+pub const MAX_MAX_STALE: Duration = Duration::from_secs(7 * 86_400);
+pub const DEFAULT_REFRESH_AHEAD: f64 = 0.75;
+pub const MIN_REFRESH_AHEAD: f64 = 0.1;
+pub const DEFAULT_INIT_TIMEOUT: Duration = Duration::from_millis(5000);
+pub const MIN_INIT_TIMEOUT: Duration = Duration::from_millis(100);
+/// Lambda gives the whole init phase 10 s; keep well inside it.
+pub const MAX_INIT_TIMEOUT: Duration = Duration::from_millis(9000);
+/// One invoke at a time (on-demand, provisioned, SnapStart) or one sidecar per task
+/// or pod (standalone) leaves plenty of room in this; Managed Instances has its own
+/// default (`lifecycle::limits`).
+pub const DEFAULT_MAX_CLIENT_CONNECTIONS: usize = 256;
+pub const MAX_MAX_CLIENT_CONNECTIONS: usize = 65_536;
+pub const DEFAULT_REFRESH_NOW_INTERVAL: Duration = Duration::from_millis(1000);
+pub const MAX_REFRESH_NOW_INTERVAL: Duration = Duration::from_secs(3600);
+/// STS: an external id is 2–1224 characters of `[\w+=,.@:/-]`.
+pub const MIN_EXTERNAL_ID_LEN: usize = 2;
+pub const MAX_EXTERNAL_ID_LEN: usize = 1224;
+/// STS: a role session name is at most 64 characters of `[\w+=,.@-]`.
+pub const MAX_SESSION_NAME_LEN: usize = 64;
