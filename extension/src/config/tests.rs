@@ -201,3 +201,151 @@ fn an_external_id_sts_would_refuse_is_an_error_that_does_not_echo_it() {
         assert!(!errs[0].problem.contains(bad), "{}", errs[0].problem);
     }
 }
+
+/// An [`Env`] that answers from a map and remembers every name it was asked for:
+/// what `Config` really reads, whatever the `vars` list says.
+struct Recording {
+    values: HashMap<String, String>,
+    asked: std::cell::RefCell<std::collections::BTreeSet<String>>,
+}
+
+impl Env for Recording {
+    fn get(&self, name: &str) -> Result<Option<String>, NotUnicode> {
+        self.asked.borrow_mut().insert(name.to_owned());
+        Ok(self.values.get(name).cloned())
+    }
+}
+
+/// Every variable `Config::from_env` asks for, over configurations that reach each
+/// conditional read: nothing set (fallbacks such as `AWS_LAMBDA_LOG_LEVEL` are read
+/// only when the primary is unset), everything set, and mappings with an allowlist
+/// (the consistency checks).
+fn variables_config_reads() -> std::collections::BTreeSet<String> {
+    let configurations: [&[(&str, &str)]; 3] = [
+        &[],
+        &[
+            (vars::CACHE_ENABLED, "true"),
+            (vars::CACHE_SIZE, "10"),
+            (vars::HTTP_PORT, "2774"),
+            (vars::LOG_LEVEL, "debug"),
+            (vars::LAMBDA_LOG_FORMAT, "JSON"),
+            (vars::MAX_CONNECTIONS, "4"),
+            (vars::SM_TTL, "60"),
+            (vars::SSM_TTL, "60"),
+            (vars::SM_TIMEOUT, "1000"),
+            (vars::SSM_TIMEOUT, "1000"),
+            (vars::PREFETCH, "secretsmanager:app/db"),
+            (vars::REQUIRED, "ssm:/app/key"),
+            (vars::ALLOW, "app/* /app/*"),
+            (vars::MAX_STALE, "60"),
+            (vars::REFRESH_AHEAD, "0.5"),
+            (vars::INIT_TIMEOUT, "1000"),
+            (vars::MAX_CLIENT_CONNECTIONS, "10"),
+            (vars::REFRESH_NOW_INTERVAL, "10"),
+            (vars::NEGATIVE_TTL, "1"),
+            (vars::FLEET_SPREAD, "off"),
+            (vars::ROLE_EXTERNAL_ID, "team-7"),
+            (vars::LAMBDA_FUNCTION_NAME, "weather"),
+            (vars::ENV, "DB=secretsmanager:app/db"),
+            (vars::FILES, "/tmp/db.json=secretsmanager:app/db"),
+            (vars::EMF, "true"),
+        ],
+        &[
+            (vars::LAMBDA_LOG_LEVEL, "DEBUG"),
+            (vars::ENV, "DB=secretsmanager:other/db"),
+            (vars::FILES, "/tmp/x=ssm:/other/x"),
+            (vars::ALLOW, "app/*"),
+        ],
+    ];
+    let mut asked = std::collections::BTreeSet::new();
+    for values in configurations {
+        let env = Recording {
+            values: env(values),
+            asked: Default::default(),
+        };
+        // Valid or not, every read happens: errors are collected, never short-circuited.
+        let _ = Config::from_env(&env);
+        asked.extend(env.asked.into_inner());
+    }
+    asked
+}
+
+/// The `` `NAME` `` in the first column of each row of the marked table in
+/// docs/configuration.md (between `<!-- config:variables -->` and its closing marker).
+fn variables_documented(page: &str) -> Result<Vec<String>, String> {
+    let (open, close) = ("<!-- config:variables -->", "<!-- /config:variables -->");
+    let start = page.find(open).ok_or(format!("{open} missing"))? + open.len();
+    let end = start + page[start..].find(close).ok_or(format!("{close} missing"))?;
+    let mut names = Vec::new();
+    for line in page[start..end].lines().map(str::trim).filter(|l| l.starts_with('|')) {
+        let first = line.trim_matches('|').split('|').next().unwrap_or("").trim();
+        if first.chars().all(|c| c == '-' || c == ':' || c == ' ') || first == "variable" {
+            continue; // the separator and the header
+        }
+        let name = first
+            .strip_prefix('`')
+            .and_then(|n| n.strip_suffix('`'))
+            .filter(|n| {
+                !n.is_empty()
+                    && n.chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+            })
+            .ok_or(format!("first column is not one `NAME`: {line}"))?;
+        names.push(name.to_owned());
+    }
+    Ok(names)
+}
+
+/// The documented set and the set `Config` reads, compared both ways.
+fn drift(read: &std::collections::BTreeSet<String>, page: &str) -> Result<(), String> {
+    let documented = variables_documented(page)?;
+    let mut problems = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for name in &documented {
+        if !seen.insert(name.clone()) {
+            problems.push(format!("{name} is listed twice"));
+        }
+        if !read.contains(name) {
+            problems.push(format!("{name} is documented but Config does not read it"));
+        }
+    }
+    for name in read.iter().filter(|n| !seen.contains(*n)) {
+        problems.push(format!(
+            "{name} is read by Config but missing from docs/configuration.md"
+        ));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
+}
+
+#[test]
+fn the_configuration_reference_lists_exactly_what_config_reads() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md");
+    let page = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let read = variables_config_reads();
+    assert!(read.len() > 20, "the recording saw too little: {read:?}");
+    if let Err(problems) = drift(&read, &page) {
+        panic!("docs/configuration.md and Config disagree:\n{problems}");
+    }
+}
+
+#[test]
+fn the_drift_check_catches_a_missing_and_an_extra_row() {
+    let read: std::collections::BTreeSet<String> = ["A_VAR", "B_VAR"].map(String::from).into();
+    let page = |rows: &str| {
+        format!("<!-- config:variables -->\n| variable | default |\n| --- | --- |\n{rows}<!-- /config:variables -->\n")
+    };
+    assert!(drift(&read, &page("| `A_VAR` | 1 |\n| `B_VAR` | 2 |\n")).is_ok());
+    let missing = drift(&read, &page("| `A_VAR` | 1 |\n")).expect_err("B_VAR is missing");
+    assert!(missing.contains("B_VAR is read by Config"), "{missing}");
+    let extra = drift(&read, &page("| `A_VAR` | 1 |\n| `B_VAR` | 2 |\n| `C_VAR` | 3 |\n")).expect_err("C_VAR is extra");
+    assert!(extra.contains("C_VAR is documented"), "{extra}");
+    assert!(drift(&read, "no table").is_err(), "an unmarked page fails");
+    assert!(
+        drift(&read, &page("| A_VAR, B_VAR | 1 |\n")).is_err(),
+        "one name per row"
+    );
+}
