@@ -8,7 +8,7 @@
 //! each for one operation or all, for a number of calls or until cleared:
 //! added latency, HTTP 500, `ThrottlingException` (HTTP 400 with AWS's JSON error),
 //! any other AWS error, a dropped connection, or a hang (no answer until the client
-//! gives up).
+//! gives up); a rule may hold for one region's calls only (`inject_in`).
 //!
 //! Quotas (`enforce`) are shaped like AWS's request-rate quotas: a token bucket per
 //! Secrets Manager operation and one bucket shared by SSM's `GetParameter`,
@@ -53,6 +53,8 @@ pub enum Fault {
 #[derive(Clone, Debug)]
 struct Rule {
     operation: Option<String>,
+    /// Only calls whose SigV4 credential scope names this region (`None`: any).
+    region: Option<String>,
     fault: Fault,
     remaining: Option<u32>,
 }
@@ -317,6 +319,18 @@ impl FaultProxy {
     pub fn inject(&self, operation: Option<&str>, fault: Fault, times: Option<u32>) {
         lock(&self.state.rules).push(Rule {
             operation: operation.map(str::to_owned),
+            region: None,
+            fault,
+            remaining: times,
+        });
+    }
+
+    /// Like [`FaultProxy::inject`], for calls signed for `region` only: one region of
+    /// AWS failing while the others answer.
+    pub fn inject_in(&self, region: &str, operation: Option<&str>, fault: Fault, times: Option<u32>) {
+        lock(&self.state.rules).push(Rule {
+            operation: operation.map(str::to_owned),
+            region: Some(region.to_owned()),
             fault,
             remaining: times,
         });
@@ -370,11 +384,13 @@ impl FaultProxy {
     }
 }
 
-fn take_fault(state: &State, operation: &str) -> Option<Fault> {
+fn take_fault(state: &State, operation: &str, region: &str) -> Option<Fault> {
     let mut rules = lock(&state.rules);
-    let i = rules
-        .iter()
-        .position(|r| r.operation.as_deref().is_none_or(|o| o == operation) && r.remaining != Some(0))?;
+    let i = rules.iter().position(|r| {
+        r.operation.as_deref().is_none_or(|o| o == operation)
+            && r.region.as_deref().is_none_or(|g| g == region)
+            && r.remaining != Some(0)
+    })?;
     let rule = &mut rules[i];
     if let Some(n) = rule.remaining.as_mut() {
         *n -= 1;
@@ -433,7 +449,9 @@ async fn forward(
         .unwrap_or("")
         .to_owned();
     *lock(&state.counts).entry(operation.clone()).or_insert(0) += 1;
-    *lock(&state.placed).entry((operation.clone(), region)).or_insert(0) += 1;
+    *lock(&state.placed)
+        .entry((operation.clone(), region.clone()))
+        .or_insert(0) += 1;
     if !form.is_empty() {
         lock(&state.forms).entry(operation.clone()).or_default().push(form);
     }
@@ -444,7 +462,7 @@ async fn forward(
     if !within_quota {
         return Ok(throttling());
     }
-    match take_fault(&state, &operation) {
+    match take_fault(&state, &operation, &region) {
         Some(Fault::Latency(d)) => tokio::time::sleep(d).await,
         Some(Fault::ServerError) => {
             return Ok(aws_error(

@@ -647,7 +647,7 @@ async fn emf_lines_are_valid_embedded_metric_format_in_both_log_formats() -> Res
 /// the wrapper (two variables) and 20 without (the same ids prefetched). Run with
 /// `cargo test -p harness --test exec_env -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a measurement, not a check: run by hand for the README's figure"]
+#[ignore = "a measurement, not a check: run by hand for the figure in docs/env-and-files.md"]
 async fn measure_the_wrappers_start_up_time() -> Result<()> {
     const RUNS: usize = 20;
     let ids = format!("secretsmanager:{DB_SECRET} ssm:{STRIPE_PARAMETER}");

@@ -49,8 +49,8 @@ const SNAPSHOT_INIT_TYPE: &str = "snap-start";
 const SNAPSTART_REFUSAL: &str = "SECRETS_SIDECAR_ENV cannot be used with SnapStart: variables set during INIT \
 would be saved in the snapshot (memory and disk) and restored into every copy of the environment. Read secrets \
 after the restore instead, from the sidecar's HTTP API (GET http://localhost:2773/secretsmanager/get?secretId=ID \
-with the X-Aws-Parameters-Secrets-Token header, in the handler or an after-restore hook); the AWS SDK route \
-(AWS_ENDPOINT_URL_SECRETS_MANAGER pointing at the sidecar) is coming. SECRETS_SIDECAR_FILES works under \
+with the X-Aws-Parameters-Secrets-Token header, in the handler or an after-restore hook), or through the AWS \
+SDK with AWS_ENDPOINT_URL_SECRETS_MANAGER pointing at the sidecar. SECRETS_SIDECAR_FILES works under \
 SnapStart: the sidecar writes the files after the restore.";
 
 /// Why the runtime is not started: told to Lambda and on stderr.
@@ -298,8 +298,8 @@ mod tests {
             "snapshot",
             "/secretsmanager/get",
             "X-Aws-Parameters-Secrets-Token",
-            "SDK",
-            "coming",
+            "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+            "SECRETS_SIDECAR_FILES",
         ] {
             assert!(SNAPSTART_REFUSAL.contains(needle), "{needle}");
         }
