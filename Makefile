@@ -125,4 +125,4 @@ build:
 
 clean:
 	$(CARGO) clean
-	rm -rf $(VENV) dist node_modules .serverless
+	rm -rf $(VENV) dist node_modules .serverless deploy/cdk/node_modules deploy/cdk/dist deploy/cdk/cdk.out
