@@ -117,7 +117,8 @@ async fn connections_over_the_cap_get_a_clean_503_unless_an_idle_one_can_go() ->
     let ping = b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n";
 
     // Four connections in the middle of sending a request hold every slot: a fifth
-    // connection gets a clean 503 (none of them may be taken away).
+    // connection gets a clean 503 (none of them may be taken away, even one whose
+    // bytes the server has not read yet: the socket is asked before a slot is taken).
     let mut busy = Vec::new();
     for _ in 0..4 {
         let mut s = TcpStream::connect(&addr).await?;
@@ -136,8 +137,8 @@ async fn connections_over_the_cap_get_a_clean_503_unless_an_idle_one_can_go() ->
     assert!(refused.contains("TooManyConnections"), "{refused}");
     drop(busy);
 
-    // Four idle keep-alive connections: once they have been idle for a second, a new
-    // connection makes one of them close and is served (until then it gets a 503).
+    // Four idle keep-alive connections: a new connection makes the longest idle close
+    // and is served.
     // Gathering them can take over a second on a loaded machine (the busy ones above
     // close at the server's pace), long enough for a later one to reclaim an earlier
     // one: so all four are checked open (which also restarts their idle time), and a

@@ -228,16 +228,19 @@ impl Cache {
     pub(super) fn fly(&self, key: Key, fetch_id: Arc<str>, how: FetchFor) -> FlightRx {
         match self.begin(key, fetch_id, how) {
             Begun::Joined(rx) => rx,
-            Begun::New(handle) => {
-                let rx = handle.subscribe();
-                let upstream = self.upstream().clone();
-                self.spawn(async move {
-                    let result = fetch_one(&*upstream, &handle.via(), &handle.key, &handle.fetch_id).await;
-                    let _ = handle.finish(result);
-                });
-                rx
-            }
+            Begun::New(handle) => self.launch(handle),
         }
+    }
+
+    /// Starts the fetch of a handle just registered, in a task the cache owns.
+    pub(super) fn launch(&self, handle: FlightHandle) -> FlightRx {
+        let rx = handle.subscribe();
+        let upstream = self.upstream().clone();
+        self.spawn(async move {
+            let result = fetch_one(&*upstream, &handle.via(), &handle.key, &handle.fetch_id).await;
+            let _ = handle.finish(result);
+        });
+        rx
     }
 }
 
@@ -345,6 +348,17 @@ impl FlightHandle {
             tx.send_replace(Some(result.clone()));
         }
         result
+    }
+}
+
+impl FlightHandle {
+    /// Ends the flight with a value the store already holds: nothing is fetched or
+    /// stored again, and whoever joined meanwhile gets that value.
+    pub(super) fn resolve(mut self, value: Arc<Value>) {
+        lock(&self.cache.inner.flights.by_key).remove(&self.key);
+        if let Some(tx) = self.tx.take() {
+            tx.send_replace(Some(Ok(value)));
+        }
     }
 }
 

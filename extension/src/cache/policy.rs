@@ -117,8 +117,47 @@ async fn miss(cache: &Cache, key: Key, requested: &Key) -> Result<Answer, Upstre
             }
         }
     }
-    let rx = cache.fly(key, requested.id.clone(), FetchFor::request(false, true));
+    let rx = match begin_missing(
+        cache,
+        requested,
+        key,
+        requested.id.clone(),
+        FetchFor::request(false, true),
+    ) {
+        Ok(Begun::Joined(rx)) => rx,
+        Ok(Begun::New(handle)) => cache.launch(handle),
+        Err(entry) => {
+            let now = Instant::now();
+            entry.touch(inner.store.now_ms(now));
+            return Ok(Answer::from_entry(&entry, Outcome::Hit, now));
+        }
+    };
     Ok(Answer::fetched(wait(rx).await?, Outcome::Miss))
+}
+
+/// `begin` for a key the store was found not to hold. A fetch of it may have
+/// finished between that look and this registration (it stores, then unregisters),
+/// so once the flight is ours the store is asked again: a value found there ends
+/// the flight (`Err`, the entry) and no second call is made.
+pub(super) fn begin_missing(
+    cache: &Cache,
+    requested: &Key,
+    key: Key,
+    fetch_id: Arc<str>,
+    how: FetchFor,
+) -> Result<Begun, Arc<Entry>> {
+    let begun = cache.begin(key, fetch_id, how);
+    let Begun::New(handle) = begun else {
+        return Ok(begun);
+    };
+    let store = &cache.inner.store;
+    match store.find(&store.canonical(requested)) {
+        Some((entry, _)) if Instant::now() < entry.fresh_until => {
+            handle.resolve(entry.value.clone());
+            Err(entry)
+        }
+        _ => Ok(Begun::New(handle)),
+    }
 }
 
 /// Whether a `refreshNow` for `entry` falls inside the rate-limit interval of the
@@ -239,12 +278,22 @@ pub(super) async fn get_many(cache: &Cache, keys: &[Key], freshness: Freshness) 
             .as_ref()
             .is_some_and(|e| e.within_stale_limit(now, inner.settings.max_stale));
         let how = FetchFor::request(forced, caches).holding(servable);
-        let rx = match cache.begin(flight_key, fetch_id, how) {
-            Begun::Joined(rx) => rx,
-            Begun::New(handle) => {
+        let begun = if caches && held.is_none() {
+            begin_missing(cache, requested, flight_key, fetch_id, how)
+        } else {
+            Ok(cache.begin(flight_key, fetch_id, how))
+        };
+        let rx = match begun {
+            Ok(Begun::Joined(rx)) => rx,
+            Ok(Begun::New(handle)) => {
                 let rx = handle.subscribe();
                 handles.push(handle);
                 rx
+            }
+            Err(entry) => {
+                entry.touch(now_ms);
+                answers[index] = Some(Ok(Answer::from_entry(&entry, Outcome::Hit, Instant::now())));
+                continue;
             }
         };
         pending.push(Pending {

@@ -26,6 +26,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::socket::Probe;
+
 const IDLE: u8 = 0;
 const HEAD: u8 = 1;
 const BUSY: u8 = 2;
@@ -47,6 +49,9 @@ pub struct ConnState {
     /// make room: an idle one whose next request sits unread in the socket (its task
     /// not yet run on a busy machine) must not lose it. False until the first read.
     quiet: AtomicBool,
+    /// The socket, to ask the kernel itself before the connection is closed for its
+    /// slot: `quiet` cannot see input the reactor has not reported yet.
+    probe: Option<Probe>,
 }
 
 const NONE: u8 = 0;
@@ -63,7 +68,18 @@ pub enum Stop {
 }
 
 impl ConnState {
+    /// A connection whose socket can be peeked (the server's).
+    pub fn watching(probe: Probe) -> Arc<ConnState> {
+        Self::with_probe(Some(probe))
+    }
+
+    /// A connection over a stream that is not a socket (tests).
+    #[cfg(test)]
     pub fn new() -> Arc<ConnState> {
+        Self::with_probe(None)
+    }
+
+    fn with_probe(probe: Option<Probe>) -> Arc<ConnState> {
         Arc::new(ConnState {
             phase: AtomicU8::new(IDLE),
             head_since_ms: AtomicU64::new(0),
@@ -72,6 +88,7 @@ impl ConnState {
             stop_reason: AtomicU8::new(NONE),
             stop: Notify::new(),
             quiet: AtomicBool::new(false),
+            probe,
         })
     }
 
@@ -102,6 +119,12 @@ impl ConnState {
     pub fn idle_for(&self) -> Option<Duration> {
         (self.phase.load(Relaxed) == IDLE && self.quiet.load(Acquire))
             .then(|| Duration::from_millis(self.now_ms().saturating_sub(self.idle_since_ms.load(Relaxed))))
+    }
+
+    /// Whether the kernel holds unread input for this connection (a request that
+    /// arrived after the last read, or the peer's close); see `socket`.
+    pub fn input_waiting(&self) -> bool {
+        self.probe.as_ref().is_some_and(Probe::input_waiting)
     }
 
     /// Whether a request head has been arriving for longer than `limit`.

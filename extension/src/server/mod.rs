@@ -12,8 +12,9 @@
 //! with a bound on how large the request head may be and (see `guard`) how long it
 //! may take to arrive; idle keep-alive connections are never timed out.
 //! A connection over the cap takes the slot of a connection with no request in
-//! flight (idle keep-alive, or one that never sent a byte), whatever its age; only
-//! when every connection is mid-request does it get a canned 503. On shutdown the listener
+//! flight (idle keep-alive, or one that never sent a byte), whatever its age, once
+//! the socket itself confirms nothing is waiting in it (`socket`); only when every
+//! connection is mid-request does it get a canned 503. On shutdown the listener
 //! closes at once (new connects are refused), open connections finish the request in
 //! progress and close, and the drain is bounded.
 
@@ -25,6 +26,7 @@ pub mod guard;
 pub mod lookup;
 pub mod router;
 pub mod sdk;
+mod socket;
 #[cfg(test)]
 mod testing;
 
@@ -45,6 +47,7 @@ use tracing::{debug, warn};
 
 pub use app::App;
 use guard::{ConnState, GuardedIo, Stop};
+use socket::SharedStream;
 
 /// Limits on what one client may do.
 #[derive(Clone, Debug)]
@@ -119,14 +122,18 @@ impl Open {
     fn reclaim_one(&self) -> bool {
         let mut conns = self.conns.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         conns.retain(|w| w.strong_count() > 0);
-        let victim = conns
+        let mut idle: Vec<(Duration, Arc<ConnState>)> = conns
             .iter()
             .filter_map(Weak::upgrade)
             .filter(|s| !s.stopping())
             .filter_map(|s| s.idle_for().map(|d| (d, s)))
-            .max_by_key(|(d, _)| *d);
+            .collect();
+        idle.sort_unstable_by_key(|(d, _)| std::cmp::Reverse(*d));
+        // Longest idle first, asking the kernel (one peek each) until one has truly
+        // nothing waiting: a request it has not reported yet must not be lost.
+        let victim = idle.into_iter().map(|(_, s)| s).find(|s| !s.input_waiting());
         match victim {
-            Some((_, state)) => {
+            Some(state) => {
                 // Idle means no request in progress: dropping the connection loses
                 // nothing, and (unlike hyper's graceful shutdown) does not wait for a
                 // first request from a connection that never sent one.
@@ -235,7 +242,8 @@ impl Conn {
     async fn serve(self, stream: TcpStream, permit: tokio::sync::OwnedSemaphorePermit) {
         let _permit = permit;
         self.app.metrics.connection_opened();
-        let state = ConnState::new();
+        let (stream, probe) = SharedStream::new(stream);
+        let state = ConnState::watching(probe);
         self.open.add(&state);
         // Added after `shut_down_all` ran: it missed this one.
         if self.shutdown.is_cancelled() {
@@ -246,7 +254,7 @@ impl Conn {
     }
 }
 
-async fn serve_connection(stream: TcpStream, app: Arc<App>, limits: &Limits, state: Arc<ConnState>) {
+async fn serve_connection(stream: SharedStream, app: Arc<App>, limits: &Limits, state: Arc<ConnState>) {
     let service = {
         let state = state.clone();
         service_fn(move |req| {
@@ -313,6 +321,56 @@ async fn refuse(mut stream: TcpStream) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The race a busy machine makes: a request reaches an idle connection's socket
+    /// but the reactor has not reported it to the connection's task, which still
+    /// looks idle. Here that is made certain by never yielding to the reactor (a
+    /// current-thread runtime) between the client's write and the reclaim.
+    /// Whether a read finds nothing for a while (and so leaves the connection quiet).
+    async fn quiet(io: &mut GuardedIo<SharedStream>) -> bool {
+        let mut sink = [0u8; 64];
+        tokio::time::timeout(Duration::from_millis(20), io.read(&mut sink))
+            .await
+            .is_err()
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_idle_connection_with_a_request_waiting_is_not_closed_for_its_slot() {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let mut client = std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        server.set_nonblocking(true).expect("non-blocking");
+        let (stream, probe) = SharedStream::new(TcpStream::from_std(server).expect("tokio stream"));
+        let state = ConnState::watching(probe);
+        let mut io = GuardedIo::new(stream, state.clone());
+        let open = Open::default();
+        open.add(&state);
+        let mut buf = [0u8; 64];
+        assert!(quiet(&mut io).await, "nothing sent yet");
+
+        client.write_all(b"GET /ping HTTP/1.1\r\n").expect("write");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !state.input_waiting() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the kernel never held the request"
+            );
+            std::thread::yield_now();
+        }
+        assert!(state.idle_for().is_some(), "unreported: idle as far as its task knows");
+        assert!(!open.reclaim_one(), "the kernel holds a request: no victim");
+        assert!(!state.stopping());
+
+        // Read and answered, then quiet again: now it may go.
+        let n = io.read(&mut buf).await.expect("read");
+        assert_eq!(&buf[..n], b"GET /ping HTTP/1.1\r\n");
+        state.begin_request();
+        state.end_request();
+        assert!(quiet(&mut io).await);
+        assert!(open.reclaim_one());
+        assert!(state.stopping());
+    }
 
     #[test]
     fn refusal_is_a_well_formed_response() {

@@ -408,3 +408,39 @@ async fn nothing_is_stored_once_shutdown_began() {
     handle.finish(Ok(value)).expect("answered");
     assert!(cache.is_empty());
 }
+
+/// A request read the store just before a fetch of its key stored the value and
+/// left the flight table (a prefetch finishing as the runtime's first request comes
+/// in): registering its own fetch then finds the value instead of calling again.
+#[tokio::test(start_paused = true)]
+async fn a_miss_that_raced_a_finishing_fetch_makes_no_second_call() {
+    use super::flight::FetchFor;
+    let (cache, fake) = setup(settings());
+    let (requested, _) = request(Source::SecretsManager, "secretId=app/db");
+    // The request's look: nothing stored yet.
+    let looked = cache.inner.store.canonical(&requested).into_owned();
+    assert!(cache.inner.store.find(&looked).is_none());
+    // Meanwhile the prefetch of the key runs to its end: stored (under the ARN, with
+    // the name as an alias) and no longer in flight.
+    let plan = cache.plan_prefetch(&[SecretRef::Secret("app/db".into())]);
+    assert_eq!(cache.prefetch(plan, Instant::now() + TTL).await.stored, 1);
+    assert_eq!(fake.calls(), 1);
+    // The request now registers a fetch of what it looked up, as `miss` does.
+    let begun = policy::begin_missing(
+        &cache,
+        &requested,
+        looked.clone(),
+        requested.id.clone(),
+        FetchFor::request(false, true),
+    );
+    let entry = begun.err().expect("the stored entry, not a fetch of its own");
+    assert!(Arc::ptr_eq(
+        &entry.value,
+        &cache.get(&requested, Freshness::Cached).await.expect("hit").value
+    ));
+    assert_eq!(fake.calls(), 1, "no second upstream call");
+    assert!(
+        !cache.inner.flights.contains(&looked),
+        "the flight it registered was ended"
+    );
+}
