@@ -11,7 +11,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 
 FUZZ_SECONDS ?= 60
 
-.PHONY: demo test venv lint package-check supply-chain audit release release-check bench bench-smoke soak fuzz build clean
+.PHONY: demo test venv lint package-check supply-chain audit release release-check bench bench-smoke soak fuzz fuzz-smoke build clean
 
 ## demo: the weather API locally: moto, fake providers, the Lambda emulator running the
 ## real secrets-sidecar layer and weather bootstrap; three example calls; serves until Ctrl-C.
@@ -31,6 +31,7 @@ endif
 	$(MAKE) package-check
 	$(MAKE) supply-chain
 	$(MAKE) release-check
+	$(MAKE) fuzz-smoke
 
 ## bench: the benchmarks (several minutes); writes BENCHMARKS.md. Uses wrk (Debian),
 ## installed here when missing, and valgrind for the profile.
@@ -61,6 +62,8 @@ package-check: venv node_modules/.package-lock.json
 CARGO_DENY_VERSION := 0.20.2
 supply-chain:
 	$(CARGO) deny --version 2>/dev/null | grep -q $(CARGO_DENY_VERSION) || $(CARGO) install --locked --quiet cargo-deny --version $(CARGO_DENY_VERSION)
+	# every target's crates (cargo deny reads metadata for all platforms, offline)
+	$(CARGO) fetch --locked --quiet
 	$(CARGO) deny --offline --workspace check licenses sources
 	$(CARGO) deny --offline --manifest-path extension/Cargo.toml --exclude-dev check bans
 	$(MAKE) audit
@@ -89,7 +92,7 @@ release: venv
 ## release-check: builds the x86_64 release twice, the second time in a new target
 ## directory, and checks the artifacts are byte-identical and complete (part of `make test`).
 release-check: venv
-	$(CARGO) test --locked -p harness --test release -- --ignored --test-threads=1
+	$(CARGO) test --locked -p harness --test system -- --ignored --test-threads=1 release::
 
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -102,15 +105,27 @@ lint:
 ## 100,000 distinct ids, a three-minute freeze); see RELIABILITY.md.
 soak: venv
 	$(CARGO) build --locked -p secrets-sidecar -p weather-function -p harness --bins
-	SOAK=1 $(CARGO) test --locked -p secrets-sidecar --test faults --test rotation --test limits -- --test-threads=1 --nocapture
-	SOAK=1 $(CARGO) test --locked -p harness --test lifecycle_faults -- --test-threads=1 --nocapture
+	SOAK=1 $(CARGO) test --locked -p secrets-sidecar --test integration -- faults:: rotation:: limits:: --test-threads=1 --nocapture
+	SOAK=1 $(CARGO) test --locked -p harness --test system -- lifecycle_faults:: --test-threads=1 --nocapture
 
-## fuzz: each cargo-fuzz target for FUZZ_SECONDS (60) with nightly; installs cargo-fuzz when missing.
+## fuzz: each cargo-fuzz target for FUZZ_SECONDS (60) with nightly and AddressSanitizer,
+## growing the corpus kept in fuzz/corpus/; installs cargo-fuzz when missing.
+## fuzz-smoke (part of `make test`): the same, skipped with the reason printed where no
+## nightly toolchain is installed (cargo fuzz needs one).
+FUZZ_TARGETS := query selector routing sdk
 fuzz:
-	command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install --locked cargo-fuzz
-	cd fuzz && for t in query selector routing; do \
-		$(CARGO) +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 || exit 1; \
+	command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install --locked --quiet cargo-fuzz --version 0.13.2
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+		mkdir -p corpus/$$t && \
+		$(CARGO) +nightly fuzz run $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -print_final_stats=1 || exit 1; \
 	done
+
+fuzz-smoke:
+	@if $(CARGO) +nightly --version >/dev/null 2>&1; then \
+		$(MAKE) fuzz; \
+	else \
+		echo "fuzz-smoke: SKIPPED: no nightly toolchain here (cargo +nightly failed); run 'make fuzz' where one is installed."; \
+	fi
 
 ## venv: the project's Python tools (moto server, cfn-lint), pinned in requirements.txt.
 venv: $(VENV)/.requirements

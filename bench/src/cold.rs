@@ -223,7 +223,7 @@ pub async fn run(tools: &Tools, smoke: bool) -> Result<String> {
     out.push_str("\nSpawn → ready (`/ping` reports the prefetch settled), every AWS call delayed by 20 ms at the fault proxy; \"one per secret\" refuses BatchGetSecretValue so the sidecar falls back to GetSecretValue per id (3 at a time, `PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS`). \"calls\" counts the calls the proxy saw.\n\n");
     out.push_str(&p.render());
     out.push_str(
-        "\nUnder Lambda the prefetch runs during INIT and the sidecar calls `event/next` only when it has settled, so the first invoke finds every prefetched secret cached (checked by `tests/tests/e2e.rs`, `cold_start_prefetches_and_the_first_requests_need_no_upstream_call`).\n\nCommands: `bench` measures spawn → listening by polling `connect()` every 50 µs; spawn → registered is the emulator's trace (extension started → registration received); the baseline extension is `tests/src/bin/probe-extension.rs`.\n",
+        "\nUnder Lambda the prefetch runs during INIT and the sidecar calls `event/next` only when it has settled, so the first invoke finds every prefetched secret cached (checked by `tests/tests/system/e2e.rs`, `cold_start_prefetches_and_the_first_requests_need_no_upstream_call`).\n\nCommands: `bench` measures spawn → listening by polling `connect()` every 50 µs; spawn → registered is the emulator's trace (extension started → registration received); the baseline extension is `tests/src/bin/probe-extension.rs`.\n",
     );
     Ok(out)
 }

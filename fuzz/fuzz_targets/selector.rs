@@ -15,6 +15,15 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(rebuilt, s);
     let _ = parse_ref_list(s);
     if let Ok(list) = secrets_sidecar::allow::AllowList::parse(s) {
-        let _ = list.permits(secrets_sidecar::model::Source::Ssm, s);
+        use secrets_sidecar::model::Source;
+        for source in [Source::Ssm, Source::SecretsManager] {
+            // An id the list names exactly is one it could name.
+            if list.names_exactly(source, s) {
+                assert!(list.could_name(source, s));
+            }
+        }
+        let _ = list.permits_parameter(s, "");
+        let _ = list.permits_secret(s, s);
+        let _ = list.permits_role(s);
     }
 });

@@ -1,4 +1,4 @@
-//! The Rust SDK's client for the SDK-protocol tests (`extension/tests/sdk_clients.rs`).
+//! The Rust SDK's client for the SDK-protocol tests (`extension/tests/integration/sdk_clients.rs`).
 //!
 //! Ordinary `aws-config` + `aws-sdk-secretsmanager` + `aws-sdk-ssm` code with nothing
 //! sidecar-specific in it: the endpoint, credentials, region and retry policy all come

@@ -1,7 +1,7 @@
 //! A local AWS Lambda execution environment: the Runtime API and Extensions API,
 //! real processes for the runtime (`bootstrap`) and every executable of a layer-like
 //! `extensions/` folder, and Lambda's ordering rules (`../lambda-contract.md` in the
-//! design notes; the contract tests in `tests/tests/contract.rs` check each one).
+//! design notes; the contract tests in `tests/tests/system/contract.rs` check each one).
 //!
 //! Where each rule lives:
 //! - `init.rs` — Init: extensions start first (name order); the runtime starts once

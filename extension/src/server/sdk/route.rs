@@ -142,7 +142,7 @@ where
 }
 
 /// Why a signature was refused, as AWS names it.
-fn refusal(e: &SigError) -> SdkError {
+pub fn refusal(e: &SigError) -> SdkError {
     let type_name = match e {
         SigError::Missing => "MissingAuthenticationTokenException",
         SigError::Malformed(_) => "IncompleteSignatureException",

@@ -26,6 +26,8 @@ use aws_smithy_runtime_api::client::identity::Identity;
 use http::HeaderMap;
 use subtle::ConstantTimeEq;
 
+use super::protocol::error::{clip, MAX_ECHO};
+
 /// How far a request's `X-Amz-Date` may be from now, either way (AWS's own window).
 pub const MAX_SKEW: Duration = Duration::from_secs(5 * 60);
 
@@ -166,7 +168,7 @@ pub fn verify(
     let auth = parse_authorization(header(headers, "authorization").ok_or(SigError::Missing)?)?;
     if auth.service != service {
         return Err(SigError::WrongService {
-            found: auth.service.to_owned(),
+            found: clip(auth.service, MAX_ECHO).to_owned(),
             expected: service,
         });
     }
@@ -179,7 +181,7 @@ pub fn verify(
     let creds = known
         .iter()
         .find(|c| c.access_key_id() == auth.access_key_id)
-        .ok_or_else(|| SigError::UnknownAccessKey(auth.access_key_id.to_owned()))?;
+        .ok_or_else(|| SigError::UnknownAccessKey(clip(auth.access_key_id, MAX_ECHO).to_owned()))?;
     let given_token = header(headers, "x-amz-security-token");
     let tokens_match = match (given_token, creds.session_token()) {
         (None, None) => true,

@@ -29,7 +29,10 @@ impl SdkError {
     pub(super) fn unknown_operation(target: &str) -> SdkError {
         SdkError {
             type_name: "UnknownOperationException",
-            message: format!("'{target}' is not an operation of Secrets Manager or SSM"),
+            message: format!(
+                "'{}' is not an operation of Secrets Manager or SSM",
+                clip(target, MAX_ECHO)
+            ),
             status: 400,
         }
     }
@@ -78,6 +81,22 @@ impl SdkError {
     pub fn body(&self) -> Bytes {
         Bytes::from(serde_json::json!({ "__type": self.type_name, "message": self.message }).to_string())
     }
+}
+
+/// The most of a caller's own text (a target, a service name, an access key id) an
+/// error repeats: enough to recognise it, never a header's worth.
+pub const MAX_ECHO: usize = 128;
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+pub fn clip(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// AWS's message without the `Code: ` the backend puts before it (the SDK already

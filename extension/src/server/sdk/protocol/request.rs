@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use super::error::clip;
 use super::{Operation, SdkError};
 use crate::backend::{MAX_PARAMETERS_PER_BATCH, MAX_SECRETS_PER_BATCH};
 use crate::cache::Key;
@@ -54,7 +55,31 @@ struct GetParametersInput {
 }
 
 fn input<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, SdkError> {
-    serde_json::from_slice(body).map_err(|e| SdkError::validation(format!("the request body does not parse: {e}")))
+    serde_json::from_slice(body).map_err(|e| SdkError::validation(unparsed(&e)))
+}
+
+/// Why a body does not parse, without any of its text: serde's own message for a
+/// field of the wrong type quotes the value given (`invalid type: string "…"`), and
+/// an error body repeats no more of a request than the id it names.
+fn unparsed(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let at = format!("line {} column {}", e.line(), e.column());
+    match e.classify() {
+        Category::Data => {
+            let text = e.to_string();
+            // "missing field `SecretId`" and "duplicate field `Name`" name our fields only.
+            match ["missing field `", "duplicate field `"]
+                .iter()
+                .find(|p| text.starts_with(**p))
+            {
+                Some(_) => format!("the request body does not parse: {text}"),
+                None => format!("the request body does not parse: a field has the wrong type or value at {at}"),
+            }
+        }
+        Category::Syntax | Category::Eof | Category::Io => {
+            format!("the request body does not parse: it is not JSON (at {at})")
+        }
+    }
 }
 
 fn checked_id(id: &str, what: &str) -> Result<Arc<str>, SdkError> {
@@ -208,10 +233,20 @@ fn parameter_key(name: &str, decrypt: bool) -> Result<Key, SdkError> {
         None => Selector::Current,
         Some(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => match s.parse::<u64>() {
             Ok(n) if n >= 1 => Selector::Version(n),
-            _ => return Err(SdkError::validation(format!("'{name}' has an invalid version"))),
+            _ => {
+                return Err(SdkError::validation(format!(
+                    "'{}' has an invalid version",
+                    clip(name, MAX_ID_LEN)
+                )))
+            }
         },
         Some(s) if !s.is_empty() && s.len() <= MAX_LABEL_LEN => Selector::Label(s.to_owned()),
-        Some(_) => return Err(SdkError::validation(format!("'{name}' has an invalid label"))),
+        Some(_) => {
+            return Err(SdkError::validation(format!(
+                "'{}' has an invalid label",
+                clip(name, MAX_ID_LEN)
+            )))
+        }
     };
     Ok(Key::new(Source::Ssm, checked_id(bare, "Name")?, selector, decrypt))
 }

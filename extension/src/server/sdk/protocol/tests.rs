@@ -243,3 +243,49 @@ fn repeated_ids_and_names_are_answered_once() {
     };
     assert_eq!(keys.len(), 1);
 }
+
+#[test]
+fn a_body_that_does_not_parse_is_refused_without_repeating_its_text() {
+    let planted = "planted-3f9c-not-an-id";
+    let bodies = [
+        format!(r#"{{"Name":"/app/key","WithDecryption":"{planted}"}}"#),
+        format!(r#"{{"Name":"/app/key","WithDecryption":true,"x":"{planted}"#),
+        format!(r#"{{"Names":["/a","/b"],"WithDecryption":["{planted}"]}}"#),
+        format!(r#"{{"Path":"/app","MaxResults":"{planted}"}}"#),
+    ];
+    let ops = [
+        Operation::GetParameter,
+        Operation::GetParameter,
+        Operation::GetParameters,
+        Operation::GetParametersByPath,
+    ];
+    for (op, body) in ops.iter().zip(&bodies) {
+        let e = parse_request(op, body.as_bytes()).expect_err(body);
+        assert_eq!((e.type_name, e.status), ("ValidationException", 400), "{body}");
+        let sent = String::from_utf8(e.body().to_vec()).expect("utf-8");
+        assert!(sent.contains("does not parse"), "{sent}");
+        assert!(!sent.contains(planted), "the body repeats the request's text: {sent}");
+    }
+    // A missing field is named (the name is ours, not the caller's).
+    let e = parse_request(&Operation::GetSecretValue, br#"{"VersionStage":"AWSPENDING"}"#).expect_err("no id");
+    assert!(e.message.contains("missing field `SecretId`"), "{}", e.message);
+}
+
+#[test]
+fn a_callers_text_is_repeated_at_most_max_echo_bytes() {
+    let long = format!("secretsmanager.{}", "é".repeat(5_000));
+    let e = Target::parse(&long).expect_err("too long");
+    assert_eq!(e.type_name, "UnknownOperationException");
+    assert!(e.message.len() < error::MAX_ECHO + 64, "{} bytes", e.message.len());
+    assert_eq!(error::clip("abcdé", 5), "abcd", "cut on a character boundary");
+    assert_eq!(error::clip("abc", 5), "abc");
+    // A parameter name is repeated as an id: at most MAX_ID_LEN of it.
+    let name = format!("/{}:{}", "n".repeat(20_000), "x".repeat(200));
+    let e =
+        parse_request(&Operation::GetParameter, format!(r#"{{"Name":"{name}"}}"#).as_bytes()).expect_err("bad version");
+    assert!(
+        e.message.len() <= crate::model::MAX_ID_LEN + 64,
+        "{} bytes",
+        e.message.len()
+    );
+}
