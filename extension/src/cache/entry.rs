@@ -5,6 +5,7 @@
 //! reader never sees half an update and no lock is held while serving. Only the
 //! last-access time (for eviction) is updated in place, with a relaxed store.
 
+use std::mem::size_of;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::jitter;
+use super::key::Key;
 use crate::backend::{UpstreamError, Value};
 
 /// First retry after a failed refresh; doubles per consecutive failure.
@@ -40,6 +42,8 @@ pub(super) struct Entry {
     pub(super) last_error: Option<UpstreamError>,
     /// When a `refreshNow` request last went upstream, for its rate limit.
     pub(super) forced_at: Option<Instant>,
+    /// Heap bytes this entry holds, counted against the byte budget (`store`).
+    pub(super) cost: usize,
     /// Milliseconds since the cache's epoch.
     last_access: AtomicU64,
     /// Served at least once since this value was fetched.
@@ -66,6 +70,7 @@ impl Entry {
             retry_at: None,
             last_error: None,
             forced_at: None,
+            cost: 0,
             last_access: AtomicU64::new(now_ms),
             used: AtomicBool::new(false),
         }
@@ -85,6 +90,7 @@ impl Entry {
             retry_at: Some(now + backoff(failures)),
             last_error: Some(error),
             forced_at: self.forced_at,
+            cost: self.cost,
             last_access: AtomicU64::new(self.last_access.load(Relaxed)),
             used: AtomicBool::new(self.used.load(Relaxed)),
         }
@@ -141,6 +147,17 @@ fn backoff_with(failures: u32, spread: bool) -> Duration {
     let step = BACKOFF_BASE.saturating_mul(1u32 << exp).min(BACKOFF_MAX);
     let half = step / 2;
     half + half.mul_f64(jitter::retry_offset(failures))
+}
+
+/// What keeping `value`, fetched as `fetch_id`, costs against the byte budget: the
+/// value's own footprint (its stored id is its ARN or name, shared, not copied),
+/// the entry in its map slot, the fetch id, and up to three aliases leading to it.
+pub(super) fn cost(fetch_id: &str, value: &Value) -> usize {
+    const ALLOCATION: usize = 16;
+    let slot = size_of::<Key>() + size_of::<Arc<Entry>>() + 8 + size_of::<Entry>() + 16 + ALLOCATION;
+    let shared_str = |s: &str| 16 + s.len() + ALLOCATION;
+    let alias = |s: &str| size_of::<Box<str>>() + size_of::<Arc<str>>() + 8 + s.len() + ALLOCATION;
+    value.footprint() + slot + shared_str(fetch_id) + alias(fetch_id) + alias(&value.name) + alias(&value.arn)
 }
 
 #[cfg(test)]

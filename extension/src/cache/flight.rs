@@ -15,11 +15,10 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::entry::Entry;
 use super::jitter;
 use super::key::Key;
 use super::Cache;
-use crate::backend::{Attempts, ErrorKind, Upstream, UpstreamError, Value, Via};
+use crate::backend::{Attempts, Upstream, UpstreamError, Value, Via};
 use crate::model::Source;
 
 pub(super) type FlightResult = Result<Arc<Value>, UpstreamError>;
@@ -156,71 +155,6 @@ impl Cache {
             how,
             tx: Some(tx),
         })
-    }
-
-    /// Takes a fetched value into the cache's accounting and, when `how` says so,
-    /// stores it under `key`'s canonical id. After shutdown began nothing is stored:
-    /// the wipe must be the last word.
-    pub(super) fn keep(&self, key: &Key, fetch_id: &Arc<str>, mut value: Value, how: FetchFor) -> Arc<Value> {
-        let inner = &self.inner;
-        value.meter(&inner.meter);
-        let value = Arc::new(value);
-        let settings = &inner.settings;
-        if !how.store || !settings.caches(key.source) || self.closed() {
-            return value;
-        }
-        let now = Instant::now();
-        let now_ms = inner.store.now_ms(now);
-        let evicted = inner.store.insert(key, fetch_id, &value, |prev| {
-            let ttl = settings.ttl(key.source);
-            let mut entry = Entry::fresh(
-                value.clone(),
-                fetch_id.clone(),
-                now,
-                ttl,
-                settings.refresh_ahead,
-                now_ms,
-            );
-            entry.forced_at = if how.forced {
-                Some(now)
-            } else {
-                prev.and_then(|p| p.forced_at)
-            };
-            entry.pinned = how.pinned || prev.is_some_and(|p| p.pinned);
-            if how.served {
-                entry.touch(now_ms);
-            } else if let Some(p) = prev {
-                entry.inherit_access(p.last_access());
-            }
-            entry
-        });
-        if evicted > 0 {
-            inner.stats.evicted(evicted);
-        }
-        value
-    }
-
-    /// Lets a fetched value through when the allowlist permits the identity AWS
-    /// returned for it; otherwise drops it at once (its buffers are zeroized as it
-    /// goes) and answers `NotAllowed`, so nothing stores, aliases or serves it.
-    pub(super) fn admit(&self, key: &Key, fetch_id: &str, value: Value) -> Result<Value, UpstreamError> {
-        let Some(allow) = &self.inner.settings.allow else {
-            return Ok(value);
-        };
-        if allow.permits_value(key.source, &value) {
-            return Ok(value);
-        }
-        warn!(
-            source = key.source.label(),
-            id = %fetch_id,
-            returned = %value.name,
-            "refused: AWS answered with a secret outside the allowlist"
-        );
-        drop(value);
-        Err(UpstreamError::new(
-            ErrorKind::NotAllowed,
-            format!("'{fetch_id}' names a secret outside SECRETS_SIDECAR_ALLOW"),
-        ))
     }
 
     /// Single-flight fetch of one key in a task the cache owns; returns the receiver

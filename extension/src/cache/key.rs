@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use crate::backend::Value;
 use crate::model::{Scope, Selector, Source};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -83,6 +84,18 @@ impl Key {
     /// Whether a batch API can fetch this key (only the current version can be batched).
     pub(super) fn batchable(&self) -> bool {
         self.selector == Selector::Current
+    }
+}
+
+/// Secrets are identified by ARN (names can be reused after deletion, and partial
+/// ARNs exist); parameters by name (unique within a region and account, and
+/// unambiguous where ARNs are not), except when asked for by ARN: then the ARN, as
+/// the parameter may be another region's or account's.
+pub(super) fn canonical_id(source: Source, value: &Value, by_arn: bool) -> Arc<str> {
+    match source {
+        Source::SecretsManager => value.arn.clone(),
+        Source::Ssm if by_arn => value.arn.clone(),
+        Source::Ssm => value.name.clone(),
     }
 }
 

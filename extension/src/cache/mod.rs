@@ -11,7 +11,9 @@
 //!    prefetch (`prefetch`) and refresh-ahead (`refresh`) register their keys the same
 //!    way and fetch them in as few calls as the APIs allow (`batch`);
 //! 4. the result is stored under its canonical id, with aliases from every id that
-//!    named it, evicting the least recently used entries past the size bound (`store`);
+//!    named it (`keep`), evicting the least recently used entries that were not
+//!    prefetched once the entry bound or the byte budget is passed (`store`); a
+//!    value larger than the whole budget is served but not cached;
 //! 5. a transient failure with a value held within `MAX_STALE` serves that value,
 //!    marked stale, and backs the entry off; a definitive one (not found, access
 //!    denied) removes the entry and is returned (`policy`, `entry`), and is
@@ -29,6 +31,7 @@ mod batch;
 mod entry;
 mod flight;
 mod jitter;
+mod keep;
 mod key;
 mod listing;
 mod policy;
@@ -63,6 +66,8 @@ use store::Store;
 #[derive(Clone, Debug)]
 pub struct CacheSettings {
     pub capacity: usize,
+    /// Heap bytes the entries may hold (value, identity, bookkeeping: `entry::cost`).
+    pub budget: usize,
     pub enabled: bool,
     pub secrets_manager_ttl: Duration,
     pub ssm_ttl: Duration,
@@ -96,6 +101,7 @@ impl CacheSettings {
     pub(crate) fn for_tests(capacity: usize, ttl: Duration) -> CacheSettings {
         CacheSettings {
             capacity,
+            budget: 64 << 20,
             enabled: true,
             secrets_manager_ttl: ttl,
             ssm_ttl: ttl,
@@ -106,6 +112,15 @@ impl CacheSettings {
             allow: None,
         }
     }
+}
+
+/// A prefetch that does not fit the cache: what it needs against the bounds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Overflow {
+    pub entries: usize,
+    pub bytes: usize,
+    pub capacity: usize,
+    pub budget: usize,
 }
 
 /// How fresh an answer must be.
@@ -155,6 +170,8 @@ struct Inner {
     stats: CacheStats,
     /// Counts the bytes of every value the cache has produced that is still alive.
     meter: ValueMeter,
+    /// Cost of the prefetched values too large to be cached at all (`keep`).
+    unfit: std::sync::atomic::AtomicUsize,
     tasks: TaskTracker,
     cancel: CancellationToken,
 }
@@ -163,7 +180,7 @@ impl Cache {
     pub fn new(settings: CacheSettings, upstream: Arc<dyn Upstream>) -> Cache {
         Cache {
             inner: Arc::new(Inner {
-                store: Store::new(settings.capacity),
+                store: Store::new(settings.capacity, settings.budget),
                 settings,
                 flights: Flights::default(),
                 wanted: wanted::WantedList::default(),
@@ -171,6 +188,7 @@ impl Cache {
                 upstream,
                 stats: CacheStats::default(),
                 meter: ValueMeter::default(),
+                unfit: Default::default(),
                 tasks: TaskTracker::new(),
                 cancel: CancellationToken::new(),
             }),
@@ -198,6 +216,22 @@ impl Cache {
     /// as timed out.
     pub async fn prefetch(&self, plan: Plan, deadline: Instant) -> Report {
         prefetch::run(self, plan, deadline).await
+    }
+
+    /// What the prefetch stored against the cache's bounds, when it does not fit
+    /// them: pinned entries are never evicted, so a plan past a bound must fail
+    /// start-up rather than grow the cache past what the function can hold.
+    pub fn overflow(&self) -> Option<Overflow> {
+        let (entries, stored) = self.inner.store.pinned();
+        let unfit = self.inner.unfit.load(std::sync::atomic::Ordering::Relaxed);
+        let settings = &self.inner.settings;
+        let overflow = Overflow {
+            entries: entries + usize::from(unfit > 0),
+            bytes: stored + unfit,
+            capacity: settings.capacity,
+            budget: settings.budget,
+        };
+        (overflow.bytes > overflow.budget || overflow.entries > overflow.capacity).then_some(overflow)
     }
 
     /// Refreshes, within `budget`, the entries past their refresh-ahead point.
@@ -253,6 +287,11 @@ impl Cache {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Heap bytes the entries hold, as counted against the byte budget.
+    pub fn bytes(&self) -> usize {
+        self.inner.store.bytes()
     }
 
     /// Bytes of the values this cache produced that are still alive anywhere (stored,

@@ -163,15 +163,20 @@ mod tests {
         (Cache::new(settings, fake.clone()), fake)
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn used_entries_are_refreshed_in_one_batch_before_expiry() {
-        let (cache, fake) = setup();
+    /// Reads s0, s1 and s2 once each, so all three count as used.
+    async fn use_all(cache: &Cache) {
         for i in 0..3 {
             cache
                 .get(&secret(&format!("s{i}")), Freshness::Cached)
                 .await
                 .expect("v");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn used_entries_are_refreshed_in_one_batch_before_expiry() {
+        let (cache, fake) = setup();
+        use_all(&cache).await;
         assert_eq!(fake.calls(), 3);
         assert_eq!(cache.refresh_due(TTL).await, Refreshed::default(), "nothing due yet");
 
@@ -237,12 +242,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_request_after_a_long_freeze_refreshes_every_due_key_in_one_batch() {
         let (cache, fake) = setup();
-        for i in 0..3 {
-            cache
-                .get(&secret(&format!("s{i}")), Freshness::Cached)
-                .await
-                .expect("v");
-        }
+        use_all(&cache).await;
         // Frozen far past every TTL (provisioned concurrency before its first invoke).
         advance(TTL * 3).await;
         for i in 0..3 {

@@ -1,5 +1,11 @@
 //! Storage: entries by key, aliases from every id that named a value to the id it is
-//! stored under, and least-recently-used eviction at the size bound.
+//! stored under, and least-recently-used eviction at the two bounds: entries
+//! (`PARAMETERS_SECRETS_EXTENSION_CACHE_SIZE`) and heap bytes (the byte budget).
+//!
+//! Every entry carries its cost (`entry::cost`) and the store keeps their sum, added
+//! before an entry goes in and taken off with the one that comes out. Prefetched
+//! (pinned) entries are never evicted: start-up refuses a plan that does not fit,
+//! and a value larger than the whole budget never gets here (`keep`).
 //!
 //! The lock story, in one place: entries and aliases live in `DashMap`s, whose
 //! shard locks are taken only inside these plain synchronous methods and never held
@@ -9,15 +15,16 @@
 //! during the scan may survive one more round, which the bound tolerates.
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
 use dashmap::DashMap;
 use foldhash::fast::RandomState;
 use tokio::time::Instant;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::entry::Entry;
-use super::key::{Decrypt, Key};
+use super::key::{canonical_id, Decrypt, Key};
 use crate::backend::{UpstreamError, Value};
 use crate::model::{Scope, Source};
 
@@ -27,6 +34,11 @@ type Map<K, V> = DashMap<K, V, RandomState>;
 
 pub(super) struct Store {
     capacity: usize,
+    /// Heap bytes the entries may hold, and what they hold now.
+    budget: usize,
+    bytes: AtomicUsize,
+    /// Said once: pinned entries alone are past a bound, so eviction cannot help.
+    warned_pinned: AtomicBool,
     entries: Map<Key, Arc<Entry>>,
     /// Home scope, per source: requested id → stored id. Looked up by `&str` on
     /// every request, so it is kept apart from the other scopes' aliases.
@@ -42,9 +54,12 @@ pub(super) struct Store {
 }
 
 impl Store {
-    pub(super) fn new(capacity: usize) -> Store {
+    pub(super) fn new(capacity: usize, budget: usize) -> Store {
         Store {
             capacity,
+            budget,
+            bytes: AtomicUsize::new(0),
+            warned_pinned: AtomicBool::new(false),
             entries: Map::default(),
             aliases: [Map::default(), Map::default()],
             scoped_aliases: Map::default(),
@@ -55,6 +70,50 @@ impl Store {
 
     pub(super) fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// Heap bytes the entries hold (the sum of their costs).
+    pub(super) fn bytes(&self) -> usize {
+        self.bytes.load(Relaxed)
+    }
+
+    /// The sum of the stored entries' costs, counted afresh (what `bytes` must equal).
+    #[cfg(test)]
+    pub(super) fn recount(&self) -> usize {
+        self.entries.iter().map(|e| e.value().cost).sum()
+    }
+
+    /// Entries and bytes of the pinned (prefetched) entries.
+    pub(super) fn pinned(&self) -> (usize, usize) {
+        self.entries
+            .iter()
+            .filter(|e| e.value().pinned)
+            .fold((0, 0), |(n, b), e| (n + 1, b + e.value().cost))
+    }
+
+    /// Stores `entry` under `key`, counting its cost before it is visible and
+    /// taking off the cost of the entry it replaces.
+    fn put(&self, key: Key, entry: Entry) {
+        self.bytes.fetch_add(entry.cost, Relaxed);
+        if let Some(old) = self.entries.insert(key, Arc::new(entry)) {
+            self.bytes.fetch_sub(old.cost, Relaxed);
+        }
+    }
+
+    /// Removes the entry under `key`, taking off its cost.
+    fn take(&self, key: &Key) -> Option<Arc<Entry>> {
+        let (_, old) = self.entries.remove(key)?;
+        self.bytes.fetch_sub(old.cost, Relaxed);
+        Some(old)
+    }
+
+    /// Drops the entry `key` leads to (a newer value that may not be cached
+    /// replaces it: the old one must not be served in its place).
+    pub(super) fn forget(&self, key: &Key) {
+        let canonical = self.canonical(key).into_owned();
+        if let Some((_, decrypt)) = self.find(&canonical) {
+            self.take(&canonical.with_decrypt(decrypt));
+        }
     }
 
     pub(super) fn now_ms(&self, now: Instant) -> u64 {
@@ -94,14 +153,15 @@ impl Store {
     }
 
     /// Stores the value fetched under `flight_key` with `fetch_id` under its
-    /// canonical id, records the aliases that lead there, and enforces the size
-    /// bound. `build` makes the entry, given the one it replaces. Returns how many
-    /// entries were evicted.
+    /// canonical id, records the aliases that lead there, and enforces the bounds.
+    /// `build` makes the entry, given the one it replaces; `cost` is `entry::cost`'s.
+    /// Returns how many entries were evicted.
     pub(super) fn insert(
         &self,
         flight_key: &Key,
         fetch_id: &Arc<str>,
         value: &Value,
+        cost: usize,
         build: impl FnOnce(Option<&Entry>) -> Entry,
     ) -> u64 {
         let source = flight_key.source;
@@ -128,12 +188,18 @@ impl Store {
             self.negatives.remove(flight_key);
         }
         if key != *flight_key {
-            self.entries.remove(flight_key);
+            self.take(flight_key);
         }
         let prev = self.entries.get(&key).map(|e| e.value().clone());
-        let entry = build(prev.as_deref());
-        self.entries.insert(key, Arc::new(entry));
-        self.enforce_capacity()
+        let mut entry = build(prev.as_deref());
+        entry.cost = cost;
+        self.put(key, entry);
+        self.enforce_bounds()
+    }
+
+    /// Whether an entry of `cost` bytes can be stored at all.
+    pub(super) fn admits(&self, cost: usize) -> bool {
+        cost <= self.budget
     }
 
     /// Records that `from` names what is stored under `to` in `scope`. Besides the
@@ -162,6 +228,19 @@ impl Store {
         }
     }
 
+    /// Forgets the aliases that led to the evicted entry `gone` (its fetch id, name
+    /// and ARN), so the ids a function no longer asks for do not pile up.
+    fn unalias(&self, key: &Key, gone: &Entry) {
+        for from in [&*gone.fetch_id, &*gone.value.name, &*gone.value.arn] {
+            if key.scope.is_home() {
+                self.aliases[key.source.index()].remove_if(from, |_, to| *to == key.id);
+            } else {
+                let lookup = (key.scope.clone(), key.source, Box::from(from));
+                self.scoped_aliases.remove_if(&lookup, |_, to| *to == key.id);
+            }
+        }
+    }
+
     /// Records a failed fetch of `key`: back off (transient) or drop the entry
     /// (definitive: the value must not be served any more).
     pub(super) fn record_failure(&self, key: &Key, error: &UpstreamError, now: Instant) {
@@ -169,10 +248,9 @@ impl Store {
             return;
         };
         if error.kind.is_transient() {
-            self.entries
-                .insert(key.clone(), Arc::new(entry.failed(now, error.clone())));
+            self.put(key.clone(), entry.failed(now, error.clone()));
         } else {
-            self.entries.remove(key);
+            self.take(key);
         }
     }
 
@@ -198,31 +276,46 @@ impl Store {
         None
     }
 
-    /// Evicts the least recently used entries once the size bound is passed. Large
-    /// caches evict 5% at a time so the scan is paid once per many inserts.
-    fn enforce_capacity(&self) -> u64 {
-        let cap = self.capacity;
-        if self.entries.len() <= cap {
+    /// Evicts the least recently used unpinned entries once a bound is passed,
+    /// down to 95% of it, so one scan is paid for many inserts.
+    fn enforce_bounds(&self) -> u64 {
+        let (cap, budget) = (self.capacity, self.budget);
+        let mut len = self.entries.len();
+        let mut bytes = self.bytes();
+        if len <= cap && bytes <= budget {
             return 0;
         }
-        let target = if cap >= 100 { cap - cap / 20 } else { cap };
+        let count_target = if cap >= 100 { cap - cap / 20 } else { cap };
+        let byte_target = budget - budget / 20;
         let mut ages: Vec<(u64, Key)> = self
             .entries
             .iter()
+            .filter(|e| !e.value().pinned)
             .map(|e| (e.value().last_access(), e.key().clone()))
             .collect();
-        let excess = ages.len().saturating_sub(target);
-        if excess == 0 {
-            return 0;
-        }
-        ages.select_nth_unstable_by_key(excess - 1, |(t, _)| *t);
+        ages.sort_unstable_by_key(|(t, _)| *t);
         let mut evicted = 0;
-        for (_, key) in ages.into_iter().take(excess) {
-            if self.entries.remove(&key).is_some() {
+        for (_, key) in ages {
+            if len <= count_target && bytes <= byte_target {
+                break;
+            }
+            if let Some(gone) = self.take(&key) {
+                self.unalias(&key, &gone);
+                len = len.saturating_sub(1);
+                bytes = bytes.saturating_sub(gone.cost);
                 evicted += 1;
             }
         }
-        debug!(evicted, capacity = cap, "evicted least recently used entries");
+        if (len > cap || bytes > budget) && !self.warned_pinned.swap(true, Relaxed) {
+            warn!(
+                entries = len,
+                bytes,
+                capacity = cap,
+                budget,
+                "prefetched entries alone exceed the cache's bounds; they are kept"
+            );
+        }
+        debug!(evicted, entries = len, bytes, "evicted least recently used entries");
         evicted
     }
 
@@ -276,6 +369,7 @@ impl Store {
                 && (*key.id == *canonical || *key.id == *id || crate::backend::answers(id, &entry.value));
             if named {
                 gone.push(key.id.clone());
+                self.bytes.fetch_sub(entry.cost, Relaxed);
             }
             !named
         });
@@ -292,23 +386,14 @@ impl Store {
     }
 
     pub(super) fn clear(&self) {
-        self.entries.clear();
+        self.entries.retain(|_, entry| {
+            self.bytes.fetch_sub(entry.cost, Relaxed);
+            false
+        });
         for map in &self.aliases {
             map.clear();
         }
         self.scoped_aliases.clear();
         self.negatives.clear();
-    }
-}
-
-/// Secrets are identified by ARN (names can be reused after deletion, and partial
-/// ARNs exist); parameters by name (unique within a region and account, and
-/// unambiguous where ARNs are not), except when asked for by ARN: then the ARN, as
-/// the parameter may be another region's or account's.
-fn canonical_id(source: Source, value: &Value, by_arn: bool) -> Arc<str> {
-    match source {
-        Source::SecretsManager => value.arn.clone(),
-        Source::Ssm if by_arn => value.arn.clone(),
-        Source::Ssm => value.name.clone(),
     }
 }

@@ -7,6 +7,19 @@ pub const DEFAULT_HTTP_PORT: u16 = 2773;
 pub const DEFAULT_CACHE_SIZE: usize = 1000;
 /// AWS caps the cache at 1000 entries; we allow more for standalone use.
 pub const MAX_CACHE_SIZE: usize = 100_000;
+/// The cache's byte budget in a function: this fraction of its memory
+/// (`AWS_LAMBDA_FUNCTION_MEMORY_SIZE`), so a 128 MB function keeps at most 8 MiB of
+/// secrets and the sidecar's whole footprint stays under a sixth of its memory...
+pub const BUDGET_SHARE_OF_MEMORY: u64 = 16;
+/// ...and at most this much, however large the function.
+pub const MAX_DEFAULT_CACHE_BYTES: u64 = 256 << 20;
+/// Standalone (no function memory to size it by).
+pub const STANDALONE_CACHE_BYTES: u64 = 64 << 20;
+/// One value of Secrets Manager's largest size (64 KiB) must fit.
+pub const MIN_CACHE_BYTES: u64 = 64 << 10;
+pub const MAX_CACHE_BYTES: u64 = 64 << 30;
+/// Lambda allows 10,240 MB; a wider bound only catches nonsense.
+pub const MAX_FUNCTION_MEMORY_MB: u64 = 1 << 20;
 pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
 /// AWS caps TTLs at 300 s; we allow up to a day.
 pub const MAX_TTL: Duration = Duration::from_secs(86_400);
@@ -38,3 +51,13 @@ pub const MIN_EXTERNAL_ID_LEN: usize = 2;
 pub const MAX_EXTERNAL_ID_LEN: usize = 1224;
 /// STS: a role session name is at most 64 characters of `[\w+=,.@-]`.
 pub const MAX_SESSION_NAME_LEN: usize = 64;
+
+/// The byte budget when `SECRETS_SIDECAR_CACHE_BYTES` is unset: a sixteenth of the
+/// function's memory up to [`MAX_DEFAULT_CACHE_BYTES`], or [`STANDALONE_CACHE_BYTES`]
+/// outside Lambda.
+pub fn default_cache_bytes(memory_mb: Option<u64>) -> u64 {
+    match memory_mb {
+        Some(mb) => ((mb << 20) / BUDGET_SHARE_OF_MEMORY).clamp(MIN_CACHE_BYTES, MAX_DEFAULT_CACHE_BYTES),
+        None => STANDALONE_CACHE_BYTES,
+    }
+}

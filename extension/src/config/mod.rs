@@ -57,6 +57,9 @@ pub struct Config {
     pub cache_enabled: bool,
     /// Zero disables caching, as with AWS's extension.
     pub cache_size: usize,
+    /// Heap bytes the cache may hold: `SECRETS_SIDECAR_CACHE_BYTES`, or
+    /// [`default_cache_bytes`] of the function's memory.
+    pub cache_bytes: usize,
     pub http_port: u16,
     pub log_level: LogLevel,
     pub log_format: LogFormat,
@@ -125,6 +128,15 @@ impl Config {
             0,
             MAX_CACHE_SIZE as u64,
             "entries",
+        ) as usize;
+        let memory_mb = r
+            .raw(vars::LAMBDA_MEMORY_SIZE)
+            .map(|_| r.integer(vars::LAMBDA_MEMORY_SIZE, 0, 1, MAX_FUNCTION_MEMORY_MB, "megabytes"));
+        let cache_bytes = r.bytes(
+            vars::CACHE_BYTES,
+            default_cache_bytes(memory_mb),
+            MIN_CACHE_BYTES,
+            MAX_CACHE_BYTES,
         ) as usize;
         let http_port = r.integer(vars::HTTP_PORT, u64::from(DEFAULT_HTTP_PORT), 1, 65_535, "port") as u16;
         let log_level = r.log_level();
@@ -212,6 +224,7 @@ impl Config {
         let config = Config {
             cache_enabled,
             cache_size,
+            cache_bytes,
             http_port,
             log_level,
             log_format,
@@ -281,6 +294,7 @@ impl Config {
     pub fn cache_settings(&self) -> CacheSettings {
         CacheSettings {
             capacity: self.cache_size,
+            budget: self.cache_bytes,
             enabled: self.cache_enabled,
             secrets_manager_ttl: self.secrets_manager.ttl,
             ssm_ttl: self.ssm.ttl,

@@ -168,6 +168,23 @@ impl<E: Env> Reader<'_, E> {
         }
     }
 
+    /// A size in bytes ([`parse_bytes`]) from `min` to `max`.
+    pub(super) fn bytes(&mut self, var: &'static str, default: u64, min: u64, max: u64) -> u64 {
+        match self.raw(var) {
+            None => default,
+            Some(v) => match parse_bytes(&v) {
+                Some(n) if (min..=max).contains(&n) => n,
+                _ => {
+                    self.fail(
+                        var,
+                        format!("expected bytes (a whole number, or with KiB, MiB or GiB) from {min} to {max}"),
+                    );
+                    default
+                }
+            },
+        }
+    }
+
     pub(super) fn fraction(&mut self, var: &'static str, default: f64, min: f64, max: f64) -> f64 {
         match self.raw(var) {
             None => default,
@@ -180,6 +197,21 @@ impl<E: Env> Reader<'_, E> {
             },
         }
     }
+}
+
+/// `12345`, `64KiB`, `8MiB`, `1GiB` (suffix in any case, a space allowed before it).
+pub(super) fn parse_bytes(v: &str) -> Option<u64> {
+    let digits = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (number, unit) = v.split_at(digits);
+    let n: u64 = number.parse().ok()?;
+    let shift = match unit.trim_start().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "kib" => 10,
+        "mib" => 20,
+        "gib" => 30,
+        _ => return None,
+    };
+    n.checked_mul(1 << shift)
 }
 
 fn millis_u64(d: Duration) -> u64 {

@@ -349,3 +349,37 @@ fn the_drift_check_catches_a_missing_and_an_extra_row() {
         "one name per row"
     );
 }
+
+#[test]
+fn the_byte_budget_follows_the_function_memory_unless_set() {
+    let budget = |pairs: &[(&str, &str)]| Config::from_env(&env(pairs)).expect("valid").cache_bytes;
+    assert_eq!(budget(&[]), 64 << 20, "standalone: a fixed default");
+    assert_eq!(budget(&[(vars::LAMBDA_MEMORY_SIZE, "128")]), 8 << 20);
+    assert_eq!(budget(&[(vars::LAMBDA_MEMORY_SIZE, "1024")]), 64 << 20);
+    assert_eq!(budget(&[(vars::LAMBDA_MEMORY_SIZE, "10240")]), 256 << 20, "capped");
+    assert_eq!(
+        budget(&[(vars::LAMBDA_MEMORY_SIZE, "1")]),
+        64 << 10,
+        "at least one largest secret"
+    );
+    let set = [(vars::LAMBDA_MEMORY_SIZE, "128"), (vars::CACHE_BYTES, "32MiB")];
+    assert_eq!(budget(&set), 32 << 20, "the override wins");
+    assert_eq!(budget(&[(vars::CACHE_BYTES, "100000")]), 100_000);
+    assert_eq!(budget(&[(vars::CACHE_BYTES, "64 kib")]), 64 << 10);
+    assert_eq!(budget(&[(vars::CACHE_BYTES, "2GiB")]), 2 << 30);
+}
+
+#[test]
+fn a_bad_byte_budget_or_memory_size_is_named_with_its_range() {
+    for bad in ["0", "1000", "8MB", "-1", "1.5MiB", "MiB", "99999999999GiB"] {
+        let errs = errors_of(&[(vars::CACHE_BYTES, bad)]);
+        assert_eq!(errs.len(), 1, "{bad}: {errs:?}");
+        assert_eq!(errs[0].var, vars::CACHE_BYTES);
+        assert!(errs[0].problem.contains("KiB, MiB or GiB"), "{}", errs[0].problem);
+        if bad.len() > 4 {
+            assert!(!errs[0].problem.contains(bad), "the value is not echoed");
+        }
+    }
+    let errs = errors_of(&[(vars::LAMBDA_MEMORY_SIZE, "lots")]);
+    assert_eq!(errs[0].var, vars::LAMBDA_MEMORY_SIZE);
+}

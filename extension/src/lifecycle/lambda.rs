@@ -17,7 +17,7 @@ use tracing::{error, info, warn};
 
 use super::extensions_api::{Event, ExtensionsApi};
 use super::platform::{Platform, RefreshDriver, INITIALIZATION_TYPE};
-use super::{bind, describe_missing, until_deadline, Running};
+use super::{bind, until_deadline, Running};
 use crate::config::{Config, ConfigErrors, ProcessEnv};
 use crate::token;
 
@@ -90,14 +90,10 @@ pub async fn run(config: Result<Config, ConfigErrors>) -> ExitCode {
     let running = Running::start(config, token, listener, Some(platform)).await;
     info!(port = running.config.http_port, "registered");
 
-    let missing = running.init().await;
-    if !missing.is_empty() {
-        let message = describe_missing(&missing);
+    if let Err(failure) = running.init().await {
+        let message = failure.to_string();
         error!(%message, "init failed");
-        if let Err(e) = api
-            .init_error(&id, "Extension.RequiredSecretUnavailable", &message)
-            .await
-        {
+        if let Err(e) = api.init_error(&id, failure.error_type(), &message).await {
             error!(error = %e, "posting init/error failed");
         }
         running.stop(Duration::from_millis(500)).await;

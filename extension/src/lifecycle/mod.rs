@@ -28,8 +28,8 @@ use tracing::{info, warn};
 
 use crate::backend::aws::{endpoints, AwsUpstream};
 use crate::backend::CallStats;
-use crate::cache::{Cache, Plan, Report};
-use crate::config::Config;
+use crate::cache::{Cache, Overflow, Plan, Report};
+use crate::config::{vars, Config};
 use crate::files::Files;
 use crate::metrics::emf::{self, Emf};
 use crate::model::SecretRef;
@@ -144,17 +144,17 @@ impl Running {
     }
 
     /// INIT's work: the prefetch (under SnapStart, only metadata checks of REQUIRED).
-    /// Returns the REQUIRED references that are not available, with why.
-    pub async fn init(&self) -> Vec<(SecretRef, String)> {
+    pub async fn init(&self) -> Result<(), StartupFailure> {
         if self.platform == Some(Platform::SnapStart) {
-            return self.check_required_metadata().await;
+            return StartupFailure::check(self.check_required_metadata().await, None);
         }
         self.prefetch().await
     }
 
     /// Runs the start-up prefetch within the init budget and marks the sidecar
-    /// ready. Returns the REQUIRED references that are not available, with why.
-    pub async fn prefetch(&self) -> Vec<(SecretRef, String)> {
+    /// ready. Fails when a REQUIRED reference is not available or what was
+    /// prefetched does not fit the cache's bounds.
+    pub async fn prefetch(&self) -> Result<(), StartupFailure> {
         let plan = lock(&self.plan).take();
         let deadline = Instant::now() + self.config.init_timeout;
         let report = match plan {
@@ -163,7 +163,7 @@ impl Running {
         };
         self.app.set_ready();
         self.sync_files().await;
-        report.missing(&self.config.required)
+        StartupFailure::check(report.missing(&self.config.required), self.app.cache.overflow())
     }
 
     /// Rewrites the mapped files whose value has a new version (all, the first time).
@@ -280,9 +280,57 @@ pub fn until_deadline(deadline_ms: u64, margin: Duration, cap: Duration) -> Dura
 }
 
 /// One line naming each unavailable REQUIRED reference and why.
-pub fn describe_missing(missing: &[(SecretRef, String)]) -> String {
-    let items: Vec<String> = missing.iter().map(|(r, why)| format!("{r}: {why}")).collect();
-    format!("required secrets unavailable at start-up: {}", items.join("; "))
+/// Why start-up failed, as INIT reports it (`init/error`) and standalone prints it.
+#[derive(Debug)]
+pub enum StartupFailure {
+    /// REQUIRED references not available, with why.
+    Missing(Vec<(SecretRef, String)>),
+    /// The prefetch does not fit the cache's bounds (prefetched entries are never evicted).
+    Overflow(Overflow),
+}
+
+impl StartupFailure {
+    /// Missing REQUIRED references first: they say what to fix upstream.
+    pub(super) fn check(missing: Vec<(SecretRef, String)>, overflow: Option<Overflow>) -> Result<(), StartupFailure> {
+        match (missing.is_empty(), overflow) {
+            (false, _) => Err(StartupFailure::Missing(missing)),
+            (true, Some(o)) => Err(StartupFailure::Overflow(o)),
+            (true, None) => Ok(()),
+        }
+    }
+
+    /// The `Lambda-Extension-Function-Error-Type` posted with `init/error`.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            StartupFailure::Missing(_) => "Extension.RequiredSecretUnavailable",
+            StartupFailure::Overflow(_) => "Extension.CacheBudgetExceeded",
+        }
+    }
+}
+
+impl std::fmt::Display for StartupFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartupFailure::Missing(missing) => {
+                let items: Vec<String> = missing.iter().map(|(r, why)| format!("{r}: {why}")).collect();
+                write!(f, "required secrets unavailable at start-up: {}", items.join("; "))
+            }
+            StartupFailure::Overflow(o) => write!(
+                f,
+                "the prefetch does not fit the cache: it holds {} bytes in {} entries, the budget is \
+                 {} bytes ({}; by default 1/{} of {}) and {} entries ({}); prefetched entries are \
+                 never evicted, so raise the budget or prefetch less",
+                o.bytes,
+                o.entries,
+                o.budget,
+                vars::CACHE_BYTES,
+                crate::config::BUDGET_SHARE_OF_MEMORY,
+                vars::LAMBDA_MEMORY_SIZE,
+                o.capacity,
+                vars::CACHE_SIZE,
+            ),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use tracing::{error, info};
 
 use super::platform::Platform;
-use super::{describe_missing, lock, Running};
+use super::{lock, Running, StartupFailure};
 use crate::backend::{Upstream, Via};
 use crate::cache::reseed_jitter;
 use crate::model::SecretRef;
@@ -108,9 +108,9 @@ impl Running {
                 // Files only now: written during INIT they would be in the snapshot.
                 self.sync_files().await;
                 let missing = report.missing(&self.config.required);
-                if !missing.is_empty() {
+                if let Err(failure) = StartupFailure::check(missing, self.app.cache.overflow()) {
                     // INIT is long over: nothing to fail; say it loudly instead.
-                    error!(message = %describe_missing(&missing), "after the SnapStart restore");
+                    error!(message = %failure, "after the SnapStart restore");
                 }
                 info!(
                     stored = report.stored,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info};
 
-use super::{bind, describe_missing, Running};
+use super::{bind, Running};
 use crate::config::{Config, ConfigErrors, ProcessEnv};
 use crate::token;
 
@@ -45,9 +45,8 @@ pub async fn run(config: Result<Config, ConfigErrors>) -> ExitCode {
     let running = Running::start(config, token, listener, None).await;
     info!(port = running.config.http_port, "listening (standalone)");
 
-    let missing = running.prefetch().await;
-    if !missing.is_empty() {
-        let message = describe_missing(&missing);
+    if let Err(failure) = running.prefetch().await {
+        let message = failure.to_string();
         error!(%message, "start-up failed");
         eprintln!("secrets-sidecar: {message}");
         running.stop(Duration::from_millis(500)).await;

@@ -4,7 +4,8 @@
 //! On with `SECRETS_SIDECAR_EMF=true` only: custom metrics cost money, and a drop-in
 //! replacement must not add charges unasked. Each line carries the counters as
 //! deltas since the previous line (namespace `SecretsSidecar`, dimension
-//! `FunctionName`), so CloudWatch's Sum over any period is the count in it. Lines
+//! `FunctionName`), so CloudWatch's Sum over any period is the count in it; the
+//! cache's bytes and budget are gauges, reported as they are (unit Bytes). Lines
 //! come at most once a minute (the lifecycle asks on each INVOKE, or on its timer
 //! under Managed Instances and standalone) and once more at SHUTDOWN. Counts only:
 //! no value, no id, nothing a caller typed.
@@ -28,21 +29,23 @@ pub const DIMENSION: &str = "FunctionName";
 /// At most one line per this interval (but always one at SHUTDOWN).
 pub const INTERVAL: Duration = Duration::from_secs(60);
 
-/// Metric names, each with its counter.
-fn metrics(t: &Totals) -> [(&'static str, u64); 12] {
+/// Metric names, each with its value and unit.
+fn metrics(t: &Totals) -> [(&'static str, u64, &'static str); 14] {
     [
-        ("Requests", t.requests),
-        ("CacheHits", t.hits),
-        ("CacheMisses", t.misses),
-        ("StaleAnswers", t.stale),
-        ("CacheBypasses", t.bypass),
-        ("UpstreamCalls", t.upstream_calls),
-        ("UpstreamErrors", t.upstream_errors),
-        ("Refreshes", t.refreshes_ok),
-        ("RefreshFailures", t.refreshes_failed),
-        ("Evictions", t.evictions),
-        ("AuthFailures", t.auth_failures),
-        ("ConnectionsRefused", t.connections_refused),
+        ("Requests", t.requests, "Count"),
+        ("CacheHits", t.hits, "Count"),
+        ("CacheMisses", t.misses, "Count"),
+        ("StaleAnswers", t.stale, "Count"),
+        ("CacheBypasses", t.bypass, "Count"),
+        ("UpstreamCalls", t.upstream_calls, "Count"),
+        ("UpstreamErrors", t.upstream_errors, "Count"),
+        ("Refreshes", t.refreshes_ok, "Count"),
+        ("RefreshFailures", t.refreshes_failed, "Count"),
+        ("Evictions", t.evictions, "Count"),
+        ("AuthFailures", t.auth_failures, "Count"),
+        ("ConnectionsRefused", t.connections_refused, "Count"),
+        ("CacheBytes", t.cache_bytes, "Bytes"),
+        ("CacheBudget", t.cache_budget, "Bytes"),
     ]
 }
 
@@ -61,6 +64,9 @@ fn delta(now: &Totals, before: &Totals) -> Totals {
         evictions: d(now.evictions, before.evictions),
         auth_failures: d(now.auth_failures, before.auth_failures),
         connections_refused: d(now.connections_refused, before.connections_refused),
+        // Gauges: what they are now.
+        cache_bytes: now.cache_bytes,
+        cache_budget: now.cache_budget,
     }
 }
 
@@ -121,7 +127,7 @@ impl Emf {
         let pairs = metrics(deltas);
         let definitions: Vec<Value> = pairs
             .iter()
-            .map(|(name, _)| json!({"Name": name, "Unit": "Count"}))
+            .map(|(name, _, unit)| json!({"Name": name, "Unit": unit}))
             .collect();
         let mut root = Map::new();
         if self.format == LogFormat::Json {
@@ -142,7 +148,7 @@ impl Emf {
             }),
         );
         root.insert(DIMENSION.into(), self.function.clone().into());
-        for (name, n) in pairs {
+        for (name, n, _) in pairs {
             root.insert(name.into(), n.into());
         }
         Value::Object(root).to_string()
@@ -211,6 +217,34 @@ mod tests {
         );
         assert_eq!(v["FunctionName"], "weather");
         assert!(v.get("timestamp").is_none(), "text format: the bare EMF document");
+    }
+
+    #[test]
+    fn the_cache_gauges_are_reported_as_they_stand_in_bytes() {
+        let start = Instant::now();
+        let emf = Emf::new("f".into(), LogFormat::Text, start);
+        let at = |bytes| Totals {
+            cache_bytes: bytes,
+            cache_budget: 8 << 20,
+            ..Totals::default()
+        };
+        let _ = emf.tick(at(5000), start + INTERVAL).expect("due");
+        let v: Value = serde_json::from_str(&emf.flush(at(3000), start + INTERVAL * 2)).expect("json");
+        assert_eq!(v["CacheBytes"].as_u64(), Some(3000), "not a delta");
+        assert_eq!(v["CacheBudget"].as_u64(), Some(8 << 20));
+        let units: Vec<(String, String)> = v["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .expect("definitions")
+            .iter()
+            .map(|d| {
+                (
+                    d["Name"].as_str().unwrap_or("").to_owned(),
+                    d["Unit"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect();
+        assert!(units.contains(&("CacheBytes".into(), "Bytes".into())), "{units:?}");
+        assert!(units.contains(&("Requests".into(), "Count".into())), "{units:?}");
     }
 
     #[test]

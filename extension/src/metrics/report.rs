@@ -32,6 +32,9 @@ pub struct Totals {
     pub evictions: u64,
     pub auth_failures: u64,
     pub connections_refused: u64,
+    /// Gauges, not counters: the cache's heap bytes now, and its budget.
+    pub cache_bytes: u64,
+    pub cache_budget: u64,
 }
 
 impl Snapshot<'_> {
@@ -51,6 +54,8 @@ impl Snapshot<'_> {
             evictions: stats.evictions(),
             auth_failures: server.auth_failures.load(Relaxed),
             connections_refused: server.connections_refused.load(Relaxed),
+            cache_bytes: self.cache.bytes() as u64,
+            cache_budget: self.cache.settings().budget as u64,
         }
     }
 
@@ -130,7 +135,7 @@ impl Snapshot<'_> {
             (
                 "evictions_total",
                 "counter",
-                "Entries evicted to respect the cache size.",
+                "Entries evicted to respect the entry bound or the byte budget.",
                 stats.evictions(),
             ),
             (
@@ -144,6 +149,18 @@ impl Snapshot<'_> {
                 "gauge",
                 "Entries in the cache.",
                 self.cache.len() as u64,
+            ),
+            (
+                "cache_bytes",
+                "gauge",
+                "Heap bytes the cache's entries hold (values, identities, bookkeeping).",
+                self.cache.bytes() as u64,
+            ),
+            (
+                "cache_budget_bytes",
+                "gauge",
+                "The cache's byte budget.",
+                self.cache.settings().budget as u64,
             ),
             (
                 "auth_failures_total",
@@ -190,7 +207,7 @@ impl Snapshot<'_> {
         let (server, stats) = (self.server, self.cache.stats());
         let requests: u64 = server.requests.iter().map(Counter::get).sum();
         format!(
-            "requests={requests} hits={} misses={} stale={} bypass={} upstream_calls={} upstream_errors={} refreshes_ok={} refreshes_failed={} evictions={} entries={} live_value_bytes={} auth_failures={} connections_refused={}",
+            "requests={requests} hits={} misses={} stale={} bypass={} upstream_calls={} upstream_errors={} refreshes_ok={} refreshes_failed={} evictions={} entries={} cache_bytes={} live_value_bytes={} auth_failures={} connections_refused={}",
             server.outcomes(Outcome::Hit),
             server.outcomes(Outcome::Miss),
             server.outcomes(Outcome::Stale),
@@ -201,6 +218,7 @@ impl Snapshot<'_> {
             stats.refreshes_failed(),
             stats.evictions(),
             self.cache.len(),
+            self.cache.bytes(),
             self.cache.live_value_bytes(),
             server.auth_failures.load(Relaxed),
             server.connections_refused.load(Relaxed),
@@ -276,7 +294,16 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
         }
+        let held = cache.bytes();
+        assert!(held > 0);
+        for line in [
+            format!("secrets_sidecar_cache_bytes {held}"),
+            format!("secrets_sidecar_cache_budget_bytes {}", cache.settings().budget),
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
+        }
         let summary = snapshot.summary();
+        assert!(summary.contains(&format!(" cache_bytes={held} ")), "{summary}");
         assert!(summary.contains("requests=2 hits=1"), "{summary}");
         assert!(summary.contains(" entries=2 "), "{summary}");
         assert!(
@@ -285,7 +312,10 @@ mod tests {
         );
         cache.wipe();
         let summary = snapshot.summary();
-        assert!(summary.contains(" entries=0 live_value_bytes=0 "), "{summary}");
+        assert!(
+            summary.contains(" entries=0 cache_bytes=0 live_value_bytes=0 "),
+            "{summary}"
+        );
     }
 
     #[test]

@@ -78,14 +78,27 @@ pub fn signed_as(signer: &Credentials, region: &str, target: &str, body: &Json) 
         .header("host", "localhost:2773")
         .header("content-type", "application/x-amz-json-1.1")
         .header("x-amz-target", target)
-        .body(body.clone())
+        .body(body)
         .expect("request");
+    sign_as_sdk(&mut req, signer, region, service, SystemTime::now());
+    req
+}
+
+/// Signs `req` as an SDK does: the same `aws-sigv4` signer with its default
+/// settings, over every header `req` carries and its whole body, at `at`.
+pub fn sign_as_sdk<B: AsRef<[u8]>>(
+    req: &mut Request<B>,
+    signer: &Credentials,
+    region: &str,
+    service: &str,
+    at: SystemTime,
+) {
     let identity: Identity = signer.clone().into();
     let params = v4::SigningParams::builder()
         .identity(&identity)
         .region(region)
         .name(service)
-        .time(SystemTime::now())
+        .time(at)
         .settings(SigningSettings::default())
         .build()
         .expect("params")
@@ -95,16 +108,16 @@ pub fn signed_as(signer: &Credentials, region: &str, target: &str, body: &Json) 
         .iter()
         .map(|(k, v)| (k.as_str().to_owned(), v.to_str().expect("ascii").to_owned()))
         .collect();
+    let uri = req.uri().to_string();
     let signable = SignableRequest::new(
-        "POST",
-        "http://localhost:2773/",
+        req.method().as_str(),
+        &uri,
         headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-        SignableBody::Bytes(body.as_bytes()),
+        SignableBody::Bytes(req.body().as_ref()),
     )
     .expect("signable");
     let (instructions, _) = sign(signable, &params).expect("signed").into_parts();
-    instructions.apply_to_request_http1x(&mut req);
-    req
+    instructions.apply_to_request_http1x(req);
 }
 
 /// Signed with the fake's own credentials, in its home region.

@@ -235,6 +235,41 @@ async fn a_missing_required_secret_fails_the_init() -> R {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefetch_past_the_byte_budget_fails_the_init_naming_both_sizes() -> R {
+    let moto = Moto::start().await?;
+    let api = MockExtensionsApi::start().await?;
+    let big = "b".repeat(60_000);
+    for name in ["big-1", "big-2"] {
+        moto.create_secret(name, &big).await?;
+    }
+    // 64 KiB holds one of them, not both; prefetched entries are never evicted.
+    let b = lambda_sidecar(&api, &moto.endpoint())
+        .var("SECRETS_SIDECAR_PREFETCH", "secretsmanager:big-1 secretsmanager:big-2")
+        .var("SECRETS_SIDECAR_CACHE_BYTES", "64KiB");
+    let mut proc = b.spawn_raw()?;
+    let errors = api.wait_for("/extension/init/error", 1, WAIT).await?;
+    assert_eq!(
+        errors[0].headers["lambda-extension-function-error-type"],
+        "Extension.CacheBudgetExceeded"
+    );
+    let message = errors[0].body["errorMessage"].as_str().unwrap_or("");
+    let held: u64 = message
+        .split_once("it holds ")
+        .and_then(|(_, rest)| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(held > 120_000, "the plan's size: {message}");
+    assert!(
+        message.contains("65536 bytes") && message.contains("SECRETS_SIDECAR_CACHE_BYTES"),
+        "{message}"
+    );
+    assert!(!message.contains(&big[..100]), "no value in the message");
+    assert!(api.requests("/event/next").is_empty(), "a failed init never polls");
+    assert!(!proc.wait_exit(Duration::from_secs(5)).await?.success());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn managed_instances_register_shutdown_only_and_never_poll_after_it() -> R {
     let moto = Moto::start().await?;
     let api = MockExtensionsApi::start().await?;

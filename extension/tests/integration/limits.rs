@@ -1,6 +1,7 @@
 //! Load and limits (reliability suite 6): thousands of connections opened at once
 //! leave authorised requests served, the excess refused cleanly and memory bounded;
-//! many distinct ids keep the cache within `PARAMETERS_SECRETS_EXTENSION_CACHE_SIZE`.
+//! many distinct ids keep the cache within `PARAMETERS_SECRETS_EXTENSION_CACHE_SIZE`;
+//! a start-up prefetch past `SECRETS_SIDECAR_CACHE_BYTES` stops the start.
 //! `SOAK=1` requests 100,000 distinct ids (10,000 otherwise).
 
 use std::sync::Arc;
@@ -191,5 +192,25 @@ async fn many_distinct_ids_keep_the_cache_within_its_size() -> R {
         "entries were evicted to stay in bounds"
     );
     assert!(after < before + 32 * 1024, "memory bounded: {before} → {after} KiB");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_a_prefetch_past_the_byte_budget_exits_non_zero_saying_why() -> R {
+    let moto = Moto::start().await?;
+    moto.create_secret("large", &"l".repeat(60_000)).await?;
+    moto.create_secret("larger", &"m".repeat(62_000)).await?;
+    let mut proc = SidecarBuilder::new(BIN)
+        .endpoint(&moto.endpoint())
+        .var("SECRETS_SIDECAR_PREFETCH", "secretsmanager:large secretsmanager:larger")
+        .var("SECRETS_SIDECAR_CACHE_BYTES", "100000")
+        .spawn_raw()?;
+    let status = proc.wait_exit(Duration::from_secs(20)).await?;
+    assert!(!status.success(), "the start failed");
+    let logs = proc.logs.lines().join("\n");
+    assert!(
+        logs.contains("the prefetch does not fit the cache") && logs.contains("100000 bytes"),
+        "{logs}"
+    );
     Ok(())
 }

@@ -2,6 +2,10 @@
 //! JSON line per invocation and answers with what it saw; first it prints `env`,
 //! what its environment says about the platform. Settings:
 //!
+//! An invoke whose payload has `fetch_many` (a list of sidecar paths) GETs each in
+//! turn and answers, per path, the status, cache outcome and the value's length and
+//! first 24 characters (`SecretString`), so tests can check many values at once.
+//!
 //! `PROBE_RUNTIME_SLEEP_MS` (work this long per invoke) · `PROBE_RUNTIME_LATE_REGISTER_MS`
 //! (register an internal extension this long after start, when it is too late) ·
 //! `PROBE_RUNTIME_FETCH` (a sidecar path to GET per invoke, reported as status,
@@ -107,6 +111,14 @@ async fn work(worker: usize, http: HttpClient, base: String) {
         if let Some(path) = setting("PROBE_RUNTIME_FETCH") {
             answer["fetch"] = fetch(&http, &path).await;
         }
+        if let Some(paths) = answer["payload"]["fetch_many"].as_array().cloned() {
+            answer["payload"] = Value::Null;
+            let mut many = Vec::with_capacity(paths.len());
+            for path in paths.iter().filter_map(Value::as_str) {
+                many.push(fetch_value(&http, path).await);
+            }
+            answer["many"] = Value::from(many);
+        }
         if sleep > 0 {
             tokio::time::sleep(Duration::from_millis(sleep)).await;
         }
@@ -121,19 +133,39 @@ async fn work(worker: usize, http: HttpClient, base: String) {
     }
 }
 
+/// GETs `path` and says what came back: status, cache outcome, and the
+/// `SecretString`'s length and first characters (test values, not secrets).
+async fn fetch_value(http: &HttpClient, path: &str) -> Value {
+    let (status, cache, body) = match get(http, path).await {
+        Ok(r) => (
+            r.status,
+            r.header("x-secrets-sidecar-cache").map(str::to_owned),
+            r.json(),
+        ),
+        Err(e) => return json!({ "error": e.to_string() }),
+    };
+    let value = body["SecretString"].as_str().unwrap_or("");
+    let head: String = value.chars().take(24).collect();
+    json!({ "status": status, "cache": cache, "len": value.len(), "head": head })
+}
+
 /// GETs `path` from the sidecar with the environment's token.
-async fn fetch(http: &HttpClient, path: &str) -> Value {
+async fn get(http: &HttpClient, path: &str) -> anyhow::Result<harness::net::Response> {
     let token = setting("AWS_SESSION_TOKEN")
         .or_else(|| setting("AWS_CONTAINER_AUTHORIZATION_TOKEN"))
         .unwrap_or_default();
     let port = setting("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT").unwrap_or_else(|| "2773".into());
+    http.get(
+        &format!("http://127.0.0.1:{port}{path}"),
+        &[("X-Aws-Parameters-Secrets-Token", &token)],
+    )
+    .await
+}
+
+/// GETs `path`, reported as status, cache outcome and latency.
+async fn fetch(http: &HttpClient, path: &str) -> Value {
     let started = Instant::now();
-    let r = http
-        .get(
-            &format!("http://127.0.0.1:{port}{path}"),
-            &[("X-Aws-Parameters-Secrets-Token", &token)],
-        )
-        .await;
+    let r = get(http, path).await;
     let micros = started.elapsed().as_micros() as u64;
     match r {
         Ok(r) => {

@@ -192,6 +192,11 @@ impl Emulator {
         self.inner.procs.names()
     }
 
+    /// (pid, command name) of every live process of the environment, children too.
+    pub fn pids(&self) -> Vec<(i32, String)> {
+        snapshot::processes_in_groups(&self.inner.procs.groups())
+    }
+
     /// Starts a new environment: extensions, then (once they registered) the runtime;
     /// done when all of them wait in `next`. Returns the init duration.
     pub async fn init(&self) -> Result<Duration, String> {

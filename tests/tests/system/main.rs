@@ -5,6 +5,7 @@
 //! is one concern, each test runnable alone (`cargo nextest run -p harness --test
 //! system -E 'test(e2e::)'`).
 
+mod budget;
 mod contract;
 mod contract_managed;
 mod contract_modes;

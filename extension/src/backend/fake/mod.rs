@@ -217,7 +217,22 @@ impl FakeUpstream {
         }
     }
 
-    async fn enter(&self) -> Result<(), UpstreamError> {
+    /// Counts a call made `via`, then lets it meet the injected panic, latency and
+    /// failures: the way into every [`Upstream`](super::Upstream) call.
+    async fn enter(&self, via: &Via) -> Result<(), UpstreamError> {
+        self.count(via);
+        self.injected().await
+    }
+
+    /// [`enter`](Self::enter) for a call that asks for many values at once, counted
+    /// in `batch_calls` as well.
+    async fn enter_batch(&self, via: &Via) -> Result<(), UpstreamError> {
+        self.count(via);
+        self.batch_calls.fetch_add(1, SeqCst);
+        self.injected().await
+    }
+
+    async fn injected(&self) -> Result<(), UpstreamError> {
         assert!(!self.panic_next.swap(false, SeqCst), "injected panic");
         let latency = *lock(&self.latency);
         if !latency.is_zero() {

@@ -2,8 +2,6 @@
 //! them, the [`Upstream`] calls on top of them (each counted, each through the injected
 //! latency and failures), and the SDK route's pass-through.
 
-use std::sync::atomic::Ordering::SeqCst;
-
 use super::{lock, FakeUpstream, FAKE_REGION};
 use crate::backend::{
     Batch, BoxFuture, ErrorKind, Listed, Page, ParameterFields, SecretFields, Upstream, UpstreamError, Value, Via,
@@ -85,6 +83,19 @@ impl FakeUpstream {
     }
 }
 
+/// A batch call's answer as the services give it: each key looked up on its own,
+/// and a key that fails reported beside the values rather than failing the call.
+fn batch_of(keys: &[String], mut one: impl FnMut(&str) -> Result<Value, UpstreamError>) -> Batch {
+    let mut batch = Batch::default();
+    for key in keys {
+        match one(key) {
+            Ok(v) => batch.values.push(v),
+            Err(e) => batch.errors.push((key.clone(), e)),
+        }
+    }
+    batch
+}
+
 impl Upstream for FakeUpstream {
     fn get_secret<'a>(
         &'a self,
@@ -93,8 +104,7 @@ impl Upstream for FakeUpstream {
         selector: &'a Selector,
     ) -> BoxFuture<'a, Result<Value, UpstreamError>> {
         Box::pin(async move {
-            self.count(via);
-            self.enter().await?;
+            self.enter(via).await?;
             self.secret(id, selector)
         })
     }
@@ -107,25 +117,15 @@ impl Upstream for FakeUpstream {
         decrypt: bool,
     ) -> BoxFuture<'a, Result<Value, UpstreamError>> {
         Box::pin(async move {
-            self.count(via);
-            self.enter().await?;
+            self.enter(via).await?;
             self.param(name, selector, decrypt)
         })
     }
 
     fn batch_get_secrets<'a>(&'a self, via: &'a Via, ids: &'a [String]) -> BoxFuture<'a, Result<Batch, UpstreamError>> {
         Box::pin(async move {
-            self.count(via);
-            self.batch_calls.fetch_add(1, SeqCst);
-            self.enter().await?;
-            let mut batch = Batch::default();
-            for id in ids {
-                match self.secret(id, &Selector::Current) {
-                    Ok(v) => batch.values.push(v),
-                    Err(e) => batch.errors.push((id.clone(), e)),
-                }
-            }
-            Ok(batch)
+            self.enter_batch(via).await?;
+            Ok(batch_of(ids, |id| self.secret(id, &Selector::Current)))
         })
     }
 
@@ -136,17 +136,8 @@ impl Upstream for FakeUpstream {
         decrypt: bool,
     ) -> BoxFuture<'a, Result<Batch, UpstreamError>> {
         Box::pin(async move {
-            self.count(via);
-            self.batch_calls.fetch_add(1, SeqCst);
-            self.enter().await?;
-            let mut batch = Batch::default();
-            for name in names {
-                match self.param(name, &Selector::Current, decrypt) {
-                    Ok(v) => batch.values.push(v),
-                    Err(e) => batch.errors.push((name.clone(), e)),
-                }
-            }
-            Ok(batch)
+            self.enter_batch(via).await?;
+            Ok(batch_of(names, |name| self.param(name, &Selector::Current, decrypt)))
         })
     }
 
@@ -158,9 +149,7 @@ impl Upstream for FakeUpstream {
         next_token: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Page, UpstreamError>> {
         Box::pin(async move {
-            self.count(via);
-            self.batch_calls.fetch_add(1, SeqCst);
-            self.enter().await?;
+            self.enter_batch(via).await?;
             let mut names: Vec<String> = lock(&self.params)
                 .keys()
                 .filter(|n| n.starts_with(path))
@@ -180,8 +169,7 @@ impl Upstream for FakeUpstream {
 
     fn exists<'a>(&'a self, via: &'a Via, r: &'a SecretRef) -> BoxFuture<'a, Result<(), UpstreamError>> {
         Box::pin(async move {
-            self.count(via);
-            self.enter().await?;
+            self.enter(via).await?;
             let found = match r {
                 SecretRef::Secret(id) => lock(&self.secrets).iter().any(|(n, s)| n == id || s.arn == *id),
                 SecretRef::Parameter(name) => lock(&self.params).contains_key(name),
@@ -206,8 +194,7 @@ impl Upstream for FakeUpstream {
         value: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Vec<Listed>, UpstreamError>> {
         Box::pin(async move {
-            self.count(via);
-            self.enter().await?;
+            self.enter(via).await?;
             Ok(self.tagged(key, value))
         })
     }

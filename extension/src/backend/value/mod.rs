@@ -322,6 +322,26 @@ impl Value {
         self.bytes
     }
 
+    /// What keeping this value costs the heap: its buffers, its identity strings,
+    /// the struct itself and the allocations' headers (what the cache's byte budget
+    /// counts; an estimate, never less than the buffers).
+    pub fn footprint(&self) -> usize {
+        let referenced = self.referenced.as_ref().map_or(0, |(n, a)| heap_str(n) + heap_str(a));
+        // Value itself behind an Arc (two counters), and the `Bytes` shared headers.
+        let own = std::mem::size_of::<Value>() + 16 + ALLOCATION_OVERHEAD + 2 * 32;
+        own + self.bytes + heap_str(&self.arn) + heap_str(&self.name) + heap_str(&self.version) + referenced
+    }
+}
+
+/// Per heap allocation: the allocator's header and rounding (glibc: 8 to 16 bytes).
+const ALLOCATION_OVERHEAD: usize = 16;
+
+/// What an `Arc<str>` of `s` holds on the heap: two counters, the text, overhead.
+fn heap_str(s: &str) -> usize {
+    16 + s.len() + ALLOCATION_OVERHEAD
+}
+
+impl Value {
     /// The bare value: SecretString, SecretBinary bytes, or the parameter's Value.
     pub fn raw(&self) -> Bytes {
         if let Some(raw) = &self.raw {

@@ -1,8 +1,9 @@
 //! Cache behaviour against the in-memory upstream, on tokio's paused clock: TTLs,
 //! single-flight, stale-if-error with backoff, eviction, aliases, forced refresh,
-//! shutdown and wipe; `many` covers `get_many`.
+//! shutdown and wipe; `many` covers `get_many`, `budget` the byte budget.
 
 mod attempts;
+mod budget;
 mod many;
 mod negative;
 

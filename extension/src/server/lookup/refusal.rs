@@ -65,7 +65,13 @@ const fn row(kind: Kind, status: u16, code: &'static str, sdk: (u16, &'static st
     }
 }
 
+// The SDK protocol's answers, as (status, Secrets Manager's `__type`, SSM's), each
+// named once so the table below reads one row a line.
 const ACCESS_DENIED: (u16, &str, &str) = (400, "AccessDeniedException", "AccessDeniedException");
+const VALIDATION: (u16, &str, &str) = (400, "ValidationException", "ValidationException");
+const NOT_FOUND: (u16, &str, &str) = (400, "ResourceNotFoundException", "ParameterNotFound");
+const INVALID_REQUEST: (u16, &str, &str) = (400, "InvalidRequestException", "ValidationException");
+const THROTTLING: (u16, &str, &str) = (400, "ThrottlingException", "ThrottlingException");
 const INTERNAL: (u16, &str, &str) = (500, "InternalServiceError", "InternalServerError");
 
 /// The one table. The extension API's statuses tell a caller what to do: fix the
@@ -76,31 +82,11 @@ pub const TABLE: [Row; 10] = [
     row(Kind::NotAllowed, 403, "NotAllowed", ACCESS_DENIED),
     row(Kind::RoleNotAllowed, 403, "NotAllowed", ACCESS_DENIED),
     // Not retried by an SDK: the gate stays closed for the whole INIT.
-    row(
-        Kind::SnapStartInit,
-        503,
-        "SnapStartInit",
-        (400, "ValidationException", "ValidationException"),
-    ),
-    row(
-        Kind::NotFound,
-        404,
-        "ResourceNotFound",
-        (400, "ResourceNotFoundException", "ParameterNotFound"),
-    ),
+    row(Kind::SnapStartInit, 503, "SnapStartInit", VALIDATION),
+    row(Kind::NotFound, 404, "ResourceNotFound", NOT_FOUND),
     row(Kind::AccessDenied, 403, "AccessDenied", ACCESS_DENIED),
-    row(
-        Kind::Invalid,
-        400,
-        "UpstreamRejected",
-        (400, "InvalidRequestException", "ValidationException"),
-    ),
-    row(
-        Kind::Throttled,
-        429,
-        "Throttled",
-        (400, "ThrottlingException", "ThrottlingException"),
-    ),
+    row(Kind::Invalid, 400, "UpstreamRejected", INVALID_REQUEST),
+    row(Kind::Throttled, 429, "Throttled", THROTTLING),
     row(Kind::Unavailable, 502, "UpstreamUnavailable", INTERNAL),
     row(Kind::Timeout, 504, "UpstreamTimeout", INTERNAL),
     row(Kind::Aborted, 503, "Aborted", INTERNAL),

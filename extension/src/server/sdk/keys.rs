@@ -117,6 +117,17 @@ mod tests {
         life: Duration,
     }
 
+    impl Rotating {
+        /// `key-n` expiring `n` hours after `start`.
+        fn hourly(start: SystemTime) -> Rotating {
+            Rotating {
+                fetches: AtomicUsize::new(0),
+                start,
+                life: Duration::from_secs(3600),
+            }
+        }
+    }
+
     impl Passthrough for Rotating {
         fn home_region(&self) -> BoxFuture<'_, Option<String>> {
             Box::pin(async { None })
@@ -140,11 +151,7 @@ mod tests {
     #[tokio::test]
     async fn sets_are_kept_until_they_expire_and_renewed_ahead() {
         let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        let p = Rotating {
-            fetches: AtomicUsize::new(0),
-            start,
-            life: Duration::from_secs(3600),
-        };
+        let p = Rotating::hourly(start);
         let known = KnownCredentials::default();
         assert_eq!(keys(&known.known(&p, start).await.expect("first")), ["key-1"]);
         assert_eq!(keys(&known.known(&p, start).await.expect("held")), ["key-1"]);
@@ -160,11 +167,7 @@ mod tests {
     #[tokio::test]
     async fn an_unknown_key_fetches_once_per_interval() {
         let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        let p = Rotating {
-            fetches: AtomicUsize::new(0),
-            start,
-            life: Duration::from_secs(3600),
-        };
+        let p = Rotating::hourly(start);
         let known = KnownCredentials::default();
         known.known(&p, start).await.expect("first");
         assert_eq!(

@@ -55,41 +55,42 @@ fn scoped(items: &[(String, Key)], scope: &Scope) -> Vec<Key> {
     items.iter().map(|(_, k)| k.clone().with_scope(scope.clone())).collect()
 }
 
-async fn batch_secrets(app: &App, scope: &Scope, ids: Vec<(String, Key)>) -> Result<Response<Body>, SdkError> {
-    let service = Service::SecretsManager;
-    let keys = scoped(&ids, scope);
-    let mut results: Vec<Item> = Vec::with_capacity(ids.len());
-    for ((id, _), (key, result)) in ids.into_iter().zip(each(app, service, &keys).await?) {
+/// A batch's items by the names the request gave them, each with its value or its
+/// refusal in AWS's shape; a refusal `fails_call` picks out fails the whole call
+/// instead, as AWS would have.
+async fn items(
+    app: &App,
+    service: Service,
+    scope: &Scope,
+    named: Vec<(String, Key)>,
+    fails_call: fn(&Refusal) -> bool,
+) -> Result<Vec<Item>, SdkError> {
+    let keys = scoped(&named, scope);
+    let mut results: Vec<Item> = Vec::with_capacity(named.len());
+    for ((name, _), (key, result)) in named.into_iter().zip(each(app, service, &keys).await?) {
         let result = match result {
             Ok(a) => Ok(a),
-            // Transient: the whole call fails, and the SDK retries it.
-            Err(Refusal::Upstream(e)) if e.kind.is_transient() => {
-                return Err(SdkError::upstream(service, &key.selector, &e));
-            }
+            Err(r) if fails_call(&r) => return Err(SdkError::refused(service, &key.selector, &r)),
             Err(r) => Err(SdkError::refused(service, &key.selector, &r)),
         };
-        results.push((id, result));
+        results.push((name, result));
     }
+    Ok(results)
+}
+
+async fn batch_secrets(app: &App, scope: &Scope, ids: Vec<(String, Key)>) -> Result<Response<Body>, SdkError> {
+    // Transient: the whole call fails, and the SDK retries it.
+    let transient = |r: &Refusal| matches!(r, Refusal::Upstream(e) if e.kind.is_transient());
+    let results = items(app, Service::SecretsManager, scope, ids, transient).await?;
     let body = answer::batch_secrets_body(&results);
     Ok(reply::ok(body, results.iter().filter_map(|(_, r)| r.as_ref().ok())))
 }
 
 async fn parameters(app: &App, scope: &Scope, names: Vec<(String, Key)>) -> Result<Response<Body>, SdkError> {
-    let service = Service::Ssm;
-    let keys = scoped(&names, scope);
-    let mut results: Vec<Item> = Vec::with_capacity(names.len());
-    for ((name, _), (key, result)) in names.into_iter().zip(each(app, service, &keys).await?) {
-        let result = match result {
-            Ok(a) => Ok(a),
-            // A missing name is listed in InvalidParameters; anything else (a
-            // refusal included) fails the call, as AWS does for a name it refuses.
-            Err(Refusal::Upstream(e)) if e.kind == ErrorKind::NotFound => {
-                Err(SdkError::upstream(service, &key.selector, &e))
-            }
-            Err(r) => return Err(SdkError::refused(service, &key.selector, &r)),
-        };
-        results.push((name, result));
-    }
+    // A missing name is listed in InvalidParameters; anything else (a refusal
+    // included) fails the call, as AWS does for a name it refuses.
+    let not_missing = |r: &Refusal| !matches!(r, Refusal::Upstream(e) if e.kind == ErrorKind::NotFound);
+    let results = items(app, Service::Ssm, scope, names, not_missing).await?;
     let body = answer::parameters_body(&results);
     Ok(reply::ok(body, results.iter().filter_map(|(_, r)| r.as_ref().ok())))
 }

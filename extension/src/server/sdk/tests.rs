@@ -31,6 +31,16 @@ async fn call(app: &App, req: Request<String>) -> (u16, Option<String>, Json) {
     (status, error_type, serde_json::from_slice(&bytes).expect("json"))
 }
 
+/// GetSecretValue of `app/db`, signed with `signer` for `region`.
+fn get_db_as(signer: &Credentials, region: &str) -> Request<String> {
+    signed_as(
+        signer,
+        region,
+        "secretsmanager.GetSecretValue",
+        &json!({"SecretId": "app/db"}),
+    )
+}
+
 #[tokio::test]
 async fn get_secret_value_is_served_from_the_cache_in_aws_shape() {
     let (app, fake) = app(&[]);
@@ -77,12 +87,7 @@ async fn aws_exceptions_for_missing_ids() {
 async fn other_credentials_are_refused_without_an_upstream_call() {
     let (app, fake) = app(&[]);
     let other = Credentials::new("AKIAOTHERACCOUNT", "other-secret", None, None, "test");
-    let req = signed_as(
-        &other,
-        "us-east-1",
-        "secretsmanager.GetSecretValue",
-        &json!({"SecretId": "app/db"}),
-    );
+    let req = get_db_as(&other, "us-east-1");
     let (status, error_type, body) = call(&app, req).await;
     assert_eq!(
         (status, error_type.as_deref()),
@@ -98,12 +103,7 @@ async fn other_credentials_are_refused_without_an_upstream_call() {
         None,
         "test",
     );
-    let req = signed_as(
-        &forged,
-        "us-east-1",
-        "secretsmanager.GetSecretValue",
-        &json!({"SecretId": "app/db"}),
-    );
+    let req = get_db_as(&forged, "us-east-1");
     let (status, error_type, _) = call(&app, req).await;
     assert_eq!(
         (status, error_type.as_deref()),
@@ -282,12 +282,7 @@ async fn another_region_is_another_scope() {
     let (app, fake) = app(&[]);
     let home = signed("secretsmanager.GetSecretValue", json!({"SecretId": "app/db"}));
     call(&app, home).await;
-    let away = signed_as(
-        &FakeUpstream::credentials(),
-        "eu-west-1",
-        "secretsmanager.GetSecretValue",
-        &json!({"SecretId": "app/db"}),
-    );
+    let away = get_db_as(&FakeUpstream::credentials(), "eu-west-1");
     call(&app, away).await;
     assert_eq!(fake.calls(), 2, "eu-west-1's app/db is not the home region's");
 }
