@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use secrets_sidecar::config::{Config, LogFormat, LogLevel};
+use secrets_sidecar::config::{Config, Host, LogFormat, LogLevel};
 use secrets_sidecar::{exec, lifecycle, logging, version};
 
 /// At most two workers. The sidecar serves one function on loopback; on a large
@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         println!("{}", version::line());
         return ExitCode::SUCCESS;
     }
+    let host = Host::from_process_env();
     let config = Config::from_process_env();
     let (level, format) = match &config {
         Ok(c) => (c.log_level, c.log_format),
@@ -52,12 +53,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let in_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
     let code = runtime.block_on(async move {
-        if in_lambda {
-            lifecycle::lambda::run(config).await
+        if host.platform.in_lambda() {
+            lifecycle::lambda::run(config, host).await
         } else {
-            lifecycle::standalone::run(config).await
+            lifecycle::standalone::run(config, host).await
         }
     });
     // Whatever is still pending (the next event/next poll) must not delay the exit.

@@ -58,7 +58,13 @@ pub struct Proc {
     pub name: String,
     child: Child,
     pub logs: Arc<Logs>,
+    /// The tasks copying stdout and stderr into `logs`; they end at the pipes' EOF.
+    captures: Vec<tokio::task::JoinHandle<()>>,
 }
+
+/// How long [`Proc::wait_exit`] waits, after the exit, for the last lines to be
+/// read (a child of the process could hold the pipes open for longer).
+const DRAIN: Duration = Duration::from_secs(5);
 
 impl Proc {
     /// Spawns `cmd` with piped output; the process is killed when this is dropped.
@@ -69,16 +75,18 @@ impl Proc {
             .kill_on_drop(true);
         let mut child = cmd.spawn().with_context(|| format!("spawning {name}"))?;
         let logs = Arc::new(Logs::default());
+        let mut captures = Vec::new();
         if let Some(out) = child.stdout.take() {
-            tokio::spawn(capture(out, logs.clone(), name.to_owned(), false));
+            captures.push(tokio::spawn(capture(out, logs.clone(), name.to_owned(), false)));
         }
         if let Some(err) = child.stderr.take() {
-            tokio::spawn(capture(err, logs.clone(), name.to_owned(), false));
+            captures.push(tokio::spawn(capture(err, logs.clone(), name.to_owned(), false)));
         }
         Ok(Proc {
             name: name.to_owned(),
             child,
             logs,
+            captures,
         })
     }
 
@@ -102,10 +110,15 @@ impl Proc {
 
     /// Waits for the process to exit, at most `timeout`.
     pub async fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
-        tokio::time::timeout(timeout, self.child.wait())
+        let status = tokio::time::timeout(timeout, self.child.wait())
             .await
-            .map_err(|_| anyhow!("{} still running after {timeout:?}", self.name))?
-            .map_err(Into::into)
+            .map_err(|_| anyhow!("{} still running after {timeout:?}", self.name))??;
+        // The exit can be seen before the last lines are read: a test that reads
+        // the logs next must find everything the process wrote.
+        for capture in std::mem::take(&mut self.captures) {
+            let _ = tokio::time::timeout(DRAIN, capture).await;
+        }
+        Ok(status)
     }
 
     pub fn try_exit(&mut self) -> Option<ExitStatus> {

@@ -210,7 +210,8 @@ mod tests {
     use super::*;
     use crate::backend::fake::FakeUpstream;
     use crate::backend::ErrorKind;
-    use crate::cache::flight::{Begun, FetchFor};
+    use crate::cache::flight::Begun;
+    use crate::cache::keep::FetchFor;
     use crate::cache::{CacheSettings, Key};
     use std::sync::atomic::Ordering::SeqCst;
     use std::time::Duration;
@@ -227,7 +228,8 @@ mod tests {
     fn handles(cache: &Cache, source: Source, ids: &[String]) -> Vec<FlightHandle> {
         ids.iter()
             .filter_map(|id| {
-                match cache.begin(
+                match crate::cache::flight::begin(
+                    cache,
                     Key::current(source, Arc::from(id.as_str())),
                     Arc::from(id.as_str()),
                     FetchFor::PREFETCH,
@@ -297,7 +299,8 @@ mod tests {
         let cache = cache(fake.clone());
         let mut all = handles(&cache, Source::SecretsManager, &["a".to_string()]);
         all.extend(handles(&cache, Source::Ssm, &["/p".to_string()]));
-        let waiter = match cache.begin(
+        let waiter = match crate::cache::flight::begin(
+            &cache,
             Key::current(Source::SecretsManager, "a".into()),
             "a".into(),
             FetchFor::PREFETCH,

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::jitter;
+use super::keep::{self, FetchFor};
 use super::key::Key;
 use super::Cache;
 use crate::backend::{Attempts, Upstream, UpstreamError, Value, Via};
@@ -41,57 +42,6 @@ pub(super) struct Flights {
 pub(super) enum Begun {
     New(FlightHandle),
     Joined(FlightRx),
-}
-
-/// Why a fetch happens, which decides what its result does to the entry.
-#[derive(Clone, Copy, Debug, Default)]
-pub(super) struct FetchFor {
-    /// A `refreshNow` request: starts the rate-limit interval.
-    pub(super) forced: bool,
-    /// Keep the result (false when caching is off for the source).
-    pub(super) store: bool,
-    /// Prefetched: refresh-ahead keeps it warm even when unused.
-    pub(super) pinned: bool,
-    /// A request is waiting for it, so the new value counts as used.
-    pub(super) served: bool,
-    /// A value is in hand and served meanwhile (a refresh, or a revalidation that
-    /// may serve stale): one attempt, no SDK retries.
-    pub(super) held: bool,
-}
-
-impl FetchFor {
-    /// A request's own fetch.
-    pub(super) fn request(forced: bool, store: bool) -> FetchFor {
-        FetchFor {
-            forced,
-            store,
-            pinned: false,
-            served: true,
-            held: false,
-        }
-    }
-
-    /// A request's fetch while `held` says whether a value can be served if it fails.
-    pub(super) fn holding(self, held: bool) -> FetchFor {
-        FetchFor { held, ..self }
-    }
-
-    /// Start-up prefetch.
-    pub(super) const PREFETCH: FetchFor = FetchFor {
-        forced: false,
-        store: true,
-        pinned: true,
-        served: false,
-        held: false,
-    };
-    /// Background refresh-ahead.
-    pub(super) const REFRESH: FetchFor = FetchFor {
-        forced: false,
-        store: true,
-        pinned: false,
-        served: false,
-        held: true,
-    };
 }
 
 impl Flights {
@@ -138,44 +88,42 @@ impl Flights {
     }
 }
 
-impl Cache {
-    /// Registers a fetch for `key` (fetched upstream with `fetch_id`) unless one is
-    /// under way. The owner of the returned handle must `finish` it.
-    pub(super) fn begin(&self, key: Key, fetch_id: Arc<str>, how: FetchFor) -> Begun {
-        let mut flights = lock(&self.inner.flights.by_key);
-        if let Some(rx) = flights.get(&key) {
-            return Begun::Joined(rx.clone());
-        }
-        let (tx, rx) = watch::channel(None);
-        flights.insert(key.clone(), rx);
-        Begun::New(FlightHandle {
-            cache: self.clone(),
-            key,
-            fetch_id,
-            how,
-            tx: Some(tx),
-        })
+/// Registers a fetch for `key` (fetched upstream with `fetch_id`) unless one is
+/// under way. The owner of the returned handle must `finish` it.
+pub(super) fn begin(cache: &Cache, key: Key, fetch_id: Arc<str>, how: FetchFor) -> Begun {
+    let mut flights = lock(&cache.inner.flights.by_key);
+    if let Some(rx) = flights.get(&key) {
+        return Begun::Joined(rx.clone());
     }
+    let (tx, rx) = watch::channel(None);
+    flights.insert(key.clone(), rx);
+    Begun::New(FlightHandle {
+        cache: cache.clone(),
+        key,
+        fetch_id,
+        how,
+        tx: Some(tx),
+    })
+}
 
-    /// Single-flight fetch of one key in a task the cache owns; returns the receiver
-    /// to wait on.
-    pub(super) fn fly(&self, key: Key, fetch_id: Arc<str>, how: FetchFor) -> FlightRx {
-        match self.begin(key, fetch_id, how) {
-            Begun::Joined(rx) => rx,
-            Begun::New(handle) => self.launch(handle),
-        }
+/// Single-flight fetch of one key in a task the cache owns; returns the receiver
+/// to wait on.
+pub(super) fn fly(cache: &Cache, key: Key, fetch_id: Arc<str>, how: FetchFor) -> FlightRx {
+    match begin(cache, key, fetch_id, how) {
+        Begun::Joined(rx) => rx,
+        Begun::New(handle) => launch(cache, handle),
     }
+}
 
-    /// Starts the fetch of a handle just registered, in a task the cache owns.
-    pub(super) fn launch(&self, handle: FlightHandle) -> FlightRx {
-        let rx = handle.subscribe();
-        let upstream = self.upstream().clone();
-        self.spawn(async move {
-            let result = fetch_one(&*upstream, &handle.via(), &handle.key, &handle.fetch_id).await;
-            let _ = handle.finish(result);
-        });
-        rx
-    }
+/// Starts the fetch of a handle just registered, in a task the cache owns.
+pub(super) fn launch(cache: &Cache, handle: FlightHandle) -> FlightRx {
+    let rx = handle.subscribe();
+    let upstream = cache.upstream().clone();
+    cache.spawn(async move {
+        let result = fetch_one(&*upstream, &handle.via(), &handle.key, &handle.fetch_id).await;
+        let _ = handle.finish(result);
+    });
+    rx
 }
 
 /// Waits for a fetch in flight; a fetch abandoned without a result (shutdown,
@@ -243,9 +191,9 @@ impl FlightHandle {
     /// Stores or records the result, then wakes everyone waiting on this key.
     pub(super) fn finish(mut self, result: Result<Value, UpstreamError>) -> FlightResult {
         let cache = self.cache.clone();
-        let result = match result.and_then(|value| cache.admit(&self.key, &self.fetch_id, value)) {
+        let result = match result.and_then(|value| keep::admit(&cache, &self.key, &self.fetch_id, value)) {
             Ok(value) => {
-                let value = cache.keep(&self.key, &self.fetch_id, value, self.how);
+                let value = keep::keep(&cache, &self.key, &self.fetch_id, value, self.how);
                 debug!(
                     source = self.key.source.label(),
                     id = %self.fetch_id,

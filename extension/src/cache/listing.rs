@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::time::Instant;
 
-use super::flight::FetchFor;
+use super::keep;
+use super::keep::FetchFor;
 use super::{Cache, Key};
 use crate::backend::{Attempts, UpstreamError, Via};
 use crate::model::{Scope, Selector, Source};
@@ -89,116 +90,84 @@ pub fn under_path(path: &str, name: &str, recursive: bool) -> bool {
     !rest.is_empty() && (recursive || !rest.contains('/'))
 }
 
-impl Cache {
-    /// The names of every parameter under `path` (recursively) in `scope`, as
-    /// GetParametersByPath lists them; each one's value is then in the cache under
-    /// `Key::new(Ssm, name, Current, decrypt)` (unless evicted since, or caching is off).
-    pub async fn list_path(&self, scope: &Scope, path: &str, decrypt: bool) -> Result<Arc<[Arc<str>]>, UpstreamError> {
-        let key = ListingKey {
-            scope: scope.clone(),
-            path: path.into(),
-            decrypt,
-        };
-        let settings = &self.inner.settings;
-        let ttl = settings.ttl(Source::Ssm);
-        if !settings.caches(Source::Ssm) {
-            return fetch_listing(self, &key).await;
-        }
-        let now = Instant::now();
-        let held = self.inner.listings.get(&key);
-        if let Some(l) = &held {
-            let age = now.saturating_duration_since(l.fetched);
-            if age < ttl {
-                if age >= ttl.mul_f64(settings.refresh_ahead) {
-                    self.refresh_listing_behind(key);
-                }
-                return Ok(l.names.clone());
+/// The names of every parameter under `path` (recursively) in `scope`, as
+/// GetParametersByPath lists them; each one's value is then in the cache under
+/// `Key::new(Ssm, name, Current, decrypt)` (unless evicted since, or caching is off).
+pub(super) async fn list_path(
+    cache: &Cache,
+    scope: &Scope,
+    path: &str,
+    decrypt: bool,
+) -> Result<Arc<[Arc<str>]>, UpstreamError> {
+    let key = ListingKey {
+        scope: scope.clone(),
+        path: path.into(),
+        decrypt,
+    };
+    let settings = &cache.inner.settings;
+    let ttl = settings.ttl(Source::Ssm);
+    if !settings.caches(Source::Ssm) {
+        return fetch_listing(cache, &key).await;
+    }
+    let now = Instant::now();
+    let held = cache.inner.listings.get(&key);
+    if let Some(l) = &held {
+        let age = now.saturating_duration_since(l.fetched);
+        if age < ttl {
+            if age >= ttl.mul_f64(settings.refresh_ahead) {
+                refresh_listing_behind(cache, key);
             }
-        }
-        let flight = self.inner.listings.flight(&key);
-        let _turn = flight.lock().await;
-        // Someone else's fetch may have finished while this one waited.
-        if let Some(l) = self.inner.listings.get(&key) {
-            if held.as_ref().is_none_or(|h| h.fetched != l.fetched) && l.fetched.elapsed() < ttl {
-                return Ok(l.names.clone());
-            }
-        }
-        match fetch_listing(self, &key).await {
-            Ok(names) => {
-                self.keep_listing(key, names.clone());
-                Ok(names)
-            }
-            Err(e) if e.kind.is_transient() => match held {
-                Some(l) if l.fetched.elapsed() < ttl + settings.max_stale => Ok(l.names),
-                _ => Err(e),
-            },
-            Err(e) => Err(e),
+            return Ok(l.names.clone());
         }
     }
+    let flight = cache.inner.listings.flight(&key);
+    let _turn = flight.lock().await;
+    // Someone else's fetch may have finished while this one waited.
+    if let Some(l) = cache.inner.listings.get(&key) {
+        if held.as_ref().is_none_or(|h| h.fetched != l.fetched) && l.fetched.elapsed() < ttl {
+            return Ok(l.names.clone());
+        }
+    }
+    match fetch_listing(cache, &key).await {
+        Ok(names) => {
+            keep_listing(cache, key, names.clone());
+            Ok(names)
+        }
+        Err(e) if e.kind.is_transient() => match held {
+            Some(l) if l.fetched.elapsed() < ttl + settings.max_stale => Ok(l.names),
+            _ => Err(e),
+        },
+        Err(e) => Err(e),
+    }
+}
 
-    fn keep_listing(&self, key: ListingKey, names: Arc<[Arc<str>]>) {
-        if self.closed() {
-            return;
-        }
-        self.inner.listings.put(
-            key,
-            Listing {
-                names,
-                fetched: Instant::now(),
-            },
-        );
+fn keep_listing(cache: &Cache, key: ListingKey, names: Arc<[Arc<str>]>) {
+    if cache.closed() {
+        return;
     }
+    cache.inner.listings.put(
+        key,
+        Listing {
+            names,
+            fetched: Instant::now(),
+        },
+    );
+}
 
-    /// Refetches a listing past its refresh-ahead point without anyone waiting,
-    /// unless a fetch of it is already under way.
-    fn refresh_listing_behind(&self, key: ListingKey) {
-        let flight = self.inner.listings.flight(&key);
-        let Ok(turn) = flight.clone().try_lock_owned() else {
-            return;
-        };
-        let cache = self.clone();
-        self.spawn(async move {
-            let _turn = turn;
-            if let Ok(names) = fetch_listing(&cache, &key).await {
-                cache.keep_listing(key, names);
-            }
-        });
-    }
-
-    /// Drops what a write to `id` made stale in `scope`: its entries (by any id that
-    /// named them), the aliases leading to them, the failures remembered for the
-    /// source, and (for a parameter) the path listings.
-    pub fn invalidate(&self, scope: &Scope, source: Source, id: &str) {
-        let dropped = self.inner.store.invalidate(scope, source, id);
-        if source == Source::Ssm {
-            self.inner.listings.forget(scope);
+/// Refetches a listing past its refresh-ahead point without anyone waiting,
+/// unless a fetch of it is already under way.
+fn refresh_listing_behind(cache: &Cache, key: ListingKey) {
+    let flight = cache.inner.listings.flight(&key);
+    let Ok(turn) = flight.clone().try_lock_owned() else {
+        return;
+    };
+    let owned = cache.clone();
+    cache.spawn(async move {
+        let _turn = turn;
+        if let Ok(names) = fetch_listing(&owned, &key).await {
+            keep_listing(&owned, key, names);
         }
-        tracing::debug!(source = source.label(), id, dropped, "invalidated after a write");
-    }
-
-    /// [`Cache::invalidate`] after a write AWS has confirmed, made safe against
-    /// fetches already in flight: one that started before the write may carry the
-    /// old value and would store it after the first drop. So the fetches of the
-    /// source in flight in `scope` are waited for (at most `within`), and what they
-    /// stored is dropped again: at worst one extra fetch, never a stale value kept
-    /// for a TTL.
-    pub async fn invalidate_after_write(&self, scope: &Scope, source: Source, id: &str, within: std::time::Duration) {
-        self.invalidate(scope, source, id);
-        let pending = self
-            .inner
-            .flights
-            .in_flight(|k| k.scope == *scope && k.source == source);
-        if pending.is_empty() {
-            return;
-        }
-        let _ = tokio::time::timeout(within, async {
-            for rx in pending {
-                let _ = super::flight::wait(rx).await;
-            }
-        })
-        .await;
-        self.invalidate(scope, source, id);
-    }
+    });
 }
 
 /// Every page of the listing, each parameter checked by the allowlist and kept.
@@ -225,10 +194,10 @@ async fn fetch_listing(cache: &Cache, key: &ListingKey) -> Result<Arc<[Arc<str>]
             let item =
                 Key::new(Source::Ssm, name.clone(), Selector::Current, key.decrypt).with_scope(key.scope.clone());
             // Each item is checked like any fetched value; a refused one is not listed.
-            let Ok(value) = cache.admit(&item, &name, value) else {
+            let Ok(value) = keep::admit(cache, &item, &name, value) else {
                 continue;
             };
-            cache.keep(&item, &name, value, FetchFor::request(false, store));
+            keep::keep(cache, &item, &name, value, FetchFor::request(false, store));
             names.push(name);
         }
         match page.next_token {

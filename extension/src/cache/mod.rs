@@ -58,7 +58,7 @@ pub use stats::{CacheStats, Outcome};
 
 use crate::allow::AllowList;
 use crate::backend::{Upstream, UpstreamError, Value, ValueMeter};
-use crate::model::{SecretRef, Source};
+use crate::model::{Scope, SecretRef, Source};
 use flight::Flights;
 use store::Store;
 
@@ -253,6 +253,48 @@ impl Cache {
         self.inner.wanted.len()
     }
 
+    /// The names of every parameter under `path` (recursively) in `scope`, as
+    /// GetParametersByPath lists them; each one's value is then in the cache under
+    /// `Key::new(Ssm, name, Current, decrypt)` (unless evicted since, or caching is off).
+    pub async fn list_path(&self, scope: &Scope, path: &str, decrypt: bool) -> Result<Arc<[Arc<str>]>, UpstreamError> {
+        listing::list_path(self, scope, path, decrypt).await
+    }
+
+    /// Drops what a write to `id` made stale in `scope`: its entries (by any id that
+    /// named them), the aliases leading to them, the failures remembered for the
+    /// source, and (for a parameter) the path listings.
+    pub fn invalidate(&self, scope: &Scope, source: Source, id: &str) {
+        let dropped = self.inner.store.invalidate(scope, source, id);
+        if source == Source::Ssm {
+            self.inner.listings.forget(scope);
+        }
+        tracing::debug!(source = source.label(), id, dropped, "invalidated after a write");
+    }
+
+    /// [`Cache::invalidate`] after a write AWS has confirmed, made safe against
+    /// fetches already in flight: one that started before the write may carry the
+    /// old value and would store it after the first drop. So the fetches of the
+    /// source in flight in `scope` are waited for (at most `within`), and what they
+    /// stored is dropped again: at worst one extra fetch, never a stale value kept
+    /// for a TTL.
+    pub async fn invalidate_after_write(&self, scope: &Scope, source: Source, id: &str, within: std::time::Duration) {
+        self.invalidate(scope, source, id);
+        let pending = self
+            .inner
+            .flights
+            .in_flight(|k| k.scope == *scope && k.source == source);
+        if pending.is_empty() {
+            return;
+        }
+        let _ = tokio::time::timeout(within, async {
+            for rx in pending {
+                let _ = flight::wait(rx).await;
+            }
+        })
+        .await;
+        self.invalidate(scope, source, id);
+    }
+
     /// Drops every value (each buffer is zeroized as its last reference goes).
     pub fn wipe(&self) {
         self.inner.wanted.clear();
@@ -260,12 +302,15 @@ impl Cache {
         self.inner.store.clear();
     }
 
-    /// Cancels every task the cache started (fetches, batches) and waits for them,
-    /// at most `within`. Nothing is stored after this begins.
-    pub async fn shutdown(&self, within: Duration) {
+    /// Cancels every task the cache started (fetches, batches) and waits for them
+    /// until `deadline`. Nothing is stored after this begins.
+    pub async fn shutdown(&self, deadline: tokio::time::Instant) {
         self.inner.cancel.cancel();
         self.inner.tasks.close();
-        if tokio::time::timeout(within, self.inner.tasks.wait()).await.is_err() {
+        if tokio::time::timeout_at(deadline, self.inner.tasks.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!(
                 tasks = self.inner.tasks.len(),
                 "cache tasks still running at the end of the shutdown budget"

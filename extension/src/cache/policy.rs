@@ -8,7 +8,9 @@ use tokio::time::Instant;
 
 use super::batch::fetch_all;
 use super::entry::Entry;
-use super::flight::{wait, Begun, FetchFor};
+use super::flight;
+use super::flight::{wait, Begun};
+use super::keep::FetchFor;
 use super::key::{Decrypt, Key};
 use super::refresh;
 use super::{Answer, Cache, Freshness, Outcome};
@@ -39,7 +41,12 @@ pub(super) async fn get(cache: &Cache, requested: &Key, freshness: Freshness) ->
     let inner = &cache.inner;
     let key = inner.store.canonical(requested);
     if !inner.settings.caches(key.source) {
-        let rx = cache.fly(key.into_owned(), requested.id.clone(), FetchFor::request(false, false));
+        let rx = flight::fly(
+            cache,
+            key.into_owned(),
+            requested.id.clone(),
+            FetchFor::request(false, false),
+        );
         return Ok(Answer::fetched(wait(rx).await?, Outcome::Bypass));
     }
     let Some((entry, decrypt)) = inner.store.find(&key) else {
@@ -125,7 +132,7 @@ async fn miss(cache: &Cache, key: Key, requested: &Key) -> Result<Answer, Upstre
         FetchFor::request(false, true),
     ) {
         Ok(Begun::Joined(rx)) => rx,
-        Ok(Begun::New(handle)) => cache.launch(handle),
+        Ok(Begun::New(handle)) => flight::launch(cache, handle),
         Err(entry) => {
             let now = Instant::now();
             entry.touch(inner.store.now_ms(now));
@@ -146,7 +153,7 @@ pub(super) fn begin_missing(
     fetch_id: Arc<str>,
     how: FetchFor,
 ) -> Result<Begun, Arc<Entry>> {
-    let begun = cache.begin(key, fetch_id, how);
+    let begun = flight::begin(cache, key, fetch_id, how);
     let Begun::New(handle) = begun else {
         return Ok(begun);
     };
@@ -191,7 +198,7 @@ async fn revalidate(
 ) -> Result<Answer, UpstreamError> {
     let servable = entry.within_stale_limit(now, cache.inner.settings.max_stale);
     let how = FetchFor::request(forced, true).holding(servable);
-    let rx = cache.fly(key, entry.fetch_id.clone(), how);
+    let rx = flight::fly(cache, key, entry.fetch_id.clone(), how);
     let result = wait(rx).await;
     settle(cache, result, Outcome::Miss, Some(&entry), now)
 }
@@ -281,7 +288,7 @@ pub(super) async fn get_many(cache: &Cache, keys: &[Key], freshness: Freshness) 
         let begun = if caches && held.is_none() {
             begin_missing(cache, requested, flight_key, fetch_id, how)
         } else {
-            Ok(cache.begin(flight_key, fetch_id, how))
+            Ok(flight::begin(cache, flight_key, fetch_id, how))
         };
         let rx = match begun {
             Ok(Begun::Joined(rx)) => rx,

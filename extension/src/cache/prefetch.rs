@@ -14,8 +14,11 @@ use tracing::{debug, info, warn};
 
 use super::batch::{fetch_all, Tally};
 use super::entry::backoff;
-use super::flight::{Begun, FetchFor, FlightHandle, PathGuard};
+use super::flight;
+use super::flight::{Begun, FlightHandle, PathGuard};
 use super::jitter;
+use super::keep;
+use super::keep::FetchFor;
 use super::{Cache, Key};
 use crate::backend::{ErrorKind, UpstreamError, Via};
 use crate::model::{Scope, SecretRef, Source};
@@ -73,7 +76,7 @@ pub(super) fn plan(cache: &Cache, refs: &[SecretRef]) -> Plan {
             SecretRef::Tag(_) => continue,
         };
         // Joined: already in flight (a duplicate reference); that fetch stores it.
-        if let Begun::New(h) = cache.begin(key, Arc::from(r.id()), FetchFor::PREFETCH) {
+        if let Begun::New(h) = flight::begin(cache, key, Arc::from(r.id()), FetchFor::PREFETCH) {
             handles.push(h);
         }
     }
@@ -226,7 +229,7 @@ async fn fetch_with_retries(cache: &Cache, keys: &[SecretRef], handles: Vec<Flig
         let mut again = Vec::new();
         for r in &retry {
             let key = Key::current(r.source(), Arc::from(r.id()));
-            if let Begun::New(h) = cache.begin(key, Arc::from(r.id()), FetchFor::PREFETCH) {
+            if let Begun::New(h) = flight::begin(cache, key, Arc::from(r.id()), FetchFor::PREFETCH) {
                 again.push(h);
             }
         }
@@ -283,7 +286,7 @@ async fn fetch_tagged(cache: Cache, tag: SecretRef, deadline: Instant) -> Result
     let mut handles = Vec::new();
     for r in &matches {
         let key = Key::current(Source::SecretsManager, Arc::from(r.id()));
-        if let Begun::New(h) = cache.begin(key, Arc::from(r.id()), FetchFor::PREFETCH) {
+        if let Begun::New(h) = flight::begin(&cache, key, Arc::from(r.id()), FetchFor::PREFETCH) {
             handles.push(h);
         }
     }
@@ -321,10 +324,10 @@ async fn fetch_path(cache: Cache, prefix: String, guard: PathGuard) -> Result<us
             let name = value.name.clone();
             let key = Key::current(Source::Ssm, name.clone());
             // A path's items are checked one by one, like any fetched value.
-            let Ok(value) = cache.admit(&key, &name, value) else {
+            let Ok(value) = keep::admit(&cache, &key, &name, value) else {
                 continue;
             };
-            cache.keep(&key, &name, value, FetchFor::PREFETCH);
+            keep::keep(&cache, &key, &name, value, FetchFor::PREFETCH);
             stored += 1;
         }
         match page.next_token {

@@ -17,7 +17,9 @@ use tracing::{debug, warn};
 use std::sync::Arc;
 
 use super::batch::{fetch_all, Tally};
-use super::flight::{wait, Begun, FetchFor, FlightHandle, FlightRx};
+use super::flight;
+use super::flight::{wait, Begun, FlightHandle, FlightRx};
+use super::keep::FetchFor;
 use super::{Cache, Key};
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -47,7 +49,7 @@ fn begin_due(cache: &Cache, now: Instant) -> Due {
         wanted: Vec::new(),
     };
     for (key, id) in cache.inner.store.due_for_refresh(now, |_| false) {
-        match cache.begin(key, id, FetchFor::REFRESH) {
+        match flight::begin(cache, key, id, FetchFor::REFRESH) {
             Begun::New(h) => due.started.push(h),
             Begun::Joined(rx) => due.joined.push(rx),
         }
@@ -57,7 +59,7 @@ fn begin_due(cache: &Cache, now: Instant) -> Due {
         if store.find(&store.canonical(&w.key)).is_some() {
             continue; // a request stored it meanwhile
         }
-        if let Begun::New(h) = cache.begin(w.key.clone(), w.fetch_id.clone(), FetchFor::PREFETCH) {
+        if let Begun::New(h) = flight::begin(cache, w.key.clone(), w.fetch_id.clone(), FetchFor::PREFETCH) {
             due.wanted.push((w.fetch_id, w.key, w.failures));
             due.started.push(h);
         }

@@ -10,6 +10,7 @@ use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use crate::allow::AllowList;
+use crate::backend::aws::endpoints::{self, Endpoints};
 use crate::backend::{BackendSettings, RoleSettings};
 use crate::cache::CacheSettings;
 use crate::mapping::{parse_env, parse_files, EnvMapping, FileMapping};
@@ -19,11 +20,17 @@ mod reader;
 
 use reader::Reader;
 pub use reader::{Env, NotUnicode, ProcessEnv};
+use roles::{external_id, session_name};
 
+mod host;
 mod limits;
+mod platform;
+mod roles;
 pub mod vars;
 
+pub use host::Host;
 pub use limits::*;
+pub use platform::{Platform, RefreshDriver};
 
 /// How much the sidecar logs. `None` silences it entirely.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -89,6 +96,10 @@ pub struct Config {
     pub fleet_spread: bool,
     /// External id and session name of every role assumed for `roleArn`.
     pub roles: RoleSettings,
+    /// `AWS_LAMBDA_FUNCTION_NAME`: the EMF lines' dimension; `None` standalone.
+    pub function_name: Option<String>,
+    /// Where the sidecar's own upstream calls go, resolved against its own port.
+    pub endpoints: Endpoints,
 }
 
 /// One invalid variable. The value itself is never echoed: some variables
@@ -196,12 +207,15 @@ impl Config {
         );
         let negative_ttl = r.seconds(vars::NEGATIVE_TTL, DEFAULT_NEGATIVE_TTL, MAX_NEGATIVE_TTL);
         let fleet_spread = r.on_off(vars::FLEET_SPREAD, true);
+        let function_name = r.raw(vars::LAMBDA_FUNCTION_NAME);
         let roles = RoleSettings {
             external_id: external_id(&mut r),
-            session_name: r
-                .raw(vars::LAMBDA_FUNCTION_NAME)
-                .map_or_else(|| RoleSettings::STANDALONE_SESSION.to_owned(), |f| session_name(&f)),
+            session_name: function_name
+                .as_deref()
+                .map_or_else(|| RoleSettings::STANDALONE_SESSION.to_owned(), session_name),
         };
+        // Not through the reader: an endpoint that is not UTF-8 is the SDK's to refuse.
+        let endpoints = endpoints::resolve(|name| env.get(name).ok().flatten(), http_port);
 
         let env_mappings = match r.raw(vars::ENV).map(|v| parse_env(&v)) {
             None => Vec::new(),
@@ -245,6 +259,8 @@ impl Config {
             negative_ttl,
             fleet_spread,
             roles,
+            function_name,
+            endpoints,
         };
         config.check_consistency(&mut r);
         if r.errors.is_empty() {
@@ -313,8 +329,7 @@ impl Config {
             secrets_manager_timeout: self.secrets_manager.timeout,
             ssm_timeout: self.ssm.timeout,
             roles: self.roles.clone(),
-            // Resolved from the process environment where the clients are built.
-            endpoints: None,
+            endpoints: Some(self.endpoints.clone()),
         }
     }
 
@@ -343,45 +358,6 @@ impl Config {
             }
         }
         all
-    }
-}
-
-/// `SECRETS_SIDECAR_ROLE_EXTERNAL_ID`, checked against STS's rules (never echoed).
-fn external_id<E: Env>(r: &mut Reader<'_, E>) -> Option<String> {
-    let id = r.raw(vars::ROLE_EXTERNAL_ID)?;
-    let allowed = |c: char| c.is_ascii_alphanumeric() || "_+=,.@:/-".contains(c);
-    if !(MIN_EXTERNAL_ID_LEN..=MAX_EXTERNAL_ID_LEN).contains(&id.len()) || !id.chars().all(allowed) {
-        r.fail(
-            vars::ROLE_EXTERNAL_ID,
-            format!(
-                "must be {MIN_EXTERNAL_ID_LEN}-{MAX_EXTERNAL_ID_LEN} characters of \
-                 A-Z a-z 0-9 and _+=,.@:/- (STS's rule)"
-            ),
-        );
-        return None;
-    }
-    Some(id)
-}
-
-/// An STS session name naming the function: characters STS refuses become `-`,
-/// cut to 64 (Lambda's own function names always fit; this guards odd runtimes).
-fn session_name(function: &str) -> String {
-    let name: String = function
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "_+=,.@-".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(MAX_SESSION_NAME_LEN)
-        .collect();
-    // STS wants at least two characters.
-    if name.len() < 2 {
-        RoleSettings::STANDALONE_SESSION.to_owned()
-    } else {
-        name
     }
 }
 

@@ -56,8 +56,6 @@ pub enum Event {
 /// Why a call to the Extensions API failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("AWS_LAMBDA_RUNTIME_API is not set")]
-    NoEndpoint,
     #[error("cannot build the request: {0}")]
     Request(#[from] http::Error),
     #[error("the Extensions API did not answer: {0}")]
@@ -93,13 +91,6 @@ impl ExtensionsApi {
         ExtensionsApi {
             base: format!("http://{runtime_api}/2020-01-01/extension"),
             client: Client::builder(TokioExecutor::new()).build_http(),
-        }
-    }
-
-    pub fn from_env() -> Result<ExtensionsApi, ApiError> {
-        match std::env::var("AWS_LAMBDA_RUNTIME_API") {
-            Ok(v) if !v.trim().is_empty() => Ok(ExtensionsApi::new(v.trim())),
-            _ => Err(ApiError::NoEndpoint),
         }
     }
 

@@ -1,5 +1,5 @@
 //! Lambda mode (`AWS_LAMBDA_RUNTIME_API` set): the Extensions API lifecycle, per
-//! platform (`platform.rs` tells them apart).
+//! platform (`config::Platform` tells them apart, `config::Host` reads it).
 //!
 //! bind → register (the platform's events) → serve → INIT work while the runtime
 //! starts (the prefetch; under SnapStart only metadata checks of REQUIRED) → first
@@ -15,11 +15,9 @@ use std::time::Duration;
 
 use tracing::{error, info, warn};
 
-use super::extensions_api::{Event, ExtensionsApi};
-use super::platform::{Platform, RefreshDriver, INITIALIZATION_TYPE};
+use super::extensions_api::{Event, EventType, ExtensionsApi};
 use super::{bind, until_deadline, Running};
-use crate::config::{Config, ConfigErrors, ProcessEnv};
-use crate::token;
+use crate::config::{vars, Config, ConfigErrors, Host, Platform, RefreshDriver};
 
 /// Longest refresh-ahead per INVOKE: it delays this invoke's end (not its response).
 const REFRESH_CAP: Duration = Duration::from_secs(3);
@@ -29,18 +27,12 @@ const INVOKE_MARGIN: Duration = Duration::from_millis(100);
 const SHUTDOWN_MARGIN: Duration = Duration::from_millis(300);
 const SHUTDOWN_CAP: Duration = Duration::from_millis(1500);
 
-/// The platform named by `AWS_LAMBDA_INITIALIZATION_TYPE`, logged once.
-fn detect_platform() -> Platform {
-    let value = std::env::var(INITIALIZATION_TYPE).ok();
-    let platform = match Platform::from_initialization_type(value.as_deref()) {
-        Ok(p) => p,
-        Err(unknown) => {
-            warn!(value = %unknown, "unknown {INITIALIZATION_TYPE}; running as on-demand");
-            Platform::OnDemand
-        }
-    };
-    info!(platform = %platform, "Lambda platform");
-    platform
+/// The events to register for: Managed Instances refuses INVOKE (403).
+fn events(platform: Platform) -> &'static [EventType] {
+    match platform {
+        Platform::ManagedInstances => &[EventType::Shutdown],
+        _ => &[EventType::Invoke, EventType::Shutdown],
+    }
 }
 
 /// The name Lambda knows this extension by: its executable's file name in
@@ -56,20 +48,23 @@ fn extension_name() -> String {
         .unwrap_or_else(|| "secrets-sidecar".to_owned())
 }
 
-pub async fn run(config: Result<Config, ConfigErrors>) -> ExitCode {
-    let api = match ExtensionsApi::from_env() {
-        Ok(api) => api,
-        Err(e) => {
-            eprintln!("secrets-sidecar: {e}");
-            return ExitCode::FAILURE;
-        }
+/// `host` is Lambda's: its `runtime_api` is set (`main` checks).
+pub async fn run(config: Result<Config, ConfigErrors>, host: Host) -> ExitCode {
+    let Some(runtime_api) = host.runtime_api.as_deref() else {
+        eprintln!("secrets-sidecar: {} is not set", vars::LAMBDA_RUNTIME_API);
+        return ExitCode::FAILURE;
     };
-    let platform = detect_platform();
+    let api = ExtensionsApi::new(runtime_api);
+    let platform = host.platform;
+    if let Some(unknown) = &host.unknown_platform {
+        warn!(value = %unknown, "unknown {}; running as on-demand", vars::LAMBDA_INITIALIZATION_TYPE);
+    }
+    info!(platform = %platform, "Lambda platform");
     let config = match config {
         Ok(c) => c,
         Err(e) => return fail_before_start(&api, platform, &e.to_string(), "Extension.ConfigInvalid").await,
     };
-    let token = match token::for_lambda(&ProcessEnv) {
+    let token = match host.token {
         Ok(t) => t,
         Err(e) => return fail_before_start(&api, platform, &e.to_string(), "Extension.ConfigInvalid").await,
     };
@@ -80,14 +75,14 @@ pub async fn run(config: Result<Config, ConfigErrors>) -> ExitCode {
     // Register first, then build the AWS clients: loading the TLS trust store takes
     // milliseconds, and Lambda starts the runtime's init as soon as we register. The
     // socket is already bound, so connections made meanwhile wait in its backlog.
-    let id = match api.register(&extension_name(), platform.events()).await {
+    let id = match api.register(&extension_name(), events(platform)).await {
         Ok(id) => id,
         Err(e) => {
             error!(error = %e, "registration with the Extensions API failed");
             return ExitCode::FAILURE;
         }
     };
-    let running = Running::start(config, token, listener, Some(platform)).await;
+    let running = Running::start(config, token, listener, platform).await;
     info!(port = running.config.http_port, "registered");
 
     if let Err(failure) = running.init().await {
@@ -138,7 +133,7 @@ pub async fn run(config: Result<Config, ConfigErrors>) -> ExitCode {
 async fn fail_before_start(api: &ExtensionsApi, platform: Platform, message: &str, error_type: &str) -> ExitCode {
     error!(%message, "init failed");
     eprintln!("secrets-sidecar: {message}");
-    match api.register(&extension_name(), platform.events()).await {
+    match api.register(&extension_name(), events(platform)).await {
         Ok(id) => {
             if let Err(e) = api.init_error(&id, error_type, message).await {
                 error!(error = %e, "posting init/error failed");

@@ -16,7 +16,7 @@
 
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
 
-use super::platform::Platform;
+use crate::config::Platform;
 use crate::config::DEFAULT_MAX_CLIENT_CONNECTIONS;
 
 /// Managed Instances' default (see the header).
@@ -25,10 +25,10 @@ pub const MANAGED_INSTANCES_MAX_CLIENT_CONNECTIONS: usize = 2048;
 /// connections (a few per service), the Extensions API, logs.
 const RESERVED_FDS: u64 = 128;
 
-/// The platform's default cap (`platform` is `None` outside Lambda).
-pub fn default_client_connections(platform: Option<Platform>) -> usize {
+/// The platform's default cap.
+pub fn default_client_connections(platform: Platform) -> usize {
     match platform {
-        Some(Platform::ManagedInstances) => MANAGED_INSTANCES_MAX_CLIENT_CONNECTIONS,
+        Platform::ManagedInstances => MANAGED_INSTANCES_MAX_CLIENT_CONNECTIONS,
         _ => DEFAULT_MAX_CLIENT_CONNECTIONS,
     }
 }
@@ -60,9 +60,9 @@ mod tests {
 
     #[test]
     fn managed_instances_get_room_for_a_full_environment() {
-        assert!(default_client_connections(Some(Platform::ManagedInstances)) >= 1600);
-        assert_eq!(default_client_connections(Some(Platform::OnDemand)), 256);
-        assert_eq!(default_client_connections(None), 256);
+        assert!(default_client_connections(Platform::ManagedInstances) >= 1600);
+        assert_eq!(default_client_connections(Platform::OnDemand), 256);
+        assert_eq!(default_client_connections(Platform::Standalone), 256);
     }
 
     #[test]

@@ -2,9 +2,9 @@
 //! serve, prefetch within the init budget, refresh ahead, stop within a deadline.
 //!
 //! `lambda` drives these from the Extensions API (INVOKE, SHUTDOWN, init/error) as
-//! its `platform` allows (`extensions_api` is the client, `snapstart` the snapshot
+//! its platform allows (`extensions_api` is the client, `snapstart` the snapshot
 //! and restore); `standalone` from a timer and SIGTERM/SIGINT. `limits` sizes the
-//! client connection cap. [`Running`] owns every task it starts (the server, the
+//! client connection cap. [`Running`] owns every task it starts (`tasks`: the server, the
 //! refresher, the restore) and stops them all before it wipes the cache. After
 //! each refresh-ahead pass it brings the `SECRETS_SIDECAR_FILES` up to date
 //! (`crate::files`) and, when due, writes an EMF metrics line (`crate::metrics::emf`); at
@@ -13,30 +13,29 @@
 pub mod extensions_api;
 pub mod lambda;
 pub mod limits;
-pub mod platform;
 mod snapstart;
 pub mod standalone;
+mod tasks;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::backend::aws::{endpoints, AwsUpstream};
+use crate::backend::aws::AwsUpstream;
 use crate::backend::CallStats;
 use crate::cache::{Cache, Overflow, Plan, Report};
-use crate::config::{vars, Config};
+use crate::config::{vars, Config, Platform};
 use crate::files::Files;
 use crate::metrics::emf::{self, Emf};
 use crate::model::SecretRef;
 use crate::server::gate::Gate;
 use crate::server::{self, App, Limits};
 use crate::token::Token;
-use platform::Platform;
+use tasks::Tasks;
 
 /// Longest pause between timer-driven refresh-ahead passes (entries added by
 /// requests are picked up at the next pass).
@@ -52,20 +51,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct Running {
     pub app: Arc<App>,
     pub config: Config,
-    /// `None` outside Lambda.
-    pub platform: Option<Platform>,
+    pub platform: Platform,
     upstream: Arc<AwsUpstream>,
     shutdown: CancellationToken,
-    server: Mutex<Option<JoinHandle<()>>>,
+    /// The server, the refresher (when a timer drives refresh-ahead) and the
+    /// SnapStart restore: stopped together against the stop's deadline.
+    tasks: Tasks,
     /// The start-up prefetch, registered before the first accept; taken by `prefetch`.
     plan: Mutex<Option<Plan>>,
-    /// The timer-driven refresher, when one runs (standalone).
-    refresher: Mutex<Option<JoinHandle<()>>>,
     /// Held by every refresh-ahead pass, timer or INVOKE: `stop` takes it, so no
     /// pass is still running when the cache is wiped.
     refreshing: tokio::sync::Mutex<()>,
-    /// SnapStart: the task that waits for the first request after INIT to restore.
-    restorer: Mutex<Option<JoinHandle<()>>>,
     /// SnapStart: set once the restore has run (the first INVOKE waits for it).
     restored: tokio::sync::OnceCell<()>,
     /// `SECRETS_SIDECAR_FILES`, when any.
@@ -76,27 +72,19 @@ pub struct Running {
 
 impl Running {
     /// Builds the upstream clients and the cache, and starts serving on `listener`.
-    /// `platform` is the Lambda platform (`None` standalone); under SnapStart nothing
-    /// is connected or planned yet (see `snapstart`).
-    pub async fn start(
-        config: Config,
-        token: Token,
-        listener: TcpListener,
-        platform: Option<Platform>,
-    ) -> Arc<Running> {
-        let snapshot = platform == Some(Platform::SnapStart);
+    /// Under SnapStart nothing is connected or planned yet (see `snapstart`).
+    pub async fn start(config: Config, token: Token, listener: TcpListener, platform: Platform) -> Arc<Running> {
+        let snapshot = !platform.fetches_during_init();
         crate::cache::set_spread(config.fleet_spread);
         let calls = Arc::new(CallStats::default());
-        let mut backend = config.backend_settings();
-        let endpoints = endpoints::resolve(|name| std::env::var(name).ok(), config.http_port);
-        for (var, url) in &endpoints.ignored {
+        let backend = config.backend_settings();
+        for (var, url) in &config.endpoints.ignored {
             warn!(
                 variable = var,
                 %url,
                 "ignored for the sidecar's own calls: it names this sidecar (set SECRETS_SIDECAR_UPSTREAM_ENDPOINT to point the sidecar elsewhere)"
             );
         }
-        backend.endpoints = Some(endpoints);
         let upstream = Arc::new(AwsUpstream::from_environment(backend, calls.clone()));
         if !snapshot {
             upstream.connect().await;
@@ -116,14 +104,15 @@ impl Running {
         }
         // Before serving: a request during INIT must find its key already in flight.
         let plan = (!snapshot).then(|| app.cache.plan_prefetch(&config.startup_refs()));
-        let server = tokio::spawn(server::serve(listener, app.clone(), shutdown.clone(), Limits::new(cap)));
+        let tasks = Tasks::default();
+        tasks.add(
+            "server",
+            tokio::spawn(server::serve(listener, app.clone(), shutdown.clone(), Limits::new(cap))),
+        );
         let files = Files::new(config.files.clone());
         let emf = config.emf.then(|| {
             // Standalone there is no function: the dimension still needs a value.
-            let function = std::env::var(crate::config::vars::LAMBDA_FUNCTION_NAME)
-                .ok()
-                .filter(|f| !f.is_empty())
-                .unwrap_or_else(|| "standalone".to_owned());
+            let function = config.function_name.clone().unwrap_or_else(|| "standalone".to_owned());
             Emf::new(function, config.log_format, Instant::now())
         });
         Arc::new(Running {
@@ -132,11 +121,9 @@ impl Running {
             platform,
             upstream,
             shutdown,
-            server: Mutex::new(Some(server)),
+            tasks,
             plan: Mutex::new(plan),
-            refresher: Mutex::new(None),
             refreshing: tokio::sync::Mutex::new(()),
-            restorer: Mutex::new(None),
             restored: tokio::sync::OnceCell::new(),
             files,
             emf,
@@ -145,7 +132,7 @@ impl Running {
 
     /// INIT's work: the prefetch (under SnapStart, only metadata checks of REQUIRED).
     pub async fn init(&self) -> Result<(), StartupFailure> {
-        if self.platform == Some(Platform::SnapStart) {
+        if !self.platform.fetches_during_init() {
             return StartupFailure::check(self.check_required_metadata().await, None);
         }
         self.prefetch().await
@@ -212,39 +199,22 @@ impl Running {
                 running.refresh(REFRESH_BUDGET).await;
             }
         });
-        *lock(&self.refresher) = Some(task);
+        self.tasks.add("refresher", task);
     }
 
     /// Stops accepting, cancels upstream work, stops the refresher, drains
     /// connections, wipes every cached value and logs one summary line, all within
-    /// `budget`.
+    /// `budget`: one deadline that every step waits against, so a step that ends
+    /// early leaves its time to the next and none has a share fixed in advance.
     pub async fn stop(&self, budget: Duration) {
+        let deadline = Instant::now() + budget;
         self.shutdown.cancel();
         // Cancels fetches and batches (a refresh pass or a restore in progress then
         // ends at once) and waits for them: nothing stores a value after this.
-        self.app.cache.shutdown(budget / 4).await;
-        let refresher = lock(&self.refresher).take();
-        let restorer = lock(&self.restorer).take();
-        for (task, what) in [(refresher, "refresher"), (restorer, "restore")] {
-            if let Some(task) = task {
-                let abort = task.abort_handle();
-                match tokio::time::timeout(budget / 8, task).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) if e.is_cancelled() => {}
-                    Ok(Err(e)) => warn!(task = what, error = %e, "task failed"),
-                    Err(_) => {
-                        warn!(task = what, "task did not stop in time; aborted");
-                        abort.abort();
-                    }
-                }
-            }
-        }
-        if tokio::time::timeout(budget / 8, self.refreshing.lock()).await.is_err() {
+        self.app.cache.shutdown(deadline).await;
+        self.tasks.stop(deadline).await;
+        if tokio::time::timeout_at(deadline, self.refreshing.lock()).await.is_err() {
             warn!("a refresh-ahead pass did not stop in time");
-        }
-        let server = lock(&self.server).take();
-        if let Some(server) = server {
-            let _ = tokio::time::timeout(budget / 2, server).await;
         }
         if let Some(files) = &self.files {
             files.remove_all();

@@ -18,15 +18,15 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{error, info};
 
-use super::platform::Platform;
-use super::{lock, Running, StartupFailure};
+use super::{Running, StartupFailure};
 use crate::backend::{Upstream, Via};
 use crate::cache::reseed_jitter;
+use crate::config::Platform;
 use crate::model::SecretRef;
 
 impl Running {
     fn snapshotting(&self) -> bool {
-        self.platform == Some(Platform::SnapStart)
+        self.platform == Platform::SnapStart
     }
 
     /// Checks that every REQUIRED reference exists, without fetching any value.
@@ -80,7 +80,7 @@ impl Running {
                 () = running.app.gate.asked() => running.restore().await,
             }
         });
-        *lock(&self.restorer) = Some(task);
+        self.tasks.add("restore", task);
     }
 
     /// The restore (SnapStart; once; does nothing elsewhere): fresh clients and

@@ -11,12 +11,11 @@ use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info};
 
 use super::{bind, Running};
-use crate::config::{Config, ConfigErrors, ProcessEnv};
-use crate::token;
+use crate::config::{Config, ConfigErrors, Host, Platform};
 
 const STOP_BUDGET: Duration = Duration::from_secs(2);
 
-pub async fn run(config: Result<Config, ConfigErrors>) -> ExitCode {
+pub async fn run(config: Result<Config, ConfigErrors>, host: Host) -> ExitCode {
     let config = match config {
         Ok(c) => c,
         Err(e) => {
@@ -24,7 +23,7 @@ pub async fn run(config: Result<Config, ConfigErrors>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let token = match token::for_standalone(&ProcessEnv) {
+    let token = match host.token {
         Ok(t) => t,
         Err(e) => {
             eprintln!("secrets-sidecar: {e}");
@@ -42,7 +41,7 @@ pub async fn run(config: Result<Config, ConfigErrors>) -> ExitCode {
         eprintln!("secrets-sidecar: cannot install signal handlers");
         return ExitCode::FAILURE;
     };
-    let running = Running::start(config, token, listener, None).await;
+    let running = Running::start(config, token, listener, Platform::Standalone).await;
     info!(port = running.config.http_port, "listening (standalone)");
 
     if let Err(failure) = running.prefetch().await {

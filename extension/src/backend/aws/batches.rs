@@ -3,7 +3,7 @@
 //! one [`Batch`] as if it had been one call.
 
 use super::classify::classify;
-use super::operations::{parameter_value, permit, secret_value};
+use super::shapes::{parameter_value, permit, secret_value};
 use super::AwsUpstream;
 use crate::backend::{Batch, ErrorKind, UpstreamError, Via};
 use crate::model::arn_region;

@@ -22,6 +22,7 @@ mod clients;
 pub mod endpoints;
 mod forward;
 mod operations;
+mod shapes;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -14,11 +14,14 @@ use std::sync::Arc;
 
 use base64::Engine;
 use bytes::Bytes;
-use serde::Serialize;
 use serde_json::value::RawValue;
 use zeroize::Zeroize;
 
 use crate::secret::SecretBytes;
+
+mod body;
+
+use body::{raw_view, render, ParameterEnvelope, ParameterJson, ParameterOnly, SecretJson, SecretOnly};
 
 /// One cached value of a secret version or a parameter version.
 pub struct Value {
@@ -100,122 +103,6 @@ pub struct ParameterFields {
     pub last_modified_date: Option<f64>,
     pub selector: Option<String>,
     pub source_result: Option<String>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct SecretJson<'a> {
-    #[serde(rename = "ARN")]
-    arn: &'a str,
-    name: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    version_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    secret_string: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    secret_binary: Option<&'a str>,
-    version_stages: &'a [String],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    created_date: Option<f64>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct ParameterJson<'a> {
-    #[serde(rename = "ARN")]
-    arn: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    data_type: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    last_modified_date: Option<f64>,
-    name: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    selector: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    source_result: Option<&'a str>,
-    #[serde(rename = "Type")]
-    kind: &'a str,
-    value: &'a str,
-    version: i64,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct ParameterEnvelope<'a> {
-    parameter: ParameterJson<'a>,
-}
-
-/// Counts bytes instead of storing them.
-struct Counting(usize);
-
-impl std::io::Write for Counting {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0 += buf.len();
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Serializes into a buffer of exactly the right size: one pass counts, the second
-/// writes. No growth means no unwiped copies left behind in freed memory, and no
-/// spare capacity kept for as long as the value is cached.
-fn render(value: &impl Serialize) -> SecretBytes {
-    let mut counting = Counting(0);
-    let sized = serde_json::to_writer(&mut counting, value).is_ok();
-    let mut buf = Vec::with_capacity(counting.0);
-    // Serializing plain structs of strings and numbers cannot fail, except on a
-    // non-finite float, which the callers never pass.
-    if !sized || serde_json::to_writer(&mut buf, value).is_err() {
-        buf.zeroize();
-        buf.extend_from_slice(b"{}");
-    }
-    SecretBytes::new(buf)
-}
-
-/// The bare value as a view into `body` when the body holds it verbatim (no JSON
-/// escaping was needed), so a cached value is stored once. Otherwise `None`: the
-/// value is unescaped from the body when a request asks for it bare (rare), rather
-/// than kept twice for as long as it is cached. Either way `raw` is wiped here.
-/// `field` is the JSON key whose string value it is. Quotes inside earlier values
-/// are escaped, so the first `"field":"` in the body is the key itself.
-fn raw_view(body: &Bytes, field: &str, raw: String) -> Option<Bytes> {
-    let needle = format!("\"{field}\":\"");
-    let start = body
-        .windows(needle.len())
-        .position(|w| w == needle.as_bytes())
-        .map(|i| i + needle.len());
-    if let Some(start) = start {
-        let end = start + raw.len();
-        let verbatim = body.get(start..end) == Some(raw.as_bytes()) && body.get(end) == Some(&b'"');
-        if verbatim {
-            SecretBytes::from_string(raw).wipe_now();
-            return Some(body.slice(start..end));
-        }
-    }
-    SecretBytes::from_string(raw).wipe_now();
-    None
-}
-
-/// Only the string value of the body, borrowed when it needs no unescaping.
-#[derive(serde::Deserialize)]
-struct SecretOnly<'a> {
-    #[serde(rename = "SecretString", borrow)]
-    secret_string: std::borrow::Cow<'a, str>,
-}
-
-#[derive(serde::Deserialize)]
-struct ParameterOnly<'a> {
-    #[serde(rename = "Parameter", borrow)]
-    parameter: ParameterValueOnly<'a>,
-}
-
-#[derive(serde::Deserialize)]
-struct ParameterValueOnly<'a> {
-    #[serde(rename = "Value", borrow)]
-    value: std::borrow::Cow<'a, str>,
 }
 
 impl Value {

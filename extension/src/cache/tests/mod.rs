@@ -374,7 +374,9 @@ async fn shutdown_then_wipe_leaves_no_value_alive() {
         tokio::spawn(async move { ssm(&cache, "name=/app/plain").await })
     };
     tokio::task::yield_now().await;
-    cache.shutdown(Duration::from_secs(1)).await;
+    cache
+        .shutdown(tokio::time::Instant::now() + Duration::from_secs(1))
+        .await;
     assert_eq!(
         late.await.expect("task").expect_err("cancelled").kind,
         ErrorKind::Aborted
@@ -397,7 +399,8 @@ async fn shutdown_then_wipe_leaves_no_value_alive() {
 async fn nothing_is_stored_once_shutdown_began() {
     let (cache, fake) = setup(settings());
     let (key, _) = request(Source::SecretsManager, "secretId=app/db");
-    let flight::Begun::New(handle) = cache.begin(key.clone(), key.id.clone(), flight::FetchFor::PREFETCH) else {
+    let flight::Begun::New(handle) = flight::begin(&cache, key.clone(), key.id.clone(), keep::FetchFor::PREFETCH)
+    else {
         panic!("nothing was in flight");
     };
     let value = flight::fetch_one(&*fake, &crate::backend::Via::HOME, &key, "app/db")
@@ -415,7 +418,7 @@ async fn nothing_is_stored_once_shutdown_began() {
 /// in): registering its own fetch then finds the value instead of calling again.
 #[tokio::test(start_paused = true)]
 async fn a_miss_that_raced_a_finishing_fetch_makes_no_second_call() {
-    use super::flight::FetchFor;
+    use super::keep::FetchFor;
     let (cache, fake) = setup(settings());
     let (requested, _) = request(Source::SecretsManager, "secretId=app/db");
     // The request's look: nothing stored yet.

@@ -1,7 +1,9 @@
-//! Which Lambda platform the sidecar runs on, and what each one allows.
+//! Where the sidecar runs: a Lambda platform, or standalone, and what each allows.
 //!
 //! Lambda tells every process of the environment in `AWS_LAMBDA_INITIALIZATION_TYPE`
-//! (AWS's emulator leaves it unset for on-demand). The differences that matter here:
+//! (AWS's emulator leaves it unset for on-demand); without `AWS_LAMBDA_RUNTIME_API`
+//! there is no Lambda at all (`host.rs` decides). The differences that matter here
+//! (the events each registers for are `lifecycle::lambda`'s business):
 //!
 //! | platform | events | refresh-ahead driven by | values fetched during INIT |
 //! | --- | --- | --- | --- |
@@ -9,12 +11,9 @@
 //! | provisioned concurrency | INVOKE, SHUTDOWN | INVOKE; INIT may be hours before the first | yes |
 //! | SnapStart | INVOKE, SHUTDOWN | INVOKE | **no**: memory and disk are snapshotted |
 //! | Managed Instances | SHUTDOWN only (INVOKE is refused with 403) | a timer: never frozen, invokes overlap | yes |
+//! | standalone | none (SIGTERM, SIGINT) | a timer | yes (there is no INIT, only start-up) |
 
 use std::fmt;
-
-use super::extensions_api::EventType;
-
-pub const INITIALIZATION_TYPE: &str = "AWS_LAMBDA_INITIALIZATION_TYPE";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Platform {
@@ -22,6 +21,8 @@ pub enum Platform {
     Provisioned,
     SnapStart,
     ManagedInstances,
+    /// Outside Lambda: ECS, Kubernetes, EC2, a laptop.
+    Standalone,
 }
 
 /// What drives refresh-ahead.
@@ -35,7 +36,7 @@ pub enum RefreshDriver {
 }
 
 impl Platform {
-    /// The platform `AWS_LAMBDA_INITIALIZATION_TYPE` names; unset or empty is
+    /// The Lambda platform `AWS_LAMBDA_INITIALIZATION_TYPE` names; unset or empty is
     /// on-demand. An unknown value is returned as `Err` (the caller logs it and
     /// runs as on-demand, the most common and most conservative mode).
     pub fn from_initialization_type(value: Option<&str>) -> Result<Platform, String> {
@@ -54,21 +55,18 @@ impl Platform {
             Platform::Provisioned => "provisioned-concurrency",
             Platform::SnapStart => "snap-start",
             Platform::ManagedInstances => "lambda-managed-instances",
+            Platform::Standalone => "standalone",
         }
     }
 
-    /// The events to register for.
-    pub fn events(self) -> &'static [EventType] {
-        match self {
-            Platform::ManagedInstances => &[EventType::Shutdown],
-            _ => &[EventType::Invoke, EventType::Shutdown],
-        }
+    pub fn in_lambda(self) -> bool {
+        self != Platform::Standalone
     }
 
     pub fn refresh_driver(self) -> RefreshDriver {
         match self {
-            Platform::ManagedInstances => RefreshDriver::Timer,
-            _ => RefreshDriver::Invoke,
+            Platform::ManagedInstances | Platform::Standalone => RefreshDriver::Timer,
+            Platform::OnDemand | Platform::Provisioned | Platform::SnapStart => RefreshDriver::Invoke,
         }
     }
 
@@ -112,14 +110,16 @@ mod tests {
     }
 
     #[test]
-    fn managed_instances_register_shutdown_only_and_refresh_on_a_timer() {
-        assert_eq!(Platform::ManagedInstances.events(), [EventType::Shutdown]);
-        assert_eq!(Platform::ManagedInstances.refresh_driver(), RefreshDriver::Timer);
-        for p in [Platform::OnDemand, Platform::Provisioned, Platform::SnapStart] {
-            assert_eq!(p.events(), [EventType::Invoke, EventType::Shutdown]);
-            assert_eq!(p.refresh_driver(), RefreshDriver::Invoke);
+    fn managed_instances_and_standalone_refresh_on_a_timer() {
+        for p in [Platform::ManagedInstances, Platform::Standalone] {
+            assert_eq!(p.refresh_driver(), RefreshDriver::Timer);
+            assert!(p.fetches_during_init());
         }
+        for p in [Platform::OnDemand, Platform::Provisioned, Platform::SnapStart] {
+            assert_eq!(p.refresh_driver(), RefreshDriver::Invoke);
+            assert!(p.in_lambda());
+        }
+        assert!(!Platform::Standalone.in_lambda());
         assert!(!Platform::SnapStart.fetches_during_init());
-        assert!(Platform::ManagedInstances.fetches_during_init());
     }
 }
