@@ -11,7 +11,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 
 FUZZ_SECONDS ?= 60
 
-.PHONY: demo test venv lint package-check supply-chain audit release release-check bench bench-smoke soak fuzz fuzz-smoke build clean
+.PHONY: demo test venv lint package-check perf-guard supply-chain audit release release-check bench bench-smoke soak fuzz fuzz-smoke build clean
 
 ## demo: the weather API locally: moto, fake providers, the Lambda emulator running the
 ## real secrets-sidecar layer and weather bootstrap; three example calls; serves until Ctrl-C.
@@ -29,6 +29,7 @@ else
 endif
 	$(MAKE) bench-smoke
 	$(MAKE) package-check
+	$(MAKE) perf-guard
 	$(MAKE) supply-chain
 	$(MAKE) release-check
 	$(MAKE) fuzz-smoke
@@ -56,6 +57,15 @@ package-check: venv node_modules/.package-lock.json
 		SLS_TELEMETRY_DISABLED=1 npx --no-install osls package
 	$(VENV)/bin/cfn-lint --ignore-checks W3005 -- .serverless/cloudformation-template-update-stack.json
 	$(VENV)/bin/cfn-lint -- template.yaml
+
+## perf-guard: instructions per warm hit (callgrind, which counts instructions, not
+## time, so it cannot flake) on the layer's own binary, and the layer zip's size, against
+## the budgets in bench/budgets.txt: more than 5 % over fails (part of `make test`).
+perf-guard: venv
+	command -v valgrind >/dev/null 2>&1 || apt-get install -y valgrind >/dev/null 2>&1 || { echo "perf-guard: valgrind is needed (Debian's valgrind package)"; exit 1; }
+	./layer.zip.sh
+	$(CARGO) build --locked -p bench --bins
+	$(TARGET_DIR)/debug/bench --guard
 
 ## supply-chain: the dependency policy in deny.toml (part of `make test`): licenses and
 ## sources over the workspace, duplicate versions over what the layer links; then `audit`.

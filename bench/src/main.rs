@@ -9,11 +9,16 @@
 //! benchmarks still run, never their numbers) and writes to `--out` (default
 //! `target/bench-smoke.md`), leaving BENCHMARKS.md alone. `--only 8` (or `1,7`) runs
 //! those sections and keeps the others of the file it rewrites.
+//!
+//! `bench --guard` (part of `make test`) measures only what cannot flake (instructions
+//! per hit, the layer's size) and fails past the budgets in `bench/budgets.txt`
+//! (`guard`); `--sidecar FILE`, `--layer FILE` and `--budgets FILE` override its inputs.
 
 mod burst;
 mod cold;
 mod cost;
 mod fleet;
+mod guard;
 mod load;
 mod memory;
 mod profile;
@@ -52,13 +57,18 @@ fn tools() -> Result<Tools> {
         baseline: find("baseline-server", "BASELINE_BIN")?,
         probe_runtime: find("probe-runtime", "PROBE_RUNTIME_BIN")?,
         probe_extension: find("probe-extension", "PROBE_EXTENSION_BIN")?,
-        profiling_sidecar: prof("secrets-sidecar"),
+        // PROFILING_SIDECAR_BIN: another build to profile (an older commit's, to compare).
+        profiling_sidecar: std::env::var_os("PROFILING_SIDECAR_BIN")
+            .map(PathBuf::from)
+            .or_else(|| prof("secrets-sidecar")),
         profiling_baseline: prof("baseline-server"),
     })
 }
 
 struct Opts {
     smoke: bool,
+    /// `--guard`: the budgets check instead of the benchmarks.
+    guard: Option<guard::Inputs>,
     out: PathBuf,
     /// Sections to run (1–9); all when empty.
     only: Vec<u8>,
@@ -66,12 +76,18 @@ struct Opts {
 
 fn opts() -> Result<Opts> {
     let mut smoke = false;
+    let mut guard = false;
+    let (mut sidecar, mut layer, mut budgets) = (None, None, None);
     let mut out = None;
     let mut only = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--smoke" => smoke = true,
+            "--guard" => guard = true,
+            "--sidecar" => sidecar = Some(PathBuf::from(args.next().ok_or_else(|| anyhow!("--sidecar needs a file"))?)),
+            "--budgets" => budgets = Some(PathBuf::from(args.next().ok_or_else(|| anyhow!("--budgets needs a file"))?)),
+            "--layer" => layer = Some(PathBuf::from(args.next().ok_or_else(|| anyhow!("--layer needs a file"))?)),
             "--out" => out = Some(PathBuf::from(args.next().ok_or_else(|| anyhow!("--out needs a file"))?)),
             "--only" => {
                 let list = args
@@ -87,7 +103,7 @@ fn opts() -> Result<Opts> {
             }
             other => {
                 return Err(anyhow!(
-                    "unknown argument {other} (use --smoke, --out FILE, --only 1,7)"
+                    "unknown argument {other} (use --smoke, --out FILE, --only 1,7, or --guard [--sidecar FILE] [--layer FILE] [--budgets FILE])"
                 ))
             }
         }
@@ -100,7 +116,23 @@ fn opts() -> Result<Opts> {
             root.join("BENCHMARKS.md")
         }
     });
-    Ok(Opts { smoke, out, only })
+    // By default the guard measures what `./layer.zip.sh` built and packed.
+    let target = std::env::current_exe()?
+        .parent()
+        .and_then(|d| d.parent())
+        .map(|t| t.to_path_buf())
+        .ok_or_else(|| anyhow!("cannot tell the target directory from this program's path"))?;
+    let guard = guard.then(|| guard::Inputs {
+        budgets: budgets.unwrap_or_else(|| root.join("bench/budgets.txt")),
+        sidecar: sidecar.unwrap_or_else(|| target.join("x86_64-unknown-linux-gnu/release/secrets-sidecar")),
+        layer: layer.unwrap_or_else(|| root.join("dist/layer.zip")),
+    });
+    Ok(Opts {
+        smoke,
+        guard,
+        out,
+        only,
+    })
 }
 
 fn now_utc() -> String {
@@ -113,6 +145,9 @@ fn now_utc() -> String {
 
 async fn run() -> Result<bool> {
     let opts = opts()?;
+    if let Some(inputs) = &opts.guard {
+        return guard::run(inputs).await;
+    }
     let tools = tools()?;
     let mut report = report::Report::new(&report::machine_line(), opts.smoke, &now_utc());
     let mut all_ran = true;

@@ -45,8 +45,11 @@ struct Run<'a> {
 }
 
 async fn callgrind(run: &Run<'_>, requests: usize, out: &Path) -> Result<u64> {
-    let mut cmd = tokio::process::Command::new("valgrind");
-    cmd.arg("--tool=callgrind")
+    // Pinned to one CPU: tokio then runs one worker, and no request's count depends on
+    // which of two workers woke for it (with two, the same 2,000 hits measured 14,575
+    // and 15,537 instructions each in two runs; pinned, the runs agree).
+    let mut cmd = tokio::process::Command::new("taskset");
+    cmd.args(["--cpu-list", "0", "valgrind", "--tool=callgrind"])
         .arg(format!("--callgrind-out-file={}", out.display()))
         .arg(run.bin)
         .args(&run.args)
@@ -145,27 +148,20 @@ fn profile_table(
     t.render()
 }
 
-pub async fn run(tools: &Tools, smoke: bool) -> Result<String> {
-    if !have_valgrind() {
-        return Ok("valgrind is not installed (Debian's `valgrind`): no profile this run.\n".into());
-    }
-    let n = if smoke { 20 } else { 2000 };
-    let dir = std::env::temp_dir().join(format!("bench-callgrind-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let moto = Moto::start().await?;
-    let value = serde_json::json!({ "username": "app", "password": "p".repeat(900) }).to_string();
-    moto.create_secret("bench/profile", &value).await?;
-    let sidecar_bin: PathBuf = tools.profiling_sidecar.clone().unwrap_or_else(|| tools.sidecar.clone());
-    let baseline_bin: PathBuf = tools
-        .profiling_baseline
-        .clone()
-        .unwrap_or_else(|| tools.baseline.clone());
-    let path = "/secretsmanager/get?secretId=bench/profile";
+/// The request both the sidecar and the baseline answer: a prefetched 1 KB secret.
+const PROFILE_PATH: &str = "/secretsmanager/get?secretId=bench/profile";
+const PROFILE_TOKEN: &str = "profile-token";
 
-    let sc_port = free_port();
-    let token = "profile-token";
-    let sidecar = Run {
-        bin: &sidecar_bin,
+async fn create_profiled_secret(moto: &Moto) -> Result<()> {
+    let value = serde_json::json!({ "username": "app", "password": "p".repeat(900) }).to_string();
+    moto.create_secret("bench/profile", &value).await.map(drop)
+}
+
+/// The sidecar standalone, log level info, the profiled secret prefetched.
+fn sidecar_run<'a>(bin: &'a Path, moto: &Moto) -> Run<'a> {
+    let port = free_port();
+    Run {
+        bin,
         args: vec![],
         env: vec![
             ("AWS_ENDPOINT_URL".into(), moto.endpoint()),
@@ -174,15 +170,59 @@ pub async fn run(tools: &Tools, smoke: bool) -> Result<String> {
             ("AWS_SECRET_ACCESS_KEY".into(), "x".into()),
             ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
             ("HOME".into(), "/nonexistent".into()),
-            ("SECRETS_SIDECAR_TOKEN".into(), token.into()),
+            ("SECRETS_SIDECAR_TOKEN".into(), PROFILE_TOKEN.into()),
             ("SECRETS_SIDECAR_PREFETCH".into(), "secretsmanager:bench/profile".into()),
-            ("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT".into(), sc_port.to_string()),
+            ("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT".into(), port.to_string()),
             ("PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL".into(), "info".into()),
         ],
-        port: sc_port,
-        path,
-        token: Some(token),
-    };
+        port,
+        path: PROFILE_PATH,
+        token: Some(PROFILE_TOKEN),
+    }
+}
+
+/// Instructions of one program's start and stop, of the same with `n` hits, and per hit.
+pub struct PerHit {
+    pub zero: u64,
+    pub many: u64,
+    pub per_hit: f64,
+}
+
+async fn per_hit(run: &Run<'_>, n: usize, zero_out: &Path, many_out: &Path) -> Result<PerHit> {
+    let zero = callgrind(run, 0, zero_out).await?;
+    let many = callgrind(run, n, many_out).await?;
+    Ok(PerHit {
+        zero,
+        many,
+        per_hit: many.saturating_sub(zero) as f64 / n as f64,
+    })
+}
+
+/// The sidecar binary `bin`'s instructions per warm extension-API hit (for the guard),
+/// against `moto`, with callgrind's files in `dir`.
+pub async fn sidecar_per_hit(bin: &Path, moto: &Moto, dir: &Path, n: usize) -> Result<PerHit> {
+    anyhow::ensure!(have_valgrind(), "valgrind is not installed (Debian's `valgrind`)");
+    create_profiled_secret(moto).await?;
+    let run = sidecar_run(bin, moto);
+    per_hit(&run, n, &dir.join("sidecar.0.out"), &dir.join("sidecar.n.out")).await
+}
+
+pub async fn run(tools: &Tools, smoke: bool) -> Result<String> {
+    if !have_valgrind() {
+        return Ok("valgrind is not installed (Debian's `valgrind`): no profile this run.\n".into());
+    }
+    let n = if smoke { 20 } else { 2000 };
+    let dir = std::env::temp_dir().join(format!("bench-callgrind-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let moto = Moto::start().await?;
+    create_profiled_secret(&moto).await?;
+    let sidecar_bin: PathBuf = tools.profiling_sidecar.clone().unwrap_or_else(|| tools.sidecar.clone());
+    let baseline_bin: PathBuf = tools
+        .profiling_baseline
+        .clone()
+        .unwrap_or_else(|| tools.baseline.clone());
+    let path = PROFILE_PATH;
+    let sidecar = sidecar_run(&sidecar_bin, &moto);
     let body = {
         // The ceiling answers exactly what the sidecar answers.
         let file = dir.join("body.json");
@@ -202,7 +242,7 @@ pub async fn run(tools: &Tools, smoke: bool) -> Result<String> {
         port: bl_port,
         path,
         // The same request bytes as the sidecar gets (the baseline ignores the token).
-        token: Some(token),
+        token: Some(PROFILE_TOKEN),
     };
     let mut t = Table::new(&[
         "program",
@@ -213,9 +253,17 @@ pub async fn run(tools: &Tools, smoke: bool) -> Result<String> {
     ]);
     let mut per = Vec::new();
     for (name, run) in [("secrets-sidecar", &sidecar), ("baseline-server", &baseline)] {
-        let zero = callgrind(run, 0, &dir.join(format!("{name}.0.out"))).await?;
-        let many = callgrind(run, n, &dir.join(format!("{name}.n.out"))).await?;
-        let each = many.saturating_sub(zero) as f64 / n as f64;
+        let PerHit {
+            zero,
+            many,
+            per_hit: each,
+        } = per_hit(
+            run,
+            n,
+            &dir.join(format!("{name}.0.out")),
+            &dir.join(format!("{name}.n.out")),
+        )
+        .await?;
         per.push(each);
         t.row(vec![
             name.into(),
@@ -254,7 +302,7 @@ pub async fn run(tools: &Tools, smoke: bool) -> Result<String> {
     };
     let _ = std::fs::remove_dir_all(&dir);
     Ok(format!(
-        "{}\nCommand: `valgrind --tool=callgrind --callgrind-out-file=F <binary>`, requests sent one after another on one keep-alive connection, then SIGTERM; per request = (instructions with {n} requests − instructions with none) / {n}. Binaries {symbols}.\n\nWhere one request's instructions go: each function's self cost (`callgrind_annotate --inclusive=no --auto=no --threshold=100`, summed over the files its code was inlined from) with {n} requests minus without, divided by {n}; the sidecar's top 30 next to the same function in the baseline:\n\n{top}",
+        "{}\nCommand: `taskset --cpu-list 0 valgrind --tool=callgrind --callgrind-out-file=F <binary>` (one CPU, so one tokio worker and counts that repeat to a few instructions), requests sent one after another on one keep-alive connection, then SIGTERM; per request = (instructions with {n} requests − instructions with none) / {n}. Binaries {symbols}.\n\nWhere one request's instructions go: each function's self cost (`callgrind_annotate --inclusive=no --auto=no --threshold=100`, summed over the files its code was inlined from) with {n} requests minus without, divided by {n}; the sidecar's top 30 next to the same function in the baseline:\n\n{top}",
         t.render()
     ))
 }
