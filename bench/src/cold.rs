@@ -1,6 +1,8 @@
-//! Section 2 — Cold start: spawn → listening, spawn → registered (under the emulator), and the
-//! time until N prefetched secrets are all cached, batched versus one call per secret,
-//! with a 20 ms round trip added to every AWS call (an in-region AWS call).
+//! Section 2 — Cold start: spawn → listening, spawn → registered (under the emulator), the
+//! INIT the layer adds to the weather function (p50 and p99 of 20 cold starts, with
+//! nothing and with ten secrets to prefetch), and the time until N prefetched secrets
+//! are all cached, batched versus one call per secret, with a 20 ms round trip added
+//! to every AWS call (an in-region AWS call).
 
 use std::net::TcpStream;
 use std::path::Path;
@@ -14,7 +16,7 @@ use harness::net::{free_port, HttpClient};
 use harness::proxy::{Fault, FaultProxy};
 use harness::sidecar::SidecarBuilder;
 
-use crate::report::{median, verdict, Table};
+use crate::report::{median, quantile, verdict, Table};
 use crate::Tools;
 
 const RTT: Duration = Duration::from_millis(20);
@@ -124,6 +126,92 @@ async fn prefetch_ready(tools: &Tools, moto: &Moto, n: usize, batched: bool) -> 
     Ok((ready, proxy.total()))
 }
 
+/// The weather function's INIT under the emulator (extensions started → every
+/// process in `next`), with the layer's sidecar prefetching `prefetch`, or without
+/// the layer at all (`None`): what the function costs on its own.
+async fn weather_init(tools: &Tools, moto: &Moto, prefetch: Option<&str>) -> Result<Duration> {
+    let bootstrap = harness::bins::ensure("bootstrap", "weather-function", "BOOTSTRAP_BIN")?;
+    let task = TaskRoot::copy_of(&bootstrap)?;
+    let layer = Layer::new()?;
+    let mut cfg = FunctionConfig::new("weather", task.bootstrap())
+        .env("AWS_ENDPOINT_URL", &moto.endpoint())
+        .env("PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL", "none")
+        .env("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", &free_port().to_string());
+    if let Some(prefetch) = prefetch {
+        layer.add_binary("secrets-sidecar", &tools.sidecar)?;
+        cfg = cfg.extensions(layer.extensions());
+        if !prefetch.is_empty() {
+            cfg = cfg.env("SECRETS_SIDECAR_PREFETCH", prefetch);
+        }
+    }
+    let emulator = Emulator::start(cfg).await?;
+    let init = emulator.init().await.map_err(anyhow::Error::msg)?;
+    emulator.shutdown(ShutdownReason::Spindown).await;
+    Ok(init)
+}
+
+/// What the layer adds to the weather function's INIT: `rounds` cold starts each
+/// without the layer, with it and nothing to prefetch, and with ten secrets to
+/// prefetch from moto on loopback, interleaved so drift hits all three alike.
+async fn init_added(tools: &Tools, rounds: usize) -> Result<String> {
+    let moto = Moto::start().await?;
+    let mut ten = Vec::new();
+    for i in 0..10 {
+        moto.create_secret(&format!("bench/init/{i}"), &format!("value-{i}"))
+            .await?;
+        ten.push(format!("secretsmanager:bench/init/{i}"));
+    }
+    let ten = ten.join(",");
+    let (mut bare, mut empty, mut tenfold) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        bare.push(weather_init(tools, &moto, None).await?.as_secs_f64());
+        empty.push(weather_init(tools, &moto, Some("")).await?.as_secs_f64());
+        tenfold.push(weather_init(tools, &moto, Some(&ten)).await?.as_secs_f64());
+    }
+    let (b50, b99) = (quantile(&mut bare, 0.5), quantile(&mut bare, 0.99));
+    let mut t = Table::new(&[
+        "weather function INIT",
+        "p50",
+        "p99",
+        "added p50",
+        "added p99",
+        "target",
+        "",
+    ]);
+    t.row(vec![
+        "without the layer".into(),
+        secs_ms(b50),
+        secs_ms(b99),
+        "—".into(),
+        "—".into(),
+        "—".into(),
+        String::new(),
+    ]);
+    for (what, values, target) in [
+        ("with the layer, nothing to prefetch", &mut empty, Some(0.010)),
+        ("with the layer, 10 secrets prefetched", &mut tenfold, None),
+    ] {
+        let (p50, p99) = (quantile(values, 0.5), quantile(values, 0.99));
+        t.row(vec![
+            what.into(),
+            secs_ms(p50),
+            secs_ms(p99),
+            secs_ms(p50 - b50),
+            secs_ms(p99 - b99),
+            target.map_or("—".into(), |s: f64| format!("≤ {:.0} ms added (p50)", s * 1000.0)),
+            target.map_or(String::new(), |s| verdict(p50 - b50 <= s).into()),
+        ]);
+    }
+    Ok(format!(
+        "{}\nINIT is the emulator's: extensions started → the runtime and every extension in `next`, {rounds} cold starts of each kind, interleaved; the weather function's own `bootstrap` (release), moto on loopback as AWS (no added round trip: a real region adds one batch call, see the next table). \"Added\" is the difference of the same quantile with and without the layer.\n",
+        t.render()
+    ))
+}
+
+fn secs_ms(s: f64) -> String {
+    format!("{:.2} ms", s * 1000.0)
+}
+
 pub async fn run(tools: &Tools, smoke: bool) -> Result<String> {
     let rounds = if smoke { 3 } else { 30 };
     let mut out = String::new();
@@ -180,6 +268,10 @@ pub async fn run(tools: &Tools, smoke: bool) -> Result<String> {
         String::new(),
     ]);
     out.push_str(&t.render());
+
+    // What the layer adds to a real function's INIT.
+    out.push('\n');
+    out.push_str(&init_added(tools, if smoke { 2 } else { 20 }).await?);
 
     // Prefetch: time until all N are cached, batched versus one call per secret.
     let moto = Moto::start().await?;
