@@ -1,6 +1,7 @@
 //! Section 1 — Warm hit: requests/s and latency of cache hits at 1, 16 and 64 connections,
 //! against a minimal hyper server answering the same bytes (the ceiling for any
-//! localhost sidecar). Subject and ceiling alternate; the median ratio is reported.
+//! localhost sidecar). Subject and ceiling alternate; the median ratio is reported
+//! with the range of the rounds' ratios, so a reader sees how much one run can move.
 
 use std::time::Duration;
 
@@ -49,7 +50,7 @@ pub async fn run(tools: &Tools, smoke: bool) -> Result<String> {
         "connections",
         "sidecar req/s",
         "ceiling req/s",
-        "ratio (median)",
+        "ratio: median (rounds' range)",
         "sidecar p50 / p99",
         "ceiling p50 / p99",
         "target",
@@ -78,19 +79,18 @@ pub async fn run(tools: &Tools, smoke: bool) -> Result<String> {
             ceil.push(b);
         }
         let med = |v: &[Load], f: fn(&Load) -> f64| median(&mut v.iter().map(f).collect::<Vec<_>>());
+        let (low, high) = ratios
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), r| (l.min(*r), h.max(*r)));
         let ratio = median(&mut ratios);
-        let target = if c == 1 {
-            0.95
-        } else if c >= 64 {
-            0.90
-        } else {
-            f64::NAN
-        };
+        // Both 0.95: at 64 connections the sidecar is to lose at most a twentieth of
+        // what the loopback allows, and at one it has never been lower.
+        let target = if c == 1 || c >= 64 { 0.95 } else { f64::NAN };
         table.row(vec![
             c.to_string(),
             format!("{:.0}", med(&subj, |l| l.rps)),
             format!("{:.0}", med(&ceil, |l| l.rps)),
-            format!("{ratio:.3}"),
+            format!("{ratio:.3} ({low:.3}–{high:.3})"),
             format!("{:.0} / {:.0} µs", med(&subj, |l| l.p50_us), med(&subj, |l| l.p99_us)),
             format!("{:.0} / {:.0} µs", med(&ceil, |l| l.p50_us), med(&ceil, |l| l.p99_us)),
             if target.is_nan() {
