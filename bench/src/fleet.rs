@@ -805,7 +805,7 @@ fn render(s: &Settings, bin: &Path, runs: &[&Run], alone: (Duration, u64), knob:
         sm = s.quotas.secrets_manager.rate,
         ssm = s.quotas.ssm_get_parameters.rate,
         poll = s.poll.as_millis(),
-        bin = bin.display(),
+        bin = crate::report::shown_binary(bin),
     )
 }
 

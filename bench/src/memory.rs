@@ -191,7 +191,7 @@ pub async fn run(tools: &Tools, smoke: bool) -> Result<String> {
     let mut sizes = Table::new(&["artifact", "size", "target", ""]);
     let binary = std::fs::metadata(&tools.sidecar).map(|m| m.len()).unwrap_or(0);
     sizes.row(vec![
-        format!("stripped binary (`{}`)", tools.sidecar.display()),
+        format!("stripped binary (`{}`)", crate::report::shown_binary(&tools.sidecar)),
         format!("{:.2} MB", binary as f64 / 1e6),
         "—".into(),
         String::new(),

@@ -152,7 +152,7 @@ fn profile_table(
 const PROFILE_PATH: &str = "/secretsmanager/get?secretId=bench/profile";
 const PROFILE_TOKEN: &str = "profile-token";
 
-async fn create_profiled_secret(moto: &Moto) -> Result<()> {
+pub async fn create_profiled_secret(moto: &Moto) -> Result<()> {
     let value = serde_json::json!({ "username": "app", "password": "p".repeat(900) }).to_string();
     moto.create_secret("bench/profile", &value).await.map(drop)
 }
@@ -199,10 +199,10 @@ async fn per_hit(run: &Run<'_>, n: usize, zero_out: &Path, many_out: &Path) -> R
 }
 
 /// The sidecar binary `bin`'s instructions per warm extension-API hit (for the guard),
-/// against `moto`, with callgrind's files in `dir`.
+/// against `moto` holding the profiled secret ([`create_profiled_secret`]), with
+/// callgrind's files in `dir`.
 pub async fn sidecar_per_hit(bin: &Path, moto: &Moto, dir: &Path, n: usize) -> Result<PerHit> {
     anyhow::ensure!(have_valgrind(), "valgrind is not installed (Debian's `valgrind`)");
-    create_profiled_secret(moto).await?;
     let run = sidecar_run(bin, moto);
     per_hit(&run, n, &dir.join("sidecar.0.out"), &dir.join("sidecar.n.out")).await
 }

@@ -37,6 +37,17 @@ impl Table {
     }
 }
 
+/// A binary as the report names it: `target/<profile>/<name>`, wherever the target
+/// directory of this run happens to be (the report speaks of the build, not the host).
+pub fn shown_binary(path: &std::path::Path) -> String {
+    let name = |p: Option<&std::path::Path>| {
+        p.and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    format!("target/{}/{}", name(path.parent()), name(Some(path)))
+}
+
 /// What the machine is, read off the machine.
 pub fn machine_line() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -187,6 +198,16 @@ pub fn verdict(ok: bool) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_binary_is_named_from_its_profile_folder_not_the_host() {
+        let p = std::path::Path::new("/some/where/target/release/secrets-sidecar");
+        assert_eq!(shown_binary(p), "target/release/secrets-sidecar");
+        assert_eq!(
+            shown_binary(std::path::Path::new("/t/debug/bench")),
+            "target/debug/bench"
+        );
+    }
 
     #[test]
     fn statistics() {
