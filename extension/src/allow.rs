@@ -21,8 +21,12 @@
 //! allowed identity as written (passed on as 404) from one for a look-alike (403:
 //! the caller learns nothing about secrets outside the list).
 
+use std::sync::{Arc, OnceLock};
+
 use crate::backend::Value;
 use crate::model::{SecretRef, Source};
+use crate::tenant::template::{self, TemplateError};
+use crate::tenant::TenantId;
 
 /// Where SSM serves Secrets Manager secrets as parameters.
 pub const SECRET_REFERENCE_PREFIX: &str = "/aws/reference/secretsmanager/";
@@ -34,6 +38,8 @@ pub enum AllowError {
     EmptyPattern(String),
     #[error("no patterns given")]
     Empty,
+    #[error(transparent)]
+    Template(#[from] TemplateError),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,6 +64,48 @@ pub struct AllowList {
     patterns: Vec<Pattern>,
     /// `role:` patterns: the roles `roleArn` may name. None: no role may be assumed.
     roles: Vec<String>,
+    /// Items holding `{tenant}`, as written: they match nothing until the tenant is
+    /// bound, then as their resolved form (`bound`).
+    templates: Vec<String>,
+    /// The templates resolved for the bound tenant; shared by every clone, so the
+    /// cache's copy and the server's are bound together.
+    bound: Arc<OnceLock<Resolved>>,
+}
+
+/// The patterns and roles of the templates, resolved.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Resolved {
+    patterns: Vec<Pattern>,
+    roles: Vec<String>,
+}
+
+/// One item of the list.
+enum Item {
+    Pattern(Pattern),
+    Role(String),
+}
+
+/// Parses one item (no placeholder left in it).
+fn parse_item(item: &str) -> Result<Item, AllowError> {
+    let (source, glob) = match item.split_once(':') {
+        Some(("secretsmanager", g)) => (Some(Source::SecretsManager), g),
+        Some(("ssm", g)) => (Some(Source::Ssm), g),
+        Some(("role", g)) => {
+            if g.is_empty() {
+                return Err(AllowError::EmptyPattern(item.to_owned()));
+            }
+            return Ok(Item::Role(g.to_owned()));
+        }
+        // An ARN pattern ("arn:aws:…") or a plain name applies to both sources.
+        _ => (None, item),
+    };
+    if glob.is_empty() {
+        return Err(AllowError::EmptyPattern(item.to_owned()));
+    }
+    Ok(Item::Pattern(Pattern {
+        source,
+        glob: glob.to_owned(),
+    }))
 }
 
 /// Who a value is, as far as the allowlist is concerned: the names it may go by and
@@ -72,35 +120,59 @@ impl AllowList {
     pub fn parse(text: &str) -> Result<Self, AllowError> {
         let mut patterns = Vec::new();
         let mut roles = Vec::new();
+        let mut templates = Vec::new();
         for item in text
             .split(|c: char| c == ',' || c.is_whitespace())
             .filter(|s| !s.is_empty())
         {
-            let (source, glob) = match item.split_once(':') {
-                Some(("secretsmanager", g)) => (Some(Source::SecretsManager), g),
-                Some(("ssm", g)) => (Some(Source::Ssm), g),
-                Some(("role", g)) => {
-                    if g.is_empty() {
-                        return Err(AllowError::EmptyPattern(item.to_owned()));
-                    }
-                    roles.push(g.to_owned());
-                    continue;
-                }
-                // An ARN pattern ("arn:aws:…") or a plain name applies to both sources.
-                _ => (None, item),
-            };
-            if glob.is_empty() {
-                return Err(AllowError::EmptyPattern(item.to_owned()));
+            template::check(item)?;
+            if template::is_template(item) {
+                // Checked as it will be once resolved.
+                parse_item(&item.replacen(template::PLACEHOLDER, "t", 1))?;
+                templates.push(item.to_owned());
+                continue;
             }
-            patterns.push(Pattern {
-                source,
-                glob: glob.to_owned(),
-            });
+            match parse_item(item)? {
+                Item::Pattern(p) => patterns.push(p),
+                Item::Role(r) => roles.push(r),
+            }
         }
-        if patterns.is_empty() && roles.is_empty() {
+        if patterns.is_empty() && roles.is_empty() && templates.is_empty() {
             return Err(AllowError::Empty);
         }
-        Ok(AllowList { patterns, roles })
+        Ok(AllowList {
+            patterns,
+            roles,
+            templates,
+            bound: Arc::default(),
+        })
+    }
+
+    /// The items holding `{tenant}`, as written.
+    pub fn templates(&self) -> &[String] {
+        &self.templates
+    }
+
+    /// Resolves the templates for `tenant`, once: every clone of this list then
+    /// allows the tenant's instances. A second call changes nothing.
+    pub fn bind_tenant(&self, tenant: &TenantId) {
+        let mut resolved = Resolved::default();
+        for t in &self.templates {
+            // Checked at parse; a resolved item parses as its probe did.
+            match parse_item(&template::resolve(t, tenant)) {
+                Ok(Item::Pattern(p)) => resolved.patterns.push(p),
+                Ok(Item::Role(r)) => resolved.roles.push(r),
+                Err(_) => {}
+            }
+        }
+        let _ = self.bound.set(resolved);
+    }
+
+    /// Every pattern in force: the plain ones and, once bound, the resolved templates.
+    fn all_patterns(&self) -> impl Iterator<Item = &Pattern> {
+        self.patterns
+            .iter()
+            .chain(self.bound.get().into_iter().flat_map(|r| r.patterns.iter()))
     }
 
     /// Whether a request for `id` may go upstream: some answer AWS could give names
@@ -154,7 +226,8 @@ impl AllowList {
 
     /// Whether `roleArn` may name this role.
     pub fn permits_role(&self, role_arn: &str) -> bool {
-        self.roles.iter().any(|g| glob_match(g, role_arn))
+        let bound = self.bound.get().into_iter().flat_map(|r| r.roles.iter());
+        self.roles.iter().chain(bound).any(|g| glob_match(g, role_arn))
     }
 
     /// Whether a start-up reference is covered. A path is covered only when a
@@ -202,7 +275,7 @@ impl AllowList {
     fn requested_secret(&self, id: &str, loose: bool) -> bool {
         let Some(resource) = arn_resource(id) else {
             // A name: its ARN will be some `…:secret:NAME-XXXXXX`.
-            return self.patterns.iter().any(|p| {
+            return self.all_patterns().any(|p| {
                 p.applies_to(Source::SecretsManager)
                     && if p.is_arn() {
                         arn_pattern_could_name(&p.glob, id)
@@ -215,8 +288,7 @@ impl AllowList {
             return false;
         };
         let base = loose.then(|| strip_suffix(name)).flatten();
-        self.patterns
-            .iter()
+        self.all_patterns()
             .filter(|p| p.applies_to(Source::SecretsManager))
             .any(|p| {
                 if p.is_arn() {
@@ -236,7 +308,7 @@ impl AllowList {
         } else {
             format!("/{id}").into()
         };
-        self.patterns.iter().any(|p| {
+        self.all_patterns().any(|p| {
             p.applies_to(Source::Ssm)
                 && if p.is_arn() {
                     arn_resource(&p.glob)
@@ -249,7 +321,7 @@ impl AllowList {
     }
 
     fn matches(&self, source: Source, identity: &Identity<'_>) -> bool {
-        self.patterns.iter().filter(|p| p.applies_to(source)).any(|p| {
+        self.all_patterns().filter(|p| p.applies_to(source)).any(|p| {
             if p.is_arn() {
                 identity.arns.iter().any(|a| glob_match(&p.glob, a))
             } else {

@@ -33,5 +33,6 @@ pub mod metrics;
 pub mod model;
 pub mod secret;
 pub mod server;
+pub mod tenant;
 pub mod token;
 pub mod version;

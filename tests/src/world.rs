@@ -63,6 +63,8 @@ pub struct WorldConfig {
     pub mode: Mode,
     /// Real provider URLs instead of the fakes (the demo with real keys).
     pub provider_urls: Option<(String, String, String)>,
+    /// Lambda's tenant isolation mode (invoke with `Emulator::invoke_for_tenant`).
+    pub tenant_isolation: bool,
 }
 
 impl Default for WorldConfig {
@@ -75,6 +77,7 @@ impl Default for WorldConfig {
             freeze: true,
             mode: Mode::OnDemand,
             provider_urls: None,
+            tenant_isolation: false,
         }
     }
 }
@@ -162,6 +165,9 @@ impl World {
         );
         for (k, v) in &cfg.env {
             function = function.env(k, v);
+        }
+        if cfg.tenant_isolation {
+            function = function.tenant_isolation();
         }
         let emulator = Emulator::start(function).await?;
         Ok(World {

@@ -129,6 +129,21 @@ pub(super) fn keep(cache: &Cache, key: &Key, fetch_id: &Arc<str>, mut value: Val
 /// returned for it; otherwise drops it at once (its buffers are zeroized as it
 /// goes) and answers `NotAllowed`, so nothing stores, aliases or serves it.
 pub(super) fn admit(cache: &Cache, key: &Key, fetch_id: &str, value: Value) -> Result<Value, UpstreamError> {
+    if let Some(tenancy) = &cache.inner.settings.tenancy {
+        if !tenancy.permits_value(key.source, &value) {
+            warn!(
+                source = key.source.label(),
+                id = %fetch_id,
+                returned = %value.name,
+                "refused: AWS answered with another tenant's secret"
+            );
+            drop(value);
+            return Err(UpstreamError::new(
+                ErrorKind::NotAllowed,
+                format!("'{fetch_id}' names another tenant's secret"),
+            ));
+        }
+    }
     let Some(allow) = &cache.inner.settings.allow else {
         return Ok(value);
     };

@@ -80,6 +80,9 @@ pub struct CacheSettings {
     /// `SECRETS_SIDECAR_ALLOW`, applied to what AWS returns before anything is
     /// stored or served.
     pub allow: Option<AllowList>,
+    /// `{tenant}` templates: a value AWS returns for another tenant's name is
+    /// refused like one outside the allowlist.
+    pub tenancy: Option<Arc<crate::tenant::Tenancy>>,
 }
 
 impl CacheSettings {
@@ -110,6 +113,7 @@ impl CacheSettings {
             refresh_now_interval: Duration::from_secs(1),
             negative_ttl: Duration::ZERO,
             allow: None,
+            tenancy: None,
         }
     }
 }

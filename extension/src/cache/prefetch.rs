@@ -505,6 +505,7 @@ mod tag_tests {
         }
         let settings = CacheSettings {
             allow: allow.map(|a| AllowList::parse(a).expect("allow")),
+            tenancy: None,
             ..CacheSettings::for_tests(1000, Duration::from_secs(60))
         };
         (Cache::new(settings, fake.clone()), fake)

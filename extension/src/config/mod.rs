@@ -15,6 +15,7 @@ use crate::backend::{BackendSettings, RoleSettings};
 use crate::cache::CacheSettings;
 use crate::mapping::{parse_env, parse_files, EnvMapping, FileMapping};
 use crate::model::{SecretRef, Source};
+use crate::tenant::template;
 
 mod reader;
 
@@ -270,11 +271,43 @@ impl Config {
         }
     }
 
+    /// `{tenant}` may stand in PREFETCH only (and in the allowlist, checked by its
+    /// parser): the tenant is named with the first invoke, after INIT, when
+    /// REQUIRED and the exec wrapper's ids are already due.
+    fn check_templates<E: Env>(&self, r: &mut Reader<'_, E>) {
+        for item in &self.prefetch {
+            if let Err(e) = template::check(item.id()) {
+                r.fail(vars::PREFETCH, e.to_string());
+            } else if template::is_template(item.id()) && matches!(item, SecretRef::Tag(_)) {
+                r.fail(
+                    vars::PREFETCH,
+                    format!("{item}: a tag reference cannot hold {{tenant}}"),
+                );
+            }
+        }
+        let init_time = self.required.iter().map(|i| (vars::REQUIRED, i));
+        let mapped = self.env_mappings.iter().map(|m| (vars::ENV, &m.reference));
+        let filed = self.files.iter().map(|m| (vars::FILES, &m.reference));
+        for (var, item) in init_time.chain(mapped).chain(filed) {
+            if template::is_template(item.id()) {
+                r.fail(
+                    var,
+                    format!(
+                        "{item}: {{tenant}} is known only after INIT (with the first invoke); template it in {} instead",
+                        vars::PREFETCH
+                    ),
+                );
+            }
+        }
+    }
+
     /// Combinations that are each valid but make no sense together.
     fn check_consistency<E: Env>(&self, r: &mut Reader<'_, E>) {
+        self.check_templates(r);
         let cache = self.cache_settings();
         for (var, refs) in [(vars::PREFETCH, &self.prefetch), (vars::REQUIRED, &self.required)] {
-            for item in refs.iter() {
+            // A template is checked against the allowlist once resolved (the cache's check).
+            for item in refs.iter().filter(|i| !template::is_template(i.id())) {
                 if !cache.caches(item.source()) {
                     r.fail(
                         var,
@@ -319,6 +352,7 @@ impl Config {
             refresh_now_interval: self.refresh_now_interval,
             negative_ttl: self.negative_ttl,
             allow: self.allow.clone(),
+            tenancy: None,
         }
     }
 
@@ -352,7 +386,9 @@ impl Config {
             .chain(self.files.iter().map(|m| &m.reference))
             .filter(|r| cache.caches(r.source()));
         let mut all: Vec<SecretRef> = Vec::with_capacity(self.prefetch.len() + self.required.len());
-        for r in self.prefetch.iter().chain(self.required.iter()).chain(mapped) {
+        // `{tenant}` entries wait for the tenant (`lifecycle::Running::bind_tenant`).
+        let untemplated = self.prefetch.iter().filter(|r| !template::is_template(r.id()));
+        for r in untemplated.chain(self.required.iter()).chain(mapped) {
             if !all.contains(r) {
                 all.push(r.clone());
             }

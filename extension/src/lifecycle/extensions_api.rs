@@ -82,6 +82,8 @@ struct Refusal {
 
 pub struct ExtensionsApi {
     base: String,
+    /// The Telemetry API's subscription URL.
+    telemetry: String,
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
@@ -90,6 +92,7 @@ impl ExtensionsApi {
     pub fn new(runtime_api: &str) -> ExtensionsApi {
         ExtensionsApi {
             base: format!("http://{runtime_api}/2020-01-01/extension"),
+            telemetry: format!("http://{runtime_api}/2022-07-01/telemetry"),
             client: Client::builder(TokioExecutor::new()).build_http(),
         }
     }
@@ -122,6 +125,36 @@ impl ExtensionsApi {
             .body(Full::new(Bytes::new()))?;
         let (_, _, body) = self.call(req, None).await?;
         serde_json::from_slice(&body).map_err(|e| ApiError::Unreadable(e.to_string()))
+    }
+
+    /// Subscribes to the Telemetry API's platform events, delivered to `uri` at
+    /// most `timeout_ms` after they happen (25 ms is the least Lambda accepts).
+    /// Only a 200 is a subscription: AWS's emulator answers 202 with
+    /// `Telemetry.NotSupported`, which is a refusal.
+    pub async fn subscribe_telemetry(&self, id: &str, uri: &str, timeout_ms: u32) -> Result<(), ApiError> {
+        let body = serde_json::json!({
+            "schemaVersion": "2025-01-29",
+            "destination": { "protocol": "HTTP", "URI": uri },
+            "types": ["platform"],
+            "buffering": { "maxItems": 1000, "maxBytes": 262_144, "timeoutMs": timeout_ms },
+        })
+        .to_string();
+        let req = Request::builder()
+            .method(Method::PUT)
+            .uri(&self.telemetry)
+            .header(ID_HEADER, id)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))?;
+        let (status, _, body) = self.call(req, Some(CALL_TIMEOUT)).await?;
+        if status != StatusCode::OK {
+            let r: Refusal = serde_json::from_slice(&body).unwrap_or_default();
+            return Err(ApiError::Refused {
+                status,
+                error_type: r.error_type,
+                message: r.error_message,
+            });
+        }
+        Ok(())
     }
 
     /// Reports why the extension cannot start (`init/error`); Lambda fails the init.

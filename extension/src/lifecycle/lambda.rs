@@ -16,7 +16,7 @@ use std::time::Duration;
 use tracing::{error, info, warn};
 
 use super::extensions_api::{Event, EventType, ExtensionsApi};
-use super::{bind, until_deadline, Running};
+use super::{bind, telemetry, until_deadline, Running};
 use crate::config::{vars, Config, ConfigErrors, Host, Platform, RefreshDriver};
 
 /// Longest refresh-ahead per INVOKE: it delays this invoke's end (not its response).
@@ -84,6 +84,15 @@ pub async fn run(config: Result<Config, ConfigErrors>, host: Host) -> ExitCode {
     };
     let running = Running::start(config, token, listener, platform).await;
     info!(port = running.config.http_port, "registered");
+    // Lambda closes the Telemetry API when INIT ends: subscribe now or never.
+    if let Err(message) = subscribe_for_tenant(&api, &id, &running).await {
+        error!(%message, "init failed");
+        if let Err(e) = api.init_error(&id, "Extension.TenantUnavailable", &message).await {
+            error!(error = %e, "posting init/error failed");
+        }
+        running.stop(Duration::from_millis(500)).await;
+        return ExitCode::FAILURE;
+    }
 
     if let Err(failure) = running.init().await {
         let message = failure.to_string();
@@ -100,11 +109,24 @@ pub async fn run(config: Result<Config, ConfigErrors>, host: Host) -> ExitCode {
     // The next call is INIT's `event/next`: under SnapStart the snapshot is taken
     // while it waits, so whatever wakes the sidecar after it is a restored clone.
     running.expect_restore();
+    if let Some(tenancy) = &running.tenancy {
+        tenancy.end_init();
+    }
 
     loop {
         match api.next(&id).await {
             Ok(Event::Invoke { deadline_ms, .. }) => {
                 running.restore().await;
+                if let Err(message) = running.bind_tenant(deadline_ms).await {
+                    // Like an INIT error, on the first invoke that can show it:
+                    // Lambda fails the invoke and resets the environment.
+                    error!(%message, "tenant binding failed");
+                    if let Err(e) = api.exit_error(&id, "Extension.TenantMissing", &message).await {
+                        error!(error = %e, "posting exit/error failed");
+                    }
+                    running.stop(Duration::from_millis(500)).await;
+                    return ExitCode::FAILURE;
+                }
                 let budget = until_deadline(deadline_ms, INVOKE_MARGIN, REFRESH_CAP);
                 if !budget.is_zero() && platform.refresh_driver() == RefreshDriver::Invoke {
                     running.refresh(budget).await;
@@ -127,6 +149,27 @@ pub async fn run(config: Result<Config, ConfigErrors>, host: Host) -> ExitCode {
             }
         }
     }
+}
+
+/// With `{tenant}` templates: the listener Lambda posts platform events to, and
+/// the subscription. No templates, nothing (and no listener).
+async fn subscribe_for_tenant(api: &ExtensionsApi, id: &str, running: &Running) -> Result<(), String> {
+    let Some(tenancy) = &running.tenancy else {
+        return Ok(());
+    };
+    let listener = telemetry::listen(tenancy.clone(), running.stopping().clone())
+        .await
+        .map_err(|e| format!("{{tenant}} templates need a telemetry listener: {e}"))?;
+    running.own_task("telemetry", listener.task);
+    api.subscribe_telemetry(id, &listener.uri, telemetry::DELAY_MS)
+        .await
+        .map_err(|e| {
+            format!(
+                "{{tenant}} templates need Lambda's Telemetry API, which names the tenant; the subscription failed: {e}"
+            )
+        })?;
+    info!("subscribed to the Telemetry API for the tenant");
+    Ok(())
 }
 
 /// Registers only to report why the sidecar cannot start, then fails.

@@ -16,6 +16,7 @@ pub mod limits;
 mod snapstart;
 pub mod standalone;
 mod tasks;
+pub mod telemetry;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -34,6 +35,7 @@ use crate::metrics::emf::{self, Emf};
 use crate::model::SecretRef;
 use crate::server::gate::Gate;
 use crate::server::{self, App, Limits};
+use crate::tenant::{State, Tenancy};
 use crate::token::Token;
 use tasks::Tasks;
 
@@ -68,6 +70,10 @@ pub struct Running {
     files: Option<Files>,
     /// `SECRETS_SIDECAR_EMF=true`.
     emf: Option<Emf>,
+    /// `{tenant}` templates in the configuration, and the tenant they resolve for.
+    pub tenancy: Option<Arc<Tenancy>>,
+    /// Set once the templated PREFETCH entries have been fetched for the tenant.
+    tenant_prefetched: tokio::sync::OnceCell<()>,
 }
 
 impl Running {
@@ -89,9 +95,19 @@ impl Running {
         if !snapshot {
             upstream.connect().await;
         }
-        let cache = Cache::new(config.cache_settings(), upstream.clone());
+        // One allowlist for the cache, the server and the tenancy: binding the
+        // tenant resolves its templates in every copy.
+        let allow = config.allow.clone();
+        let tenancy = Tenancy::plan(&config.prefetch, allow.as_ref()).map(Arc::new);
+        let mut settings = config.cache_settings();
+        settings.allow = allow.clone();
+        settings.tenancy = tenancy.clone();
+        let cache = Cache::new(settings, upstream.clone());
         let gate = if snapshot { Gate::for_snapshot() } else { Gate::open() };
-        let app = App::new(cache, token, config.allow.clone(), calls, gate);
+        let app = App::new(cache, token, allow, calls, gate);
+        if let Some(t) = &tenancy {
+            app.set_tenancy(t.clone());
+        }
         // The SDK route verifies with, and forwards through, the same clients' credentials.
         app.set_passthrough(upstream.clone());
         let shutdown = CancellationToken::new();
@@ -127,7 +143,50 @@ impl Running {
             restored: tokio::sync::OnceCell::new(),
             files,
             emf,
+            tenancy,
+            tenant_prefetched: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// An INVOKE in an environment with `{tenant}` templates: waits (until the
+    /// invoke's deadline) for Lambda's word on the tenant, then fetches the
+    /// templated PREFETCH entries once. `Err`: the templates can never resolve here
+    /// (no tenant, an unusable one, a conflict); the caller reports it to Lambda.
+    pub async fn bind_tenant(&self, deadline_ms: u64) -> Result<(), String> {
+        let Some(tenancy) = &self.tenancy else {
+            return Ok(());
+        };
+        tenancy.set_invoke_deadline(deadline_ms);
+        let budget = until_deadline(deadline_ms, Duration::from_millis(100), self.config.init_timeout);
+        match tenancy.binding().wait(Instant::now() + budget).await {
+            State::Tenant(_) => {}
+            State::Unbound => {
+                warn!("no tenant from Lambda by the invoke's deadline; templated ids wait for it");
+                return Ok(());
+            }
+            State::NoTenant => {
+                return Err("{tenant} templates are configured, but Lambda reported an invoke without a tenant:                             the function is not in tenant isolation mode"
+                    .to_owned())
+            }
+            other => return Err(format!("the tenant Lambda reported cannot resolve {{tenant}}: {other:?}")),
+        }
+        if !tenancy.prefetches() {
+            return Ok(());
+        }
+        self.tenant_prefetched
+            .get_or_init(|| async {
+                let refs = tenancy.prefetch();
+                let plan = self.app.cache.plan_prefetch(&refs);
+                let report = self.app.cache.prefetch(plan, Instant::now() + budget).await;
+                let missing = report.missing(&refs);
+                if !missing.is_empty() {
+                    let ids: Vec<String> = missing.iter().map(|(r, why)| format!("{r}: {why}")).collect();
+                    warn!(missing = %ids.join("; "), "templated prefetch incomplete");
+                }
+                self.sync_files().await;
+            })
+            .await;
+        Ok(())
     }
 
     /// INIT's work: the prefetch (under SnapStart, only metadata checks of REQUIRED).
@@ -224,6 +283,11 @@ impl Running {
         }
         self.app.cache.wipe();
         info!(summary = %self.app.snapshot().summary(), "stopped");
+    }
+
+    /// A task stopped with the others (`tasks`).
+    pub fn own_task(&self, name: &'static str, task: tokio::task::JoinHandle<()>) {
+        self.tasks.add(name, task);
     }
 
     pub fn stopping(&self) -> &CancellationToken {

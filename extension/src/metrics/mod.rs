@@ -138,16 +138,28 @@ pub enum Refused {
     RoleNotAllowed,
     /// A value asked for during a SnapStart INIT.
     SnapStartInit,
+    /// Another tenant's instance of a `{tenant}` template.
+    OtherTenant,
+    /// A `{tenant}` template's id while the tenant was not known.
+    TenantUnknown,
 }
 
 impl Refused {
-    pub const ALL: [Refused; 3] = [Refused::NotAllowed, Refused::RoleNotAllowed, Refused::SnapStartInit];
+    pub const ALL: [Refused; 5] = [
+        Refused::NotAllowed,
+        Refused::RoleNotAllowed,
+        Refused::SnapStartInit,
+        Refused::OtherTenant,
+        Refused::TenantUnknown,
+    ];
 
     pub fn label(self) -> &'static str {
         match self {
             Refused::NotAllowed => "not_allowed",
             Refused::RoleNotAllowed => "role_not_allowed",
             Refused::SnapStartInit => "snapstart_init",
+            Refused::OtherTenant => "other_tenant",
+            Refused::TenantUnknown => "tenant_unknown",
         }
     }
 }

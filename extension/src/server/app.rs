@@ -10,6 +10,7 @@ use crate::backend::passthrough::Passthrough;
 use crate::backend::CallStats;
 use crate::cache::Cache;
 use crate::metrics::{Metrics, Snapshot};
+use crate::tenant::Tenancy;
 use crate::token::Token;
 
 pub struct App {
@@ -26,6 +27,8 @@ pub struct App {
     /// The backend's credentials and pass-through, for the SDK route; unset, the
     /// route refuses every request.
     passthrough: OnceLock<Arc<dyn Passthrough>>,
+    /// `{tenant}` templates and their binding; unset, no id is any tenant's.
+    tenancy: OnceLock<Arc<Tenancy>>,
     /// Start-up prefetch has settled (reported by `/ping`; requests are served before too).
     ready: AtomicBool,
 }
@@ -41,6 +44,7 @@ impl App {
             gate,
             sdk_keys: KnownCredentials::default(),
             passthrough: OnceLock::new(),
+            tenancy: OnceLock::new(),
             ready: AtomicBool::new(false),
         })
     }
@@ -52,6 +56,14 @@ impl App {
 
     pub fn passthrough(&self) -> Option<&Arc<dyn Passthrough>> {
         self.passthrough.get()
+    }
+
+    pub fn set_tenancy(&self, tenancy: Arc<Tenancy>) {
+        let _ = self.tenancy.set(tenancy);
+    }
+
+    pub fn tenancy(&self) -> Option<&Arc<Tenancy>> {
+        self.tenancy.get()
     }
 
     pub fn set_ready(&self) {

@@ -16,15 +16,29 @@
 //! default: keep the body for good; `tmp`: write it base64-encoded to
 //! `$TMPDIR/<name>-held`): fetch a value as an extension that caches it would. The
 //! probe never prints what it fetched, only its size.
+//!
+//! Its `invoke` line has `tenant_id`: the INVOKE event's `tenantId`, null when absent.
+//!
+//! Telemetry API: `PROBE_TELEMETRY` (types, e.g. `platform`) subscribes a listener
+//! of its own, printing `telemetry_subscribe` (status, body) and one `telemetry` line
+//! per batch received (the events' types and records) · `PROBE_TELEMETRY_AT` (`init`,
+//! the default, or the first `invoke`, when it is too late) ·
+//! `PROBE_TELEMETRY_TIMEOUT_MS` (the buffering timeout, default 25) ·
+//! `PROBE_TELEMETRY_WAIT=1` (after each INVOKE, wait up to 2 s for the invoke's
+//! `platform.runtimeDone` before `next`, as a telemetry extension flushing does).
 
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
 use harness::emulator::epoch_ms;
-use harness::net::HttpClient;
+use harness::net::{HttpClient, Server};
 use http::Method;
+use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
+use tokio::sync::Notify;
 
 fn setting(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
@@ -39,6 +53,94 @@ fn say(name: &str, what: &str, mut extra: Value) {
     extra["what"] = Value::from(what);
     extra["epoch_ms"] = Value::from(epoch_ms());
     println!("{extra}");
+}
+
+/// What the probe's telemetry listener received, and a bell rung at each batch.
+#[derive(Clone, Default)]
+struct Received {
+    events: Arc<Mutex<Vec<Value>>>,
+    bell: Arc<Notify>,
+}
+
+impl Received {
+    fn has(&self, kind: &str, request_id: &Value) -> bool {
+        let events = self.events.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        events
+            .iter()
+            .any(|e| e["type"] == kind && e["record"]["requestId"] == *request_id)
+    }
+
+    /// Waits (at most `limit`) for the event `kind` of the invoke `request_id`.
+    async fn wait_for(&self, kind: &str, request_id: &Value, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let rung = self.bell.notified();
+            tokio::pin!(rung);
+            rung.as_mut().enable();
+            if self.has(kind, request_id) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, rung).await.is_err() {
+                return false;
+            }
+        }
+    }
+}
+
+/// Starts the telemetry listener: every batch is printed and kept.
+async fn telemetry_listener(name: &str, received: &Received) -> Option<Server> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.ok()?;
+    let (name, received) = (name.to_owned(), received.clone());
+    let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let (name, received) = (name.clone(), received.clone());
+        async move {
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let batch: Vec<Value> = serde_json::from_slice(&body).unwrap_or_default();
+            let types: Vec<Value> = batch.iter().map(|e| e["type"].clone()).collect();
+            let records: Vec<Value> = batch.iter().map(|e| e["record"].clone()).collect();
+            say(&name, "telemetry", json!({ "types": types, "records": records }));
+            received
+                .events
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend(batch);
+            received.bell.notify_waiters();
+            Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::new())))
+        }
+    });
+    harness::net::serve(listener, service).ok()
+}
+
+/// Subscribes the listener at `port` to the Telemetry API for `types`.
+async fn subscribe_telemetry(name: &str, http: &HttpClient, api: &str, id: &str, types: &str, port: u16) {
+    let timeout_ms: u64 = setting("PROBE_TELEMETRY_TIMEOUT_MS")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(25);
+    let types: Vec<&str> = types.split(',').filter(|t| !t.is_empty()).collect();
+    let body = json!({
+        "schemaVersion": "2022-12-13",
+        "destination": {"protocol": "HTTP", "URI": format!("http://127.0.0.1:{port}/telemetry")},
+        "types": types,
+        "buffering": {"timeoutMs": timeout_ms},
+    });
+    let r = http
+        .send(
+            Method::PUT,
+            &format!("http://{api}/2022-07-01/telemetry"),
+            &[("Lambda-Extension-Identifier", id)],
+            Bytes::from(body.to_string()),
+        )
+        .await;
+    let line = match r {
+        Ok(r) => json!({ "status": r.status, "body": r.json() }),
+        Err(e) => json!({ "error": e.to_string() }),
+    };
+    say(name, "telemetry_subscribe", line);
 }
 
 async fn idle_forever() -> ! {
@@ -182,6 +284,17 @@ async fn main() {
             std::process::exit(0);
         });
     }
+    let received = Received::default();
+    let telemetry = setting("PROBE_TELEMETRY");
+    let telemetry_server = match &telemetry {
+        Some(_) => telemetry_listener(&name, &received).await,
+        None => None,
+    };
+    let telemetry_port = telemetry_server.as_ref().map(Server::port).unwrap_or(0);
+    let mut subscribe_at_invoke = setting("PROBE_TELEMETRY_AT").as_deref() == Some("invoke");
+    if let (Some(types), false) = (&telemetry, subscribe_at_invoke) {
+        subscribe_telemetry(&name, &http, &api, &id, types, telemetry_port).await;
+    }
     let fetch_at_invoke = setting("PROBE_FETCH_AT").as_deref() == Some("invoke");
     if !fetch_at_invoke {
         fetch_and_hold(&name, &http, &mut held).await;
@@ -217,8 +330,16 @@ async fn main() {
                 say(
                     &name,
                     "invoke",
-                    json!({ "request_id": event["requestId"], "deadline_ms": event["deadlineMs"] }),
+                    json!({
+                        "request_id": event["requestId"],
+                        "deadline_ms": event["deadlineMs"],
+                        "tenant_id": event.get("tenantId"),
+                    }),
                 );
+                if let (Some(types), true) = (&telemetry, subscribe_at_invoke) {
+                    subscribe_at_invoke = false;
+                    subscribe_telemetry(&name, &http, &api, &id, types, telemetry_port).await;
+                }
                 if setting("PROBE_CRASH_ON_INVOKE").is_some() {
                     std::process::exit(3);
                 }
@@ -238,6 +359,16 @@ async fn main() {
                 }
                 if fetch_at_invoke && held.is_empty() {
                     fetch_and_hold(&name, &http, &mut held).await;
+                }
+                if setting("PROBE_TELEMETRY_WAIT").is_some() {
+                    let done = received
+                        .wait_for("platform.runtimeDone", &event["requestId"], Duration::from_secs(2))
+                        .await;
+                    say(
+                        &name,
+                        "telemetry_wait",
+                        json!({ "request_id": event["requestId"], "runtime_done": done }),
+                    );
                 }
                 tokio::time::sleep(Duration::from_millis(millis("PROBE_INVOKE_HOLD_MS"))).await;
                 say(&name, "invoke_done", json!({ "request_id": event["requestId"] }));

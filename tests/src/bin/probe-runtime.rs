@@ -1,5 +1,6 @@
 //! A scriptable custom runtime (`bootstrap`) for the emulator's tests. It prints one
-//! JSON line per invocation and answers with what it saw; first it prints `env`,
+//! JSON line per invocation (with `tenant`, its `Lambda-Runtime-Aws-Tenant-Id`, null
+//! when absent) and answers with what it saw; first it prints `env`,
 //! what its environment says about the platform. Settings:
 //!
 //! An invoke whose payload has `fetch_many` (a list of sidecar paths) GETs each in
@@ -102,9 +103,11 @@ async fn work(worker: usize, http: HttpClient, base: String) {
             .header("lambda-runtime-deadline-ms")
             .and_then(|d| d.parse().ok())
             .unwrap_or(0);
+        // Null when the header is absent (Lambda sends it in tenant isolation mode only).
+        let tenant = inv.header("lambda-runtime-aws-tenant-id").map(str::to_owned);
         say(
             "invoke",
-            json!({ "request_id": request_id, "deadline_ms": deadline, "worker": worker }),
+            json!({ "request_id": request_id, "deadline_ms": deadline, "worker": worker, "tenant": tenant }),
         );
         let mut answer =
             json!({ "request_id": request_id, "deadline_ms": deadline, "worker": worker, "payload": inv.json() });

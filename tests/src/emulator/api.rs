@@ -11,6 +11,10 @@
 //! event but SHUTDOWN at registration (403 `Extension.InvalidEventType`; the extension
 //! is not registered and may register again) and let several runtime workers wait in
 //! `next` at once.
+//!
+//! Every mode serves the Telemetry API (`PUT /2022-07-01/telemetry`, `telemetry.rs`).
+//! In tenant isolation mode the runtime's `next` carries `Lambda-Runtime-Aws-Tenant-Id`;
+//! the extensions' INVOKE event never names a tenant.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -24,7 +28,7 @@ use tokio::sync::oneshot;
 
 use super::config::FunctionConfig;
 use super::state::{Delivery, Extension, Phase, RuntimeAnswer, Shared, State, Trace};
-use super::{credentials, snapstart};
+use super::{credentials, snapstart, telemetry};
 
 pub(super) type Resp = Response<Full<Bytes>>;
 
@@ -60,7 +64,8 @@ pub async fn handle(shared: Arc<Shared>, cfg: Arc<FunctionConfig>, req: Request<
         (Method::POST, "/2020-01-01/extension/init/error") | (Method::POST, "/2020-01-01/extension/exit/error") => {
             extension_error(&shared, &cfg, &headers, &path, &body)
         }
-        (Method::GET, "/2018-06-01/runtime/invocation/next") => runtime_next(&shared).await,
+        (Method::GET, "/2018-06-01/runtime/invocation/next") => runtime_next(&shared, &cfg).await,
+        (Method::PUT, telemetry::PATH) => telemetry::subscribe(&shared, &cfg, &headers, &body),
         (Method::GET, "/2018-06-01/runtime/restore/next") => snapstart::restore_next(&shared, &cfg).await,
         (Method::GET, credentials::PATH) if cfg.mode == super::Mode::SnapStart => {
             credentials::serve(&shared, &cfg, &headers)
@@ -70,7 +75,7 @@ pub async fn handle(shared: Arc<Shared>, cfg: Arc<FunctionConfig>, req: Request<
         }
         (Method::POST, "/2018-06-01/runtime/init/error") => runtime_error(&shared, &headers, &path),
         (Method::POST, p) if p.starts_with("/2018-06-01/runtime/invocation/") => {
-            invocation_result(&shared, &headers, p, body)
+            invocation_result(&shared, &cfg, &headers, p, body)
         }
         _ => refuse(StatusCode::NOT_FOUND, "InvalidRequest", "unknown path"),
     };
@@ -310,7 +315,18 @@ fn extension_error(shared: &Shared, cfg: &FunctionConfig, headers: &HeaderMap, p
     reply(StatusCode::ACCEPTED, json!({"status": "OK"}))
 }
 
-async fn runtime_next(shared: &Shared) -> Resp {
+/// `Lambda-Runtime-Aws-Tenant-Id`: the invocation's tenant, only when there is one
+/// (AWS's emulator, `rapi/rendering/rendering.go`, sets it only when not empty).
+fn tenant_header(cfg: &FunctionConfig, inv: &super::state::Invocation) -> Option<String> {
+    match &inv.tenant {
+        Some(_) if cfg.quirks.tenant_header_missing => None,
+        Some(t) => Some(t.clone()),
+        None if cfg.quirks.tenant_id_not_omitted => Some(String::new()),
+        None => None,
+    }
+}
+
+async fn runtime_next(shared: &Shared, cfg: &FunctionConfig) -> Resp {
     let (tx, rx) = oneshot::channel();
     shared.update(|s| {
         s.runtime.nexts += 1;
@@ -322,6 +338,9 @@ async fn runtime_next(shared: &Shared) -> Resp {
         Ok(Delivery::Invocation(inv)) => {
             let mut r = Response::new(Full::new(inv.payload.clone()));
             let h = r.headers_mut();
+            if let Some(Ok(v)) = tenant_header(cfg, &inv).map(|t| http::HeaderValue::from_str(&t)) {
+                h.insert("lambda-runtime-aws-tenant-id", v);
+            }
             for (k, v) in [
                 ("lambda-runtime-aws-request-id", inv.request_id.clone()),
                 ("lambda-runtime-deadline-ms", inv.deadline_ms.to_string()),
@@ -339,11 +358,12 @@ async fn runtime_next(shared: &Shared) -> Resp {
     }
 }
 
-fn invocation_result(shared: &Shared, headers: &HeaderMap, path: &str, body: Bytes) -> Resp {
+fn invocation_result(shared: &Shared, cfg: &FunctionConfig, headers: &HeaderMap, path: &str, body: Bytes) -> Resp {
     let rest = path.trim_start_matches("/2018-06-01/runtime/invocation/");
     let Some((request_id, kind)) = rest.split_once('/') else {
         return refuse(StatusCode::NOT_FOUND, "InvalidRequest", "unknown path");
     };
+    let status = if kind == "response" { "success" } else { "error" };
     let answer = match kind {
         "response" => RuntimeAnswer::Response(body),
         "error" => RuntimeAnswer::Error {
@@ -357,6 +377,13 @@ fn invocation_result(shared: &Shared, headers: &HeaderMap, path: &str, body: Byt
             s.record(Trace::RuntimeAnswered {
                 request_id: request_id.to_owned(),
             });
+            let record = json!({"requestId": request_id, "status": status});
+            telemetry::emit(
+                s,
+                "platform.runtimeDone",
+                telemetry::with_tenant(s, &cfg.quirks, record),
+            );
+            s.statuses.insert(request_id.to_owned(), status);
             let _ = tx.send(answer);
             reply(StatusCode::ACCEPTED, json!({"status": "OK"}))
         }

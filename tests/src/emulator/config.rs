@@ -55,6 +55,15 @@ pub struct FunctionConfig {
     /// SnapStart: the test may rotate the credentials the container credentials
     /// endpoint hands out (`Emulator::rotate_credentials`). Off by default.
     pub rotating_credentials: bool,
+    /// Tenant isolation (`TenancyConfig.TenantIsolationMode = PER_TENANT`): every
+    /// invoke names a tenant (`Emulator::invoke_for_tenant`), an environment serves
+    /// the tenant of its first invoke for its whole life, and the runtime's `next`
+    /// carries `Lambda-Runtime-Aws-Tenant-Id`. Off by default.
+    pub tenant_isolation: bool,
+    /// The classic Runtime Interface Emulator's Telemetry API: a stub answering every
+    /// subscription 202 `Telemetry.NotSupported` (and delivering nothing). Off by
+    /// default: the Telemetry API is served as Lambda serves it (`telemetry.rs`).
+    pub telemetry_stub: bool,
     pub quirks: Quirks,
 }
 
@@ -79,6 +88,8 @@ impl FunctionConfig {
             session_token: format!("local-emulator-session-{}", uuid::Uuid::new_v4().simple()),
             container_token: uuid::Uuid::new_v4().to_string(),
             rotating_credentials: false,
+            tenant_isolation: false,
+            telemetry_stub: false,
             quirks: Quirks::default(),
         }
     }
@@ -135,6 +146,18 @@ impl FunctionConfig {
     /// (SnapStart; `credentials.rs`).
     pub fn rotating_credentials(mut self) -> Self {
         self.rotating_credentials = true;
+        self
+    }
+
+    /// Turns tenant isolation on (`PER_TENANT`).
+    pub fn tenant_isolation(mut self) -> Self {
+        self.tenant_isolation = true;
+        self
+    }
+
+    /// Serves the classic emulator's Telemetry API stub instead of the Telemetry API.
+    pub fn telemetry_stub(mut self) -> Self {
+        self.telemetry_stub = true;
         self
     }
 
@@ -204,6 +227,23 @@ pub struct Quirks {
     pub blind_snapshot: bool,
     /// SnapStart: answer `restore/next` at once instead of at the restore.
     pub restore_next_at_once: bool,
+    /// Tenant isolation: accept an invoke without a tenant (Lambda refuses it).
+    pub tenant_optional: bool,
+    /// Tenant isolation: let a warm environment serve another tenant (Lambda starts
+    /// a new environment).
+    pub tenants_share_environment: bool,
+    /// Tenant isolation: leave `Lambda-Runtime-Aws-Tenant-Id` out of the runtime's `next`.
+    pub tenant_header_missing: bool,
+    /// Tenant isolation: put `tenantId` in the extensions' INVOKE event (Lambda's
+    /// event has none).
+    pub tenant_in_extension_event: bool,
+    /// Tenant isolation: leave `tenantId` out of the telemetry records.
+    pub telemetry_drops_tenant: bool,
+    /// Without tenant isolation: an empty tenant header and `"tenantId": ""` in the
+    /// telemetry records (Lambda omits both when there is no tenant).
+    pub tenant_id_not_omitted: bool,
+    /// Accept Telemetry API subscriptions after init (Lambda: 403 `Telemetry.SubscriptionClosed`).
+    pub telemetry_open_after_init: bool,
 }
 
 impl Quirks {
@@ -234,6 +274,13 @@ impl Default for Quirks {
             managed_freezes: false,
             blind_snapshot: false,
             restore_next_at_once: false,
+            tenant_optional: false,
+            tenants_share_environment: false,
+            tenant_header_missing: false,
+            tenant_in_extension_event: false,
+            telemetry_drops_tenant: false,
+            tenant_id_not_omitted: false,
+            telemetry_open_after_init: false,
         }
     }
 }

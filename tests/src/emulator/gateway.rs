@@ -1,7 +1,8 @@
 //! Front doors to an emulated function.
 //!
 //! - [`serve_rie`]: `POST /2015-03-31/functions/function/invocations`, the Runtime
-//!   Interface Emulator's endpoint (payload in, function response out).
+//!   Interface Emulator's endpoint (payload in, function response out; with tenant
+//!   isolation, the tenant in `X-Amz-Tenant-Id`, and 400 for an invoke refused).
 //! - [`serve_http_api`]: an API-Gateway-like HTTP server for one route template such
 //!   as `/{provider}/{latitude}/{longitude}`: each matching request becomes an HTTP API
 //!   (payload format 2.0) event, and the function's result becomes the HTTP response.
@@ -67,13 +68,22 @@ async fn rie_invoke(emulator: &Emulator, req: Request<Incoming>) -> Resp {
     if req.method() != Method::POST || req.uri().path() != "/2015-03-31/functions/function/invocations" {
         return respond(StatusCode::NOT_FOUND, "application/json", r#"{"message":"Not Found"}"#);
     }
+    // AWS's emulator reads the tenant from `X-Amz-Tenant-Id` (`rie/handlers.go`); a
+    // function without tenant isolation ignores it here.
+    let tenant = req
+        .headers()
+        .get("x-amz-tenant-id")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let body = req
         .into_body()
         .collect()
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
-    let invoked = emulator.invoke(body).await;
+    let invoked = match tenant {
+        Some(t) if emulator.config().tenant_isolation => emulator.invoke_for_tenant(&t, body).await,
+        _ => emulator.invoke(body).await,
+    };
     match invoked.outcome {
         Outcome::Response(b) => respond(StatusCode::OK, "application/json", b),
         Outcome::FunctionError { error_type, body } => {
@@ -91,6 +101,10 @@ async fn rie_invoke(emulator: &Emulator, req: Request<Incoming>) -> Resp {
         Outcome::Failed(why) => {
             let body = json!({"errorType": "Runtime.ExitError", "errorMessage": why});
             respond(StatusCode::OK, "application/json", body.to_string())
+        }
+        Outcome::Rejected { error_type, message } => {
+            let body = json!({"errorType": error_type, "errorMessage": message});
+            respond(StatusCode::BAD_REQUEST, "application/json", body.to_string())
         }
     }
 }
@@ -238,7 +252,7 @@ async fn http_api_invoke(emulator: &Emulator, template: &str, req: Request<Incom
     let invoked = emulator.invoke(Bytes::from(event.to_string())).await;
     match invoked.outcome {
         Outcome::Response(b) => http_api_response(&b),
-        Outcome::FunctionError { .. } | Outcome::Failed(_) => respond(
+        Outcome::FunctionError { .. } | Outcome::Failed(_) | Outcome::Rejected { .. } => respond(
             StatusCode::INTERNAL_SERVER_ERROR,
             "application/json",
             r#"{"message":"Internal Server Error"}"#,

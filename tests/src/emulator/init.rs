@@ -169,6 +169,8 @@ impl Emulator {
         }
         inner.shared.update(|s| {
             s.phase = Phase::Ready;
+            // The Telemetry API takes subscriptions during init only.
+            s.telemetry_closed = true;
             s.record(Trace::InitDone);
         });
         inner.procs.freeze(&inner.shared);

@@ -24,7 +24,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::state::{epoch_ms, Delivery, Invocation, Phase, RuntimeAnswer, ShutdownReason, State, Trace};
-use super::{lock, Emulator, Turn};
+use super::{lock, telemetry, Emulator, Turn};
 
 /// How an invocation ended, as the caller sees it.
 #[derive(Clone, Debug, PartialEq)]
@@ -38,6 +38,12 @@ pub enum Outcome {
     Timeout,
     /// The environment failed (init error, crash); it was reset with reason `failure`.
     Failed(String),
+    /// Refused before any environment was touched (Lambda's 400, e.g. an invoke
+    /// without a tenant in tenant isolation mode).
+    Rejected {
+        error_type: String,
+        message: String,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -74,7 +80,8 @@ fn everyone_back_in_next(s: &State) -> bool {
 
 impl Emulator {
     /// Steps 1 to 5 of the header; `turn` is this invoke's, taken by the caller.
-    pub(super) async fn run_invoke(&self, turn: Turn, payload: Bytes) -> Invoked {
+    /// In tenant isolation mode `tenant` is the invoke's (see [`Emulator::keep_to_tenant`]).
+    pub(super) async fn run_invoke(&self, turn: Turn, payload: Bytes, tenant: Option<&str>) -> Invoked {
         let cfg = &self.inner.cfg;
         let request_id = uuid::Uuid::new_v4().to_string();
         let failed = |why, init| Invoked {
@@ -83,12 +90,18 @@ impl Emulator {
             init,
             duration: Duration::ZERO,
         };
+        if let Some(tenant) = tenant {
+            self.keep_to_tenant(tenant).await;
+        }
         let init = match self.init_on_demand().await {
             Ok(init) => init,
             Err(why) => return failed(why, None),
         };
         if let Err(why) = self.restore_on_demand().await {
             return failed(why, init);
+        }
+        if let Some(tenant) = tenant {
+            self.bind_tenant(tenant);
         }
         if let Err(why) = self.hold_until_everyone_is_back_in_next().await {
             self.teardown(ShutdownReason::Failure).await;
@@ -109,6 +122,18 @@ impl Emulator {
                     Some(why) => (Outcome::Failed(why), ShutdownReason::Failure),
                     None => (Outcome::Timeout, ShutdownReason::Timeout),
                 };
+                let status = if reason == ShutdownReason::Timeout {
+                    "timeout"
+                } else {
+                    "error"
+                };
+                self.inner.shared.update(|s| {
+                    let record = json!({"requestId": request_id, "status": status});
+                    let record = telemetry::with_tenant(s, &cfg.quirks, record);
+                    telemetry::emit(s, "platform.runtimeDone", record);
+                    s.statuses.insert(request_id.clone(), status);
+                });
+                self.platform_report(&request_id, duration);
                 self.teardown(reason).await;
                 return Invoked {
                     request_id,
@@ -145,7 +170,41 @@ impl Emulator {
             payload,
             function_arn: cfg.function_arn(),
             trace_id: format!("Root=1-{:08x}-{}", epoch_ms() / 1000, uuid::Uuid::new_v4().simple()),
+            tenant: self.inner.shared.lock().tenant.clone(),
         }
+    }
+
+    /// **Tenant isolation: an environment serves one tenant.** A warm environment
+    /// bound to another tenant never gets this invoke: it is spun down (the normal
+    /// shutdown, reason `spindown`) and the invoke starts a new one (a cold start).
+    /// The `tenants_share_environment` quirk keeps it instead.
+    async fn keep_to_tenant(&self, tenant: &str) {
+        let other = {
+            let s = self.inner.shared.lock();
+            let up = !matches!(s.phase, Phase::Idle | Phase::Failed);
+            up && s.tenant.as_deref().is_some_and(|t| t != tenant)
+        };
+        if !other {
+            return;
+        }
+        if self.inner.cfg.quirks.tenants_share_environment {
+            self.inner.shared.update(|s| s.tenant = None);
+            return;
+        }
+        self.teardown(ShutdownReason::Spindown).await;
+    }
+
+    /// Binds the environment to `tenant` at its first invoke (the tenant is not
+    /// known during init).
+    fn bind_tenant(&self, tenant: &str) {
+        self.inner.shared.update(|s| {
+            if s.tenant.is_none() {
+                s.tenant = Some(tenant.to_owned());
+                s.record(Trace::TenantBound {
+                    tenant: tenant.to_owned(),
+                });
+            }
+        });
     }
 
     /// Enforces [`everyone_back_in_next`] before an invoke is delivered, within the
@@ -205,13 +264,19 @@ impl Emulator {
         let quirks = &self.inner.cfg.quirks;
         // Extensions see the same epoch deadline as the runtime (unless a quirk skews it).
         let ext_deadline = (invocation.deadline_ms as i64 + quirks.extension_deadline_skew_ms).max(0) as u64;
-        let event = json!({
+        let mut event = json!({
             "eventType": "INVOKE",
             "deadlineMs": ext_deadline,
             "requestId": invocation.request_id,
             "invokedFunctionArn": invocation.function_arn,
             "tracing": {"type": "X-Amzn-Trace-Id", "value": invocation.trace_id},
         });
+        if let (Some(t), true) = (&invocation.tenant, quirks.tenant_in_extension_event) {
+            event["tenantId"] = Value::from(t.clone());
+        }
+        // Emitted before anyone gets the invoke; delivered after the buffer's timeout.
+        let start = json!({"requestId": invocation.request_id, "version": "$LATEST"});
+        telemetry::emit(s, "platform.start", telemetry::with_tenant(s, quirks, start));
         s.phase = Phase::Invoking;
         s.inflight.insert(invocation.request_id.clone(), tx);
         if quirks.runtime_first {
@@ -279,8 +344,33 @@ impl Emulator {
         endings.spawn(ending);
     }
 
-    /// Writes the REPORT line to the logs and keeps its figures.
+    /// `platform.report` for an ended invoke, to the Telemetry API's subscribers,
+    /// with the runtime's status (`success`, `error`, `timeout`).
+    fn platform_report(&self, request_id: &str, duration: Duration) {
+        let cfg = &self.inner.cfg;
+        let ms = duration.as_secs_f64() * 1000.0;
+        self.inner.shared.update(|s| {
+            let status = s.statuses.remove(request_id).unwrap_or("success");
+            let record = json!({
+                "requestId": request_id,
+                "status": status,
+                "metrics": {
+                    "durationMs": (ms * 1000.0).round() / 1000.0,
+                    "billedDurationMs": ms.ceil().max(1.0),
+                    "memorySizeMB": cfg.memory_mb,
+                    // Not measured: a fixed figure within the memory size.
+                    "maxMemoryUsedMB": cfg.memory_mb.min(64),
+                },
+            });
+            let record = telemetry::with_tenant(s, &cfg.quirks, record);
+            telemetry::emit(s, "platform.report", record);
+        });
+    }
+
+    /// Writes the REPORT line to the logs and keeps its figures (and sends
+    /// `platform.report`).
     pub(super) fn report(&self, r: Report) {
+        self.platform_report(&r.request_id, r.duration);
         // Lambda bills whole milliseconds, rounded up.
         let billed = (r.duration.as_secs_f64() * 1000.0).ceil().max(1.0) as u64;
         let init = r

@@ -27,6 +27,15 @@
 //!
 //! Front doors (`gateway`): an RIE-compatible invoke endpoint and an API-Gateway-like
 //! HTTP gateway producing HTTP API v2 events.
+//!
+//! Tenant isolation (`FunctionConfig::tenant_isolation`, `invoke.rs`): every invoke
+//! names a tenant ([`Emulator::invoke_for_tenant`]; one without, or with an invalid
+//! id, is [`Outcome::Rejected`] before any environment is touched); an environment is
+//! bound to the tenant of its first invoke, and an invoke for another tenant spins it
+//! down and starts a new one. The runtime sees the tenant in
+//! `Lambda-Runtime-Aws-Tenant-Id`; the extensions' INVOKE never names it.
+//! `telemetry.rs`: the Telemetry API (subscriptions during init, buffered delivery of
+//! `platform.start`, `platform.runtimeDone`, `platform.report`).
 
 pub mod api;
 pub mod config;
@@ -42,6 +51,7 @@ mod shutdown;
 pub mod snapshot;
 mod snapstart;
 pub mod state;
+pub mod telemetry;
 
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
@@ -210,12 +220,71 @@ impl Emulator {
     /// process is back in `next`. On Managed Instances up to
     /// `AWS_LAMBDA_MAX_CONCURRENCY` invokes run at once (call this from several
     /// tasks, or use [`Emulator::invoke_all`]); elsewhere they queue.
+    ///
+    /// In tenant isolation mode this is refused ([`Outcome::Rejected`]): use
+    /// [`Emulator::invoke_for_tenant`].
     pub async fn invoke(&self, payload: impl Into<Bytes>) -> Invoked {
+        if self.inner.cfg.tenant_isolation && !self.inner.cfg.quirks.tenant_optional {
+            return self.refuse_invoke("the function uses tenant isolation: every invoke needs a tenant id");
+        }
         if self.inner.cfg.mode.is_managed() {
             return self.run_managed_invoke(payload.into()).await;
         }
         let turn = self.take_turn().await;
-        self.run_invoke(turn, payload.into()).await
+        self.run_invoke(turn, payload.into(), None).await
+    }
+
+    /// Tenant isolation: invokes the function for `tenant` (1 to 256 characters of
+    /// `[a-zA-Z0-9._:/=+-@ ]`), in an environment that serves `tenant` alone: the
+    /// warm one if it is `tenant`'s, else a new one (an environment of another tenant
+    /// is spun down first). Refused ([`Outcome::Rejected`]) for an invalid id, or when
+    /// the function does not use tenant isolation (on-demand platforms only).
+    pub async fn invoke_for_tenant(&self, tenant: &str, payload: impl Into<Bytes>) -> Invoked {
+        let cfg = &self.inner.cfg;
+        if !cfg.tenant_isolation || cfg.mode.is_managed() {
+            return self.refuse_invoke("a tenant id was given, but the function does not use tenant isolation");
+        }
+        if let Err(why) = valid_tenant(tenant) {
+            return self.refuse_invoke(&why);
+        }
+        let turn = self.take_turn().await;
+        self.run_invoke(turn, payload.into(), Some(tenant)).await
+    }
+
+    /// The tenant the current environment serves (tenant isolation; `None` before its
+    /// first invoke, or without an environment).
+    pub fn tenant(&self) -> Option<String> {
+        self.inner.shared.lock().tenant.clone()
+    }
+
+    /// Waits until the trace holds an event satisfying `pred` (at most `timeout`)
+    /// and returns the first such event.
+    pub async fn wait_for_trace(&self, timeout: Duration, pred: impl Fn(&Trace) -> bool) -> Result<TraceEvent> {
+        net::poll(timeout, "the awaited trace event", || {
+            let found = self.trace().into_iter().find(|t| pred(&t.what));
+            async move { found }
+        })
+        .await
+    }
+
+    /// An invoke refused before it touched the environment (Lambda's 400).
+    fn refuse_invoke(&self, why: &str) -> Invoked {
+        let error_type = "InvalidParameterValueException";
+        self.inner.shared.update(|s| {
+            s.record(Trace::InvokeRefused {
+                error_type: error_type.to_owned(),
+                why: why.to_owned(),
+            })
+        });
+        Invoked {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            outcome: Outcome::Rejected {
+                error_type: error_type.to_owned(),
+                message: why.to_owned(),
+            },
+            init: None,
+            duration: Duration::ZERO,
+        }
     }
 
     /// Invokes once per payload, all at once, each in its own task; the results in
@@ -279,8 +348,40 @@ impl Emulator {
     }
 }
 
+/// A tenant id as Lambda accepts it: 1 to 256 characters of `[a-zA-Z0-9._:/=+-@ ]`.
+pub fn valid_tenant(tenant: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "._:/=+-@ ".contains(c);
+    if tenant.is_empty() || tenant.chars().count() > 256 {
+        return Err(format!(
+            "the tenant id must be 1 to 256 characters, not {}",
+            tenant.chars().count()
+        ));
+    }
+    match tenant.chars().find(|c| !allowed(*c)) {
+        Some(c) => Err(format!(
+            "the tenant id may not contain {c:?} (allowed: [a-zA-Z0-9._:/=+-@ ])"
+        )),
+        None => Ok(()),
+    }
+}
+
 /// `YYYY/MM/DD` for log stream names, from the epoch (no date crate needed).
 fn chrono_like_date() -> String {
     let (y, m, d) = credentials::civil_from_days((epoch_ms() / 86_400_000) as i64);
     format!("{y:04}/{m:02}/{d:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_tenant;
+
+    #[test]
+    fn tenant_ids_follow_lambdas_pattern() {
+        for ok in ["a", "tenant-1", "org/team:a=b+c@d e.f_g", &"x".repeat(256)] {
+            assert_eq!(valid_tenant(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "café", "a;b", "a\nb", &"x".repeat(257)] {
+            assert!(valid_tenant(bad).is_err(), "{bad}");
+        }
+    }
 }

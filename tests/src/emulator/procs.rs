@@ -201,7 +201,10 @@ impl Processes {
         for p in self.list().iter() {
             p.signal(Signal::SIGSTOP);
         }
-        shared.update(|s| s.record(Trace::Frozen));
+        shared.update(|s| {
+            s.frozen = true;
+            s.record(Trace::Frozen);
+        });
     }
 
     /// SIGCONT to every process group, if frozen.
@@ -210,7 +213,10 @@ impl Processes {
             return;
         }
         // Recorded before the signals, so nothing a thawed process does predates it.
-        shared.update(|s| s.record(Trace::Thawed));
+        shared.update(|s| {
+            s.frozen = false;
+            s.record(Trace::Thawed);
+        });
         for p in self.list().iter() {
             p.signal(Signal::SIGCONT);
         }

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 
 use super::credentials::Issued;
 use super::snapshot::Finding;
+use super::telemetry::Subscriber;
 
 pub fn epoch_ms() -> u64 {
     SystemTime::now()
@@ -97,6 +98,8 @@ pub struct Invocation {
     pub payload: Bytes,
     pub function_arn: String,
     pub trace_id: String,
+    /// Tenant isolation: the invoke's tenant (`Lambda-Runtime-Aws-Tenant-Id`).
+    pub tenant: Option<String>,
 }
 
 /// How the runtime answered an invocation.
@@ -248,6 +251,40 @@ pub enum Trace {
     Failure {
         why: String,
     },
+    /// Tenant isolation: the environment is bound to `tenant` (at its first invoke).
+    TenantBound {
+        tenant: String,
+    },
+    /// Tenant isolation: an invoke was refused before it touched any environment.
+    InvokeRefused {
+        error_type: String,
+        why: String,
+    },
+    /// Extension `name` subscribed to the Telemetry API for `types`.
+    TelemetrySubscribed {
+        name: String,
+        types: Vec<String>,
+    },
+    /// A Telemetry API subscription was refused (`name`: the extension, or the
+    /// identifier when unknown).
+    TelemetryRefused {
+        name: String,
+        status: u16,
+        error_type: String,
+    },
+    /// A batch of telemetry reached `name`'s listener: the events' types, in order,
+    /// and the `record.requestId` of each (empty when it has none).
+    TelemetryDelivered {
+        name: String,
+        types: Vec<String>,
+        request_ids: Vec<String>,
+    },
+    /// A batch `name`'s listener never took (bounded retries): dropped.
+    TelemetryDropped {
+        name: String,
+        count: usize,
+        why: String,
+    },
 }
 
 pub struct State {
@@ -271,6 +308,16 @@ pub struct State {
     /// The credential set the container credentials endpoint hands out (the role's,
     /// so it outlives an environment, like the trace).
     pub credentials: Issued,
+    /// Tenant isolation: the tenant this environment serves (bound at its first invoke).
+    pub tenant: Option<String>,
+    /// Whether the processes are frozen (SIGSTOP) now: telemetry waits for the thaw.
+    pub frozen: bool,
+    /// The environment's Telemetry API subscribers; dropping one ends its delivery.
+    pub subscribers: Vec<Subscriber>,
+    /// Closed at the end of init: later subscriptions are refused.
+    pub telemetry_closed: bool,
+    /// How the runtime answered each invocation (`success`, `error`), for `platform.report`.
+    pub statuses: HashMap<String, &'static str>,
     pub trace: Vec<TraceEvent>,
 }
 
@@ -289,6 +336,11 @@ impl State {
             snap: SnapStage::NotYet,
             failure: None,
             credentials: Issued::first(),
+            tenant: None,
+            frozen: false,
+            subscribers: Vec::new(),
+            telemetry_closed: false,
+            statuses: HashMap::new(),
             trace: Vec::new(),
         }
     }

@@ -29,9 +29,12 @@ use super::app::App;
 use crate::backend::{ErrorKind, UpstreamError};
 use crate::cache::{under_path, Answer, Freshness, Key};
 use crate::model::{Scope, Source};
+use crate::tenant::Refused as TenantRefused;
 
 /// One key: its answer, or why there is none.
 pub async fn one(app: &App, key: &Key, freshness: Freshness) -> Result<Answer, Refusal> {
+    // The tenant first: the allowlist's templates resolve with the binding it waits for.
+    tenant(app, key).await.map_err(|r| counted(app, r))?;
     admit(app, key).map_err(|r| counted(app, r))?;
     pass_gate(app).await?;
     match app.cache.get(key, freshness).await {
@@ -47,10 +50,14 @@ pub async fn one(app: &App, key: &Key, freshness: Freshness) -> Result<Answer, R
 /// refused on its own, in order, fetched together; `Err` when none could be looked
 /// up at all (the gate).
 pub async fn many(app: &App, keys: &[Key], freshness: Freshness) -> Result<Vec<Result<Answer, Refusal>>, Refusal> {
-    let mut results: Vec<Option<Result<Answer, Refusal>>> = keys
-        .iter()
-        .map(|key| admit(app, key).err().map(|r| Err(counted(app, r))))
-        .collect();
+    let mut results: Vec<Option<Result<Answer, Refusal>>> = Vec::with_capacity(keys.len());
+    for key in keys {
+        let refused = match tenant(app, key).await {
+            Ok(()) => admit(app, key).err(),
+            Err(r) => Some(r),
+        };
+        results.push(refused.map(|r| Err(counted(app, r))));
+    }
     let admitted: Vec<&Key> = keys
         .iter()
         .zip(&results)
@@ -116,6 +123,37 @@ fn admit(app: &App, key: &Key) -> Result<(), Refusal> {
         }
     }
     Ok(())
+}
+
+/// Step 1b: an id a `{tenant}` template claims must be the bound tenant's; before
+/// the binding it waits for it, within the invoke's deadline. Ids no template
+/// claims pass without a wait (one check of a short list).
+async fn tenant(app: &App, key: &Key) -> Result<(), Refusal> {
+    let Some(tenancy) = app.tenancy() else {
+        return Ok(());
+    };
+    match tenancy.admit(key.source, &key.id).await {
+        Ok(()) => Ok(()),
+        Err(TenantRefused::OtherTenant) => {
+            warn!(source = key.source.label(), id = %key.id, "refused: another tenant's id");
+            Err(Refusal::OtherTenant { id: key.id.clone() })
+        }
+        Err(TenantRefused::Unknown { during_init }) => {
+            let why = if during_init {
+                format!(
+                    "'{}' names a tenant's secret and Lambda names the tenant only with an invoke, not during INIT",
+                    key.id
+                )
+            } else {
+                format!(
+                    "'{}' names a tenant's secret and Lambda did not name the tenant by the invoke's deadline",
+                    key.id
+                )
+            };
+            Err(Refusal::TenantUnknown { why })
+        }
+        Err(TenantRefused::Unbindable(why)) => Err(Refusal::TenantUnknown { why }),
+    }
 }
 
 /// Step 2: one atomic load when open (always, but around a SnapStart snapshot).

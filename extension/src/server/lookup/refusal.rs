@@ -19,6 +19,12 @@ pub enum Refusal {
     NotAllowed { id: Arc<str> },
     /// `roleArn` names a role the allowlist does not list.
     RoleNotAllowed,
+    /// Another tenant's instance of a `{tenant}` template: answered exactly as an
+    /// id outside the allowlist, counted apart.
+    OtherTenant { id: Arc<str> },
+    /// A `{tenant}` template's id before Lambda named the tenant, or where it
+    /// never will (`crate::tenant::Refused`).
+    TenantUnknown { why: String },
     /// A value asked for during a SnapStart INIT (see `gate`).
     SnapStartInit,
     /// Upstream failed and nothing servable is cached.
@@ -30,6 +36,7 @@ pub enum Refusal {
 pub enum Kind {
     NotAllowed,
     RoleNotAllowed,
+    TenantUnknown,
     SnapStartInit,
     NotFound,
     AccessDenied,
@@ -78,9 +85,11 @@ const INTERNAL: (u16, &str, &str) = (500, "InternalServiceError", "InternalServe
 /// request or the allowlist (400/403), give up on the id (404), retry later (429,
 /// 502, 503, 504). The SDK's are AWS's own: 400 for what the caller must change, 500
 /// for what the SDK retries.
-pub const TABLE: [Row; 10] = [
+pub const TABLE: [Row; 11] = [
     row(Kind::NotAllowed, 403, "NotAllowed", ACCESS_DENIED),
     row(Kind::RoleNotAllowed, 403, "NotAllowed", ACCESS_DENIED),
+    // Retried by an SDK: the binding may still come within the invoke.
+    row(Kind::TenantUnknown, 503, "TenantUnknown", INTERNAL),
     // Not retried by an SDK: the gate stays closed for the whole INIT.
     row(Kind::SnapStartInit, 503, "SnapStartInit", VALIDATION),
     row(Kind::NotFound, 404, "ResourceNotFound", NOT_FOUND),
@@ -95,8 +104,9 @@ pub const TABLE: [Row; 10] = [
 impl Refusal {
     pub fn kind(&self) -> Kind {
         match self {
-            Refusal::NotAllowed { .. } => Kind::NotAllowed,
+            Refusal::NotAllowed { .. } | Refusal::OtherTenant { .. } => Kind::NotAllowed,
             Refusal::RoleNotAllowed => Kind::RoleNotAllowed,
+            Refusal::TenantUnknown { .. } => Kind::TenantUnknown,
             Refusal::SnapStartInit => Kind::SnapStartInit,
             Refusal::Upstream(e) => match e.kind {
                 ErrorKind::NotFound => Kind::NotFound,
@@ -123,6 +133,8 @@ impl Refusal {
         match self {
             Refusal::NotAllowed { .. } => Some(Refused::NotAllowed),
             Refusal::RoleNotAllowed => Some(Refused::RoleNotAllowed),
+            Refusal::OtherTenant { .. } => Some(Refused::OtherTenant),
+            Refusal::TenantUnknown { .. } => Some(Refused::TenantUnknown),
             Refusal::SnapStartInit => Some(Refused::SnapStartInit),
             Refusal::Upstream(_) => None,
         }
@@ -131,7 +143,12 @@ impl Refusal {
     /// The message both doors send: the id or AWS's error text, never a value.
     pub fn message(&self) -> String {
         match self {
-            Refusal::NotAllowed { id } => format!("'{id}' is not in SECRETS_SIDECAR_ALLOW"),
+            // The same words as outside the allowlist: the caller learns nothing
+            // about other tenants.
+            Refusal::NotAllowed { id } | Refusal::OtherTenant { id } => {
+                format!("'{id}' is not in SECRETS_SIDECAR_ALLOW")
+            }
+            Refusal::TenantUnknown { why } => why.clone(),
             Refusal::RoleNotAllowed => "roleArn names a role SECRETS_SIDECAR_ALLOW does not list (role:PATTERN)".into(),
             Refusal::SnapStartInit => {
                 "values are not served during a SnapStart INIT: whatever is fetched now would be \
@@ -161,6 +178,7 @@ mod tests {
         let kinds = [
             Kind::NotAllowed,
             Kind::RoleNotAllowed,
+            Kind::TenantUnknown,
             Kind::SnapStartInit,
             Kind::NotFound,
             Kind::AccessDenied,

@@ -14,6 +14,8 @@
 //!   to be free of values are refused rather than forwarded: every Secrets Manager
 //!   operation outside [`SECRETS_MANAGER_VALUE_FREE`], and every SSM operation about
 //!   parameters outside [`SSM_VALUE_FREE`].
+//! - **Tenants stay apart.** With `{tenant}` templates (`crate::tenant`) nothing is
+//!   forwarded at all.
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
@@ -187,6 +189,20 @@ pub async fn answer(app: &App, aws: &dyn Passthrough, call: Call<'_>) -> Result<
         },
         target.operation_name()
     );
+    // Under `{tenant}` templates nothing is forwarded: a forwarded call names its
+    // ids in a body of its own shape, which the tenancy does not read, so it could
+    // reach another tenant's secret. Reads are served through the lookup.
+    if app.tenancy().is_some() {
+        warn!(target = %target_text, "refused: not forwarded under {{tenant}} templates");
+        return Err(SdkError {
+            type_name: "AccessDeniedException",
+            message: format!(
+                "{target_text} is not forwarded while {{tenant}} templates are configured: only reads served by the \
+                 sidecar keep tenants apart"
+            ),
+            status: 400,
+        });
+    }
     if check == Check::Refuse {
         warn!(target = %target_text, "refused: its answer could carry values SECRETS_SIDECAR_ALLOW cannot check");
         return Err(SdkError {

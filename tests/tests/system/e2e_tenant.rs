@@ -1,0 +1,143 @@
+//! Tenant isolation end to end: the real sidecar in the emulator's tenant mode, with
+//! moto. Each environment binds to the tenant Lambda names (the Telemetry API's
+//! `platform.start`), prefetches and serves that tenant's secret, and refuses the
+//! other tenant's in every spelling, with and without an allowlist naming the
+//! template.
+
+use std::time::Duration;
+
+use harness::emulator::{Outcome, Trace};
+use harness::world::{Function, World, WorldConfig};
+use serde_json::{json, Value};
+
+type R = anyhow::Result<()>;
+
+const TENANTS: [&str; 2] = ["acme", "globex"];
+
+fn secret_name(tenant: &str) -> String {
+    format!("tenants/{tenant}/db")
+}
+
+fn password(tenant: &str) -> String {
+    format!("{tenant}-db-password")
+}
+
+/// The answers of one `fetch_many` invoke.
+fn many(outcome: &Outcome) -> anyhow::Result<Vec<Value>> {
+    let Outcome::Response(body) = outcome else {
+        anyhow::bail!("the invoke failed: {outcome:?}");
+    };
+    let v: Value = serde_json::from_slice(body)?;
+    Ok(v["many"].as_array().cloned().unwrap_or_default())
+}
+
+/// Every spelling of `tenant`'s secret a function could send to the extension API.
+fn spellings(tenant: &str, arn: &str) -> Vec<String> {
+    let name = secret_name(tenant);
+    let partial = arn.rsplit_once('-').map_or(arn, |(base, _)| base).to_owned();
+    vec![
+        format!("/secretsmanager/get?secretId={name}"),
+        format!("/secretsmanager/get?secretId={arn}"),
+        format!("/secretsmanager/get?secretId={partial}"),
+        format!("/secretsmanager/get?secretId={}", name.replace('/', "%2F")),
+        format!("/systemsmanager/parameters/get?name=/aws/reference/secretsmanager/{name}&withDecryption=true"),
+    ]
+}
+
+async fn world(allow: Option<&str>) -> anyhow::Result<(World, Vec<String>)> {
+    let mut cfg = WorldConfig {
+        function: Function::Probe(Vec::new()),
+        tenant_isolation: true,
+        timeout: Duration::from_secs(10),
+        ..WorldConfig::default()
+    }
+    .env("SECRETS_SIDECAR_PREFETCH", "secretsmanager:tenants/{tenant}/db");
+    if let Some(allow) = allow {
+        cfg = cfg.env("SECRETS_SIDECAR_ALLOW", allow);
+    }
+    let world = World::start(cfg).await?;
+    let mut arns = Vec::new();
+    for t in TENANTS {
+        arns.push(world.moto.create_secret(&secret_name(t), &password(t)).await?);
+    }
+    Ok((world, arns))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tenant_reads_its_own_secret_and_none_of_the_others() -> R {
+    for allow in [None, Some("secretsmanager:tenants/{tenant}/* secretsmanager:shared/*")] {
+        let (world, arns) = world(allow).await?;
+        for (i, tenant) in TENANTS.iter().enumerate() {
+            let other = 1 - i;
+            let own = spellings(tenant, &arns[i]);
+            let theirs = spellings(TENANTS[other], &arns[other]);
+            let paths: Vec<&String> = own.iter().take(3).chain(theirs.iter()).collect();
+            let invoked = world
+                .emulator
+                .invoke_for_tenant(tenant, json!({ "fetch_many": paths }).to_string())
+                .await;
+            assert!(
+                invoked.init.is_some(),
+                "{tenant}: a tenant's first invoke is a new environment"
+            );
+            assert_eq!(world.emulator.tenant().as_deref(), Some(*tenant));
+            let answers = many(&invoked.outcome)?;
+            if answers.first().is_some_and(|a| a["status"] != 200) {
+                for l in world.emulator.logs().lines() {
+                    eprintln!("LOG {l}");
+                }
+            }
+            assert_eq!(answers.len(), paths.len(), "{answers:?}");
+            for (path, a) in paths.iter().zip(&answers).take(3) {
+                assert_eq!(a["status"], 200, "{allow:?} {tenant} {path}: {a}");
+                assert_eq!(a["head"], password(tenant), "{tenant} {path}");
+            }
+            for (path, a) in paths.iter().zip(&answers).skip(3) {
+                let status = a["status"].as_u64().unwrap_or(0);
+                assert!(status == 403 || status == 404, "{allow:?} {tenant} read {path}: {a}");
+                assert_ne!(a["head"], password(TENANTS[other]), "{tenant} {path}");
+                assert!(
+                    !a["head"].as_str().unwrap_or("").contains(TENANTS[other]),
+                    "{tenant} {path}: {a}"
+                );
+            }
+            world
+                .emulator
+                .logs()
+                .wait_for(Duration::from_secs(5), |l| {
+                    l.contains("bound to the tenant Lambda reported") && l.contains(tenant)
+                })
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn templates_without_tenant_isolation_fail_the_invoke_and_say_why() -> R {
+    let world = World::start(
+        WorldConfig {
+            function: Function::Probe(Vec::new()),
+            ..WorldConfig::default()
+        }
+        .env("SECRETS_SIDECAR_PREFETCH", "secretsmanager:tenants/{tenant}/db"),
+    )
+    .await?;
+    world.emulator.init().await.map_err(anyhow::Error::msg)?;
+    world.emulator.invoke(json!({ "fetch_many": [] }).to_string()).await;
+    // The first invoke shows there is no tenant: the sidecar reports it as Lambda
+    // takes an INIT error, failing the environment.
+    world
+        .emulator
+        .wait_for_trace(Duration::from_secs(10), |t| {
+            matches!(t, Trace::ErrorReported { path, error_type, .. }
+                if path.ends_with("exit/error") && error_type == "Extension.TenantMissing")
+        })
+        .await?;
+    world
+        .emulator
+        .logs()
+        .wait_for(Duration::from_secs(10), |l| l.contains("not in tenant isolation mode"))
+        .await?;
+    Ok(())
+}
