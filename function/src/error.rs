@@ -26,6 +26,10 @@ pub enum ApiError {
     /// The sidecar could not hand out the key.
     #[error("cannot get the provider key: {0}")]
     Sidecar(SidecarError),
+    /// The key's name holds `{tenant}` but Lambda named no tenant for this invoke
+    /// (the function is not in tenant isolation mode).
+    #[error("{provider}: the key is per tenant and Lambda named no tenant for this invoke")]
+    NoTenant { provider: &'static str },
 }
 
 impl ApiError {
@@ -37,6 +41,7 @@ impl ApiError {
             ApiError::KeyRefused { .. } | ApiError::Provider { .. } => StatusCode::BAD_GATEWAY,
             ApiError::ProviderTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Sidecar(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NoTenant { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -48,6 +53,7 @@ impl ApiError {
             ApiError::KeyRefused { .. } | ApiError::Provider { .. } => "ProviderError",
             ApiError::ProviderTimeout { .. } => "ProviderTimeout",
             ApiError::Sidecar(_) => "KeyUnavailable",
+            ApiError::NoTenant { .. } => "TenantMissing",
         };
         serde_json::json!({ "error": code, "message": self.to_string() })
     }

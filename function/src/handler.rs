@@ -13,7 +13,7 @@ use crate::error::ApiError;
 use crate::outbound::{CallError, Outbound};
 use crate::providers::{Provider, ProviderError};
 use crate::secret::Secret;
-use crate::sidecar::{Sidecar, SidecarError};
+use crate::sidecar::Sidecar;
 
 pub struct App {
     pub settings: Settings,
@@ -36,14 +36,18 @@ impl App {
         })
     }
 
-    /// The provider's key from the sidecar; `refresh` bypasses its cache.
-    async fn key(&self, provider: Provider, refresh: bool) -> Result<Secret, SidecarError> {
+    /// The provider's key from the sidecar; `refresh` bypasses its cache. `tenant`
+    /// is the invoke's tenant as Lambda named it (never from the request).
+    async fn key(&self, provider: Provider, refresh: bool, tenant: Option<&str>) -> Result<Secret, ApiError> {
         let s = &self.settings;
-        match provider {
+        let got = match provider {
             Provider::DarkSky => self.sidecar.parameter(&s.darksky_key_parameter, refresh).await,
             Provider::OpenWeatherMap => {
+                let name = per_tenant(&s.openweathermap_secret, tenant).ok_or(ApiError::NoTenant {
+                    provider: provider.name(),
+                })?;
                 self.sidecar
-                    .secret_field(&s.openweathermap_secret, &s.openweathermap_secret_field, refresh)
+                    .secret_field(&name, &s.openweathermap_secret_field, refresh)
                     .await
             }
             Provider::Here => {
@@ -51,7 +55,8 @@ impl App {
                     .parameter(&format!("{}api-key", s.here_parameter_path), refresh)
                     .await
             }
-        }
+        };
+        got.map_err(ApiError::Sidecar)
     }
 
     async fn ask(&self, provider: Provider, at: Coords, key: &Secret) -> Result<f64, ApiError> {
@@ -70,13 +75,24 @@ impl App {
 
     /// The temperature, retrying once with a freshly fetched key when the provider
     /// refuses the cached one (a rotated key works without waiting for the TTL).
-    pub async fn temperature(&self, provider: Provider, at: Coords) -> Result<f64, ApiError> {
+    pub async fn temperature(&self, provider: Provider, at: Coords, tenant: Option<&str>) -> Result<f64, ApiError> {
         retry_refused_key(
-            |refresh| async move { self.key(provider, refresh).await.map_err(ApiError::Sidecar) },
+            |refresh| async move { self.key(provider, refresh, tenant).await },
             |key: Secret| async move { self.ask(provider, at, &key).await },
         )
         .await
     }
+}
+
+/// A key's name with `{tenant}` resolved to the invoke's tenant; `None` when it
+/// holds the placeholder and there is no tenant. The tenant is Lambda's word (the
+/// runtime's `Lambda-Runtime-Aws-Tenant-Id`), so a request cannot pick another
+/// tenant's key; should one try, the sidecar refuses it anyway.
+fn per_tenant(name: &str, tenant: Option<&str>) -> Option<String> {
+    if !name.contains("{tenant}") {
+        return Some(name.to_owned());
+    }
+    tenant.map(|t| name.replacen("{tenant}", t, 1))
 }
 
 /// What a provider's failure means to the caller: a refused key (401/403) is
@@ -147,7 +163,8 @@ async fn answer(app: &App, req: &Request) -> Result<serde_json::Value, ApiError>
     let (provider, lat, lon) = route(req).ok_or(ApiError::NotFound)?;
     let provider = Provider::from_path(&provider).ok_or(ApiError::NotFound)?;
     let at = Coords::parse(&lat, &lon).map_err(ApiError::BadCoordinates)?;
-    let celsius = app.temperature(provider, at).await?;
+    let tenant = req.lambda_context_ref().and_then(|c| c.tenant_id.as_deref());
+    let celsius = app.temperature(provider, at, tenant).await?;
     Ok(serde_json::json!({
         "provider": provider.name(),
         "latitude": at.latitude,

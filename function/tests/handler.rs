@@ -237,3 +237,33 @@ async fn a_refused_key_is_refreshed_once_and_retried() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// `req` as the runtime hands it over in a tenant isolation function: the tenant
+/// from `Lambda-Runtime-Aws-Tenant-Id`, in the invoke's context.
+fn for_tenant(req: lambda_http::Request, tenant: &str) -> lambda_http::Request {
+    use lambda_http::RequestExt;
+    let mut ctx = lambda_http::Context::default();
+    ctx.tenant_id = Some(tenant.to_owned());
+    req.with_lambda_context(ctx)
+}
+
+#[tokio::test]
+async fn a_per_tenant_key_is_the_invokes_tenants_and_no_request_picks_another() -> anyhow::Result<()> {
+    let rig = rig(&[("OPENWEATHERMAP_SECRET", "weather/tenants/{tenant}/openweathermap")]).await?;
+    rig.sidecar
+        .secret("weather/tenants/acme/openweathermap", r#"{"appid":"owm-key"}"#);
+    rig.sidecar
+        .secret("weather/tenants/globex/openweathermap", r#"{"appid":"globex-key"}"#);
+    let (status, body) = call(&rig, for_tenant(v2("GET", "/openweathermap/52.52/13.40"), "acme")).await;
+    assert_eq!(status, 200, "{body}");
+    // The provider only accepts acme's key: globex's would have been refused (401).
+    let (status, body) = call(&rig, for_tenant(v2("GET", "/openweathermap/52.52/13.40"), "globex")).await;
+    assert_eq!(status, 502, "globex's key is not the provider's: {body}");
+    // No tenant from Lambda (not a tenant isolation function): a clear 500, no call.
+    let (status, body) = call(&rig, v2("GET", "/openweathermap/52.52/13.40")).await;
+    assert_eq!((status, body["error"].as_str()), (500, Some("TenantMissing")), "{body}");
+    // Keys that are not per tenant are unaffected.
+    let (status, _) = call(&rig, for_tenant(v2("GET", "/darksky/52.52/13.40"), "acme")).await;
+    assert_eq!(status, 200);
+    Ok(())
+}

@@ -66,6 +66,10 @@ struct State {
     placed: Mutex<HashMap<(String, String), u64>>,
     /// The form fields of each query-protocol request, by operation.
     forms: Mutex<HashMap<String, Vec<HashMap<String, String>>>>,
+    /// The SigV4 access key of each call, by operation, in order.
+    callers: Mutex<HashMap<String, Vec<String>>>,
+    /// The access key each answered AssumeRole handed out, with its request's form.
+    assumed: Mutex<HashMap<String, HashMap<String, String>>>,
     rules: Mutex<Vec<Rule>>,
     quotas: Mutex<Option<QuotaState>>,
     seen: Notify,
@@ -301,6 +305,17 @@ impl FaultProxy {
         lock(&self.state.forms).get(operation).cloned().unwrap_or_default()
     }
 
+    /// The access key each `operation` call was signed with, in order.
+    pub fn callers(&self, operation: &str) -> Vec<String> {
+        lock(&self.state.callers).get(operation).cloned().unwrap_or_default()
+    }
+
+    /// The AssumeRole request (its form: `RoleArn`, `Tags.member.N.Key`, ...) that
+    /// handed out `access_key`, if one did.
+    pub fn assumed_by(&self, access_key: &str) -> Option<HashMap<String, String>> {
+        lock(&self.state.assumed).get(access_key).cloned()
+    }
+
     pub fn total(&self) -> u64 {
         lock(&self.state.counts).values().sum()
     }
@@ -443,17 +458,22 @@ async fn forward(
         .unwrap_or("Other")
         .to_owned();
     // `Credential=KEY/DATE/REGION/SERVICE/aws4_request`
-    let region = header("authorization")
-        .and_then(|a| a.split("Credential=").nth(1))
-        .and_then(|c| c.split('/').nth(2))
-        .unwrap_or("")
-        .to_owned();
+    let credential = header("authorization").and_then(|a| a.split("Credential=").nth(1));
+    let region = credential.and_then(|c| c.split('/').nth(2)).unwrap_or("").to_owned();
+    let access_key = credential.and_then(|c| c.split('/').next()).unwrap_or("").to_owned();
+    lock(&state.callers)
+        .entry(operation.clone())
+        .or_default()
+        .push(access_key);
     *lock(&state.counts).entry(operation.clone()).or_insert(0) += 1;
     *lock(&state.placed)
         .entry((operation.clone(), region.clone()))
         .or_insert(0) += 1;
     if !form.is_empty() {
-        lock(&state.forms).entry(operation.clone()).or_default().push(form);
+        lock(&state.forms)
+            .entry(operation.clone())
+            .or_default()
+            .push(form.clone());
     }
     state.seen.notify_waiters();
     let within_quota = lock(&state.quotas)
@@ -494,6 +514,16 @@ async fn forward(
         Ok(resp) => {
             let (parts, body) = resp.into_parts();
             let body = body.collect().await.map_err(std::io::Error::other)?.to_bytes();
+            if operation == "AssumeRole" {
+                let text = String::from_utf8_lossy(&body);
+                let key = text
+                    .split("<AccessKeyId>")
+                    .nth(1)
+                    .and_then(|t| t.split("</AccessKeyId>").next());
+                if let Some(key) = key {
+                    lock(&state.assumed).insert(key.to_owned(), form.clone());
+                }
+            }
             Ok(Response::from_parts(parts, Full::new(body)))
         }
         Err(_) => Ok(aws_error(

@@ -17,6 +17,7 @@ mod value;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 pub use calls::{Api, CallStats};
@@ -48,6 +49,51 @@ pub struct RoleSettings {
     pub external_id: Option<String>,
     /// Names the function in the role owner's CloudTrail (`AWS_LAMBDA_FUNCTION_NAME`).
     pub session_name: String,
+    /// The tenant's session tag, once Lambda names the tenant (`SECRETS_SIDECAR_TENANT_ROLE`).
+    pub tenant: TenantSession,
+}
+
+/// The session tag every AssumeRole of the tenant's role carries, so the role
+/// owner's policies can key on `aws:PrincipalTag/KEY`. Set once, when the tenant is
+/// bound (`tenant::Tenancy::report`), before any of the tenant's ids is admitted;
+/// shared by the configuration, the tenancy and every client pool.
+#[derive(Clone, Default)]
+pub struct TenantSession(Arc<OnceLock<SessionTag>>);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionTag {
+    /// The tenant's role, resolved.
+    pub role: String,
+    pub key: String,
+    /// The tenant id (an id, not a secret).
+    pub value: String,
+}
+
+impl TenantSession {
+    /// Sets the tag; `false` when one was set already (an environment has one tenant).
+    pub fn set(&self, tag: SessionTag) -> bool {
+        self.0.set(tag).is_ok()
+    }
+
+    /// The tag for assuming `role`, when it is the tenant's.
+    pub fn tag_for(&self, role: &str) -> Option<&SessionTag> {
+        self.0.get().filter(|t| t.role == role)
+    }
+}
+
+// One shared cell: equal when it is the same cell.
+impl PartialEq for TenantSession {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for TenantSession {}
+
+impl std::fmt::Debug for TenantSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("TenantSession").field(&self.0.get()).finish()
+    }
 }
 
 impl RoleSettings {
@@ -60,6 +106,7 @@ impl Default for RoleSettings {
         RoleSettings {
             external_id: None,
             session_name: RoleSettings::STANDALONE_SESSION.to_owned(),
+            tenant: TenantSession::default(),
         }
     }
 }
@@ -71,6 +118,7 @@ impl std::fmt::Debug for RoleSettings {
         f.debug_struct("RoleSettings")
             .field("external_id", &self.external_id.as_ref().map(|_| "<set>"))
             .field("session_name", &self.session_name)
+            .field("tenant", &self.tenant)
             .finish()
     }
 }

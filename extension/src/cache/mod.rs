@@ -213,7 +213,12 @@ impl Cache {
     /// Registers the start-up keys and paths as fetches in flight without starting
     /// them, so requests that arrive before [`Cache::prefetch`] runs wait for it.
     pub fn plan_prefetch(&self, refs: &[SecretRef]) -> Plan {
-        prefetch::plan(self, refs)
+        prefetch::plan(self, &Scope::HOME, refs)
+    }
+
+    /// [`Cache::plan_prefetch`] read in `scope` (a tenant's role).
+    pub fn plan_prefetch_in(&self, scope: &Scope, refs: &[SecretRef]) -> Plan {
+        prefetch::plan(self, scope, refs)
     }
 
     /// Runs a [`Plan`], giving up at `deadline`; what is unfinished then is reported

@@ -54,20 +54,35 @@ impl Report {
 /// during INIT (the runtime starts as soon as the extensions have registered) then
 /// joins the batch instead of racing it with a call of its own.
 pub struct Plan {
+    /// Where every reference is read (the home scope but for a tenant's role).
+    scope: Scope,
     refs: Vec<SecretRef>,
     handles: Vec<FlightHandle>,
     paths: Vec<(String, PathGuard)>,
     started: Instant,
 }
 
-/// Registers every key of `refs` as in flight and every path as being fetched.
-pub(super) fn plan(cache: &Cache, refs: &[SecretRef]) -> Plan {
+/// A key of the plan's scope.
+fn key_in(scope: &Scope, source: Source, id: Arc<str>) -> Key {
+    Key::current(source, id).with_scope(scope.clone())
+}
+
+fn via(scope: &Scope) -> Via {
+    Via {
+        scope: scope.clone(),
+        ..Via::HOME
+    }
+}
+
+/// Registers every key of `refs` (read in `scope`) as in flight and every path as
+/// being fetched.
+pub(super) fn plan(cache: &Cache, scope: &Scope, refs: &[SecretRef]) -> Plan {
     let mut handles = Vec::new();
     let mut paths = Vec::new();
     for r in refs {
         let key = match r {
-            SecretRef::Secret(id) => Key::current(Source::SecretsManager, Arc::from(id.as_str())),
-            SecretRef::Parameter(name) => Key::current(Source::Ssm, Arc::from(name.as_str())),
+            SecretRef::Secret(id) => key_in(scope, Source::SecretsManager, Arc::from(id.as_str())),
+            SecretRef::Parameter(name) => key_in(scope, Source::Ssm, Arc::from(name.as_str())),
             SecretRef::Path(prefix) => {
                 paths.push((prefix.clone(), cache.inner.flights.begin_path(cache, prefix)));
                 continue;
@@ -81,6 +96,7 @@ pub(super) fn plan(cache: &Cache, refs: &[SecretRef]) -> Plan {
         }
     }
     Plan {
+        scope: scope.clone(),
         refs: refs.to_vec(),
         handles,
         paths,
@@ -92,6 +108,7 @@ pub(super) fn plan(cache: &Cache, refs: &[SecretRef]) -> Plan {
 /// as the APIs allow, giving up at `deadline`.
 pub(super) async fn run(cache: &Cache, plan: Plan, deadline: Instant) -> Report {
     let Plan {
+        scope,
         refs,
         handles,
         paths,
@@ -104,7 +121,7 @@ pub(super) async fn run(cache: &Cache, plan: Plan, deadline: Instant) -> Report 
         let mut results = Vec::new();
         for (prefix, guard) in paths {
             // Tracked like the batches: shutdown cancels it and waits for it.
-            let job = cache.tracked(fetch_path(cache.clone(), prefix.clone(), guard));
+            let job = cache.tracked(fetch_path(cache.clone(), scope.clone(), prefix.clone(), guard));
             let result = match tokio::time::timeout_at(deadline, job).await {
                 Ok(Some(r)) => r,
                 Ok(None) => Err(UpstreamError::aborted("shutting down")),
@@ -117,7 +134,7 @@ pub(super) async fn run(cache: &Cache, plan: Plan, deadline: Instant) -> Report 
     let tag_jobs = async {
         let mut results = Vec::new();
         for r in refs.iter().filter(|r| matches!(r, SecretRef::Tag(_))) {
-            let job = cache.tracked(fetch_tagged(cache.clone(), r.clone(), deadline));
+            let job = cache.tracked(fetch_tagged(cache.clone(), scope.clone(), r.clone(), deadline));
             let result = match tokio::time::timeout_at(deadline, job).await {
                 Ok(Some(r)) => r,
                 Ok(None) => Err(UpstreamError::aborted("shutting down")),
@@ -132,8 +149,11 @@ pub(super) async fn run(cache: &Cache, plan: Plan, deadline: Instant) -> Report 
         .filter(|r| matches!(r, SecretRef::Secret(_) | SecretRef::Parameter(_)))
         .cloned()
         .collect();
-    let (tally, path_results, tag_results) =
-        tokio::join!(fetch_with_retries(cache, &keys, handles, deadline), path_jobs, tag_jobs);
+    let (tally, path_results, tag_results) = tokio::join!(
+        fetch_with_retries(cache, &scope, &keys, handles, deadline),
+        path_jobs,
+        tag_jobs
+    );
 
     let mut report = Report {
         stored: tally.ok,
@@ -147,7 +167,7 @@ pub(super) async fn run(cache: &Cache, plan: Plan, deadline: Instant) -> Report 
     if tally.abandoned {
         // Keys neither stored nor failed were cut off by the deadline.
         for r in &keys {
-            let settled = report.failures.iter().any(|(f, _)| f == r) || cache_holds(cache, r);
+            let settled = report.failures.iter().any(|(f, _)| f == r) || cache_holds(cache, &scope, r);
             if !settled {
                 report.failures.push((r.clone(), timed_out()));
             }
@@ -158,12 +178,12 @@ pub(super) async fn run(cache: &Cache, plan: Plan, deadline: Instant) -> Report 
     if jitter::spreading() && !cache.closed() {
         let now = Instant::now();
         for (r, e) in &report.failures {
-            if e.kind.is_transient() && !cache_holds(cache, r) {
+            if e.kind.is_transient() && !cache_holds(cache, &scope, r) {
                 let id: Arc<str> = Arc::from(r.id());
                 cache
                     .inner
                     .wanted
-                    .want(Key::current(r.source(), id.clone()), id, 1, now);
+                    .want(key_in(&scope, r.source(), id.clone()), id, 1, now);
             }
         }
     }
@@ -201,7 +221,13 @@ pub(super) async fn run(cache: &Cache, plan: Plan, deadline: Instant) -> Report 
 /// (throttled, say: a fleet starting together meets the API quota) with jittered,
 /// growing pauses while the deadline allows. Requests that waited on a failed
 /// attempt got its error; later ones join the retry.
-async fn fetch_with_retries(cache: &Cache, keys: &[SecretRef], handles: Vec<FlightHandle>, deadline: Instant) -> Tally {
+async fn fetch_with_retries(
+    cache: &Cache,
+    scope: &Scope,
+    keys: &[SecretRef],
+    handles: Vec<FlightHandle>,
+    deadline: Instant,
+) -> Tally {
     let mut tally = fetch_all(cache, handles, Some(deadline)).await;
     let mut round = 0;
     while jitter::spreading() && !tally.abandoned && !cache.closed() {
@@ -228,7 +254,7 @@ async fn fetch_with_retries(cache: &Cache, keys: &[SecretRef], handles: Vec<Flig
         }
         let mut again = Vec::new();
         for r in &retry {
-            let key = Key::current(r.source(), Arc::from(r.id()));
+            let key = key_in(scope, r.source(), Arc::from(r.id()));
             if let Begun::New(h) = flight::begin(cache, key, Arc::from(r.id()), FetchFor::PREFETCH) {
                 again.push(h);
             }
@@ -247,16 +273,16 @@ async fn fetch_with_retries(cache: &Cache, keys: &[SecretRef], handles: Vec<Flig
     // A key a request fetched meanwhile is no failure.
     tally
         .failed
-        .retain(|(id, _)| !keys.iter().any(|r| r.id() == &**id && cache_holds(cache, r)));
+        .retain(|(id, _)| !keys.iter().any(|r| r.id() == &**id && cache_holds(cache, scope, r)));
     tally
 }
 
 /// Lists the secrets carrying a tag (ListSecrets: metadata, matched exactly), keeps
 /// those the allowlist permits, and fetches them in batches like any prefetched id.
 /// Returns how many were stored; an error when none carries the tag or any failed.
-async fn fetch_tagged(cache: Cache, tag: SecretRef, deadline: Instant) -> Result<usize, UpstreamError> {
+async fn fetch_tagged(cache: Cache, scope: Scope, tag: SecretRef, deadline: Instant) -> Result<usize, UpstreamError> {
     let (key, value) = tag.tag().unwrap_or_default();
-    let listed = cache.upstream().list_secrets_by_tag(&Via::HOME, key, value).await?;
+    let listed = cache.upstream().list_secrets_by_tag(&via(&scope), key, value).await?;
     let allow = cache.settings().allow.as_ref();
     let matches: Vec<SecretRef> = listed
         .iter()
@@ -281,16 +307,16 @@ async fn fetch_tagged(cache: Cache, tag: SecretRef, deadline: Instant) -> Result
         cache
             .inner
             .store
-            .alias(&Scope::HOME, Source::SecretsManager, &l.name, &Arc::from(&*l.arn));
+            .alias(&scope, Source::SecretsManager, &l.name, &Arc::from(&*l.arn));
     }
     let mut handles = Vec::new();
     for r in &matches {
-        let key = Key::current(Source::SecretsManager, Arc::from(r.id()));
+        let key = key_in(&scope, Source::SecretsManager, Arc::from(r.id()));
         if let Begun::New(h) = flight::begin(&cache, key, Arc::from(r.id()), FetchFor::PREFETCH) {
             handles.push(h);
         }
     }
-    let tally = fetch_with_retries(&cache, &matches, handles, deadline).await;
+    let tally = fetch_with_retries(&cache, &scope, &matches, handles, deadline).await;
     match tally.failed.first() {
         Some((id, e)) => Err(UpstreamError::new(e.kind, format!("{id}: {}", e.detail))),
         None => Ok(tally.ok),
@@ -304,25 +330,25 @@ fn timed_out() -> UpstreamError {
     )
 }
 
-fn cache_holds(cache: &Cache, r: &SecretRef) -> bool {
-    let key = Key::current(r.source(), Arc::from(r.id()));
+fn cache_holds(cache: &Cache, scope: &Scope, r: &SecretRef) -> bool {
+    let key = key_in(scope, r.source(), Arc::from(r.id()));
     let store = &cache.inner.store;
     store.find(&store.canonical(&key)).is_some()
 }
 
 /// Stores every parameter under `prefix`, page by page; the guard holds requests
 /// for names under the path until it is done.
-async fn fetch_path(cache: Cache, prefix: String, guard: PathGuard) -> Result<usize, UpstreamError> {
+async fn fetch_path(cache: Cache, scope: Scope, prefix: String, guard: PathGuard) -> Result<usize, UpstreamError> {
     let upstream = cache.upstream().clone();
     let mut token: Option<String> = None;
     let mut stored = 0;
     for _ in 0..MAX_PATH_PAGES {
         let page = upstream
-            .get_parameters_by_path(&Via::HOME, &prefix, true, token.as_deref())
+            .get_parameters_by_path(&via(&scope), &prefix, true, token.as_deref())
             .await?;
         for value in page.values {
             let name = value.name.clone();
-            let key = Key::current(Source::Ssm, name.clone());
+            let key = key_in(&scope, Source::Ssm, name.clone());
             // A path's items are checked one by one, like any fetched value.
             let Ok(value) = keep::admit(&cache, &key, &name, value) else {
                 continue;

@@ -11,17 +11,17 @@ use std::time::Duration;
 
 use crate::allow::AllowList;
 use crate::backend::aws::endpoints::{self, Endpoints};
-use crate::backend::{BackendSettings, RoleSettings};
+use crate::backend::{BackendSettings, RoleSettings, TenantSession};
 use crate::cache::CacheSettings;
 use crate::mapping::{parse_env, parse_files, EnvMapping, FileMapping};
 use crate::model::{SecretRef, Source};
-use crate::tenant::template;
+use crate::tenant::{template, TenantRole};
 
 mod reader;
 
 use reader::Reader;
 pub use reader::{Env, NotUnicode, ProcessEnv};
-use roles::{external_id, session_name};
+use roles::{external_id, session_name, tenant_role};
 
 mod host;
 mod limits;
@@ -97,6 +97,8 @@ pub struct Config {
     pub fleet_spread: bool,
     /// External id and session name of every role assumed for `roleArn`.
     pub roles: RoleSettings,
+    /// `SECRETS_SIDECAR_TENANT_ROLE`: the role the tenant's ids are read under.
+    pub tenant_role: Option<TenantRole>,
     /// `AWS_LAMBDA_FUNCTION_NAME`: the EMF lines' dimension; `None` standalone.
     pub function_name: Option<String>,
     /// Where the sidecar's own upstream calls go, resolved against its own port.
@@ -214,7 +216,9 @@ impl Config {
             session_name: function_name
                 .as_deref()
                 .map_or_else(|| RoleSettings::STANDALONE_SESSION.to_owned(), session_name),
+            tenant: TenantSession::default(),
         };
+        let tenant_role = tenant_role(&mut r);
         // Not through the reader: an endpoint that is not UTF-8 is the SDK's to refuse.
         let endpoints = endpoints::resolve(|name| env.get(name).ok().flatten(), http_port);
 
@@ -260,6 +264,7 @@ impl Config {
             negative_ttl,
             fleet_spread,
             roles,
+            tenant_role,
             function_name,
             endpoints,
         };
@@ -284,6 +289,22 @@ impl Config {
                     format!("{item}: a tag reference cannot hold {{tenant}}"),
                 );
             }
+        }
+        let templated = self.prefetch.iter().any(|i| template::is_template(i.id()))
+            || self
+                .allow
+                .as_ref()
+                .is_some_and(|a| a.templates().iter().any(|t| !t.starts_with("role:")));
+        if self.tenant_role.is_some() && !templated {
+            r.fail(
+                vars::TENANT_ROLE,
+                format!(
+                    "names the role for the tenant's secrets, but no {{tenant}} template in {} or {} says which \
+                     secrets are the tenant's",
+                    vars::PREFETCH,
+                    vars::ALLOW
+                ),
+            );
         }
         let init_time = self.required.iter().map(|i| (vars::REQUIRED, i));
         let mapped = self.env_mappings.iter().map(|m| (vars::ENV, &m.reference));

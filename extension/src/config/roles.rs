@@ -5,6 +5,32 @@
 use super::reader::{Env, Reader};
 use super::{vars, MAX_EXTERNAL_ID_LEN, MAX_SESSION_NAME_LEN, MIN_EXTERNAL_ID_LEN};
 use crate::backend::RoleSettings;
+use crate::tenant::role::DEFAULT_TAG_KEY;
+use crate::tenant::TenantRole;
+
+/// `SECRETS_SIDECAR_TENANT_ROLE` with `SECRETS_SIDECAR_TENANT_TAG_KEY`.
+pub(super) fn tenant_role<E: Env>(r: &mut Reader<'_, E>) -> Option<TenantRole> {
+    let key = r.raw(vars::TENANT_TAG_KEY);
+    let Some(role) = r.raw(vars::TENANT_ROLE) else {
+        if key.is_some() {
+            r.fail(vars::TENANT_TAG_KEY, format!("is used only with {}", vars::TENANT_ROLE));
+        }
+        return None;
+    };
+    let key = key.unwrap_or_else(|| DEFAULT_TAG_KEY.to_owned());
+    match TenantRole::parse(&role, &key) {
+        Ok(r) => Some(r),
+        Err(why) => {
+            let var = if why.contains("session tag key") {
+                vars::TENANT_TAG_KEY
+            } else {
+                vars::TENANT_ROLE
+            };
+            r.fail(var, why);
+            None
+        }
+    }
+}
 
 /// `SECRETS_SIDECAR_ROLE_EXTERNAL_ID`, checked against STS's rules (never echoed).
 pub(super) fn external_id<E: Env>(r: &mut Reader<'_, E>) -> Option<String> {

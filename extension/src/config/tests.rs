@@ -383,3 +383,67 @@ fn a_bad_byte_budget_or_memory_size_is_named_with_its_range() {
     let errs = errors_of(&[(vars::LAMBDA_MEMORY_SIZE, "lots")]);
     assert_eq!(errs[0].var, vars::LAMBDA_MEMORY_SIZE);
 }
+
+#[test]
+fn the_tenant_role_needs_a_template_to_say_which_secrets_are_the_tenants() {
+    let role = "arn:aws:iam::111122223333:role/tenant-{tenant}";
+    let c = Config::from_env(&env(&[
+        (vars::PREFETCH, "secretsmanager:tenants/{tenant}/db"),
+        (vars::TENANT_ROLE, role),
+        (vars::TENANT_TAG_KEY, "TenantId"),
+    ]))
+    .expect("valid");
+    let r = c.tenant_role.expect("a tenant role");
+    assert_eq!(r.tag_key(), "TenantId");
+    let c = Config::from_env(&env(&[
+        (vars::ALLOW, "secretsmanager:tenants/{tenant}/*"),
+        (vars::TENANT_ROLE, "arn:aws:iam::111122223333:role/tenants"),
+    ]))
+    .expect("one role for all tenants, keyed on the tag");
+    assert_eq!(c.tenant_role.expect("role").tag_key(), "tenant", "the default key");
+
+    for (pairs, var, want) in [
+        (
+            vec![(vars::TENANT_ROLE, role)],
+            vars::TENANT_ROLE,
+            "no {tenant} template",
+        ),
+        (
+            vec![
+                (vars::ALLOW, "role:arn:aws:iam::1:role/t-{tenant}"),
+                (vars::TENANT_ROLE, role),
+            ],
+            vars::TENANT_ROLE,
+            "no {tenant} template",
+        ),
+        (
+            vec![
+                (vars::PREFETCH, "secretsmanager:t/{tenant}"),
+                (vars::TENANT_ROLE, "arn:aws:iam::{tenant}:role/r"),
+            ],
+            vars::TENANT_ROLE,
+            "12-digit",
+        ),
+        (
+            vec![
+                (vars::PREFETCH, "secretsmanager:t/{tenant}"),
+                (vars::TENANT_ROLE, role),
+                (vars::TENANT_TAG_KEY, "aws:x"),
+            ],
+            vars::TENANT_TAG_KEY,
+            "reserved",
+        ),
+        (
+            vec![(vars::TENANT_TAG_KEY, "tenant")],
+            vars::TENANT_TAG_KEY,
+            "only with",
+        ),
+    ] {
+        let errs = errors_of(&pairs);
+        let e = errs
+            .iter()
+            .find(|e| e.var == var)
+            .unwrap_or_else(|| panic!("{pairs:?}: {errs:?}"));
+        assert!(e.problem.contains(want), "{pairs:?}: {}", e.problem);
+    }
+}

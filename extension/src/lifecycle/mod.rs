@@ -98,7 +98,14 @@ impl Running {
         // One allowlist for the cache, the server and the tenancy: binding the
         // tenant resolves its templates in every copy.
         let allow = config.allow.clone();
-        let tenancy = Tenancy::plan(&config.prefetch, allow.as_ref()).map(Arc::new);
+        // The session tag cell is the backend's (shared through its settings' clone).
+        let tenancy = Tenancy::plan(
+            &config.prefetch,
+            allow.as_ref(),
+            config.tenant_role.as_ref(),
+            &config.roles.tenant,
+        )
+        .map(Arc::new);
         let mut settings = config.cache_settings();
         settings.allow = allow.clone();
         settings.tenancy = tenancy.clone();
@@ -165,10 +172,17 @@ impl Running {
                 return Ok(());
             }
             State::NoTenant => {
-                return Err("{tenant} templates are configured, but Lambda reported an invoke without a tenant:                             the function is not in tenant isolation mode"
-                    .to_owned())
+                return Err(
+                    "{tenant} templates are configured, but Lambda reported an invoke without a tenant: \
+                            the function is not in tenant isolation mode"
+                        .to_owned(),
+                )
             }
-            other => return Err(format!("the tenant Lambda reported cannot resolve {{tenant}}: {other:?}")),
+            other => {
+                return Err(format!(
+                    "the tenant Lambda reported cannot resolve {{tenant}}: {other:?}"
+                ))
+            }
         }
         if !tenancy.prefetches() {
             return Ok(());
@@ -176,7 +190,8 @@ impl Running {
         self.tenant_prefetched
             .get_or_init(|| async {
                 let refs = tenancy.prefetch();
-                let plan = self.app.cache.plan_prefetch(&refs);
+                // Under the tenant's role, when one is configured.
+                let plan = self.app.cache.plan_prefetch_in(&tenancy.scope(), &refs);
                 let report = self.app.cache.prefetch(plan, Instant::now() + budget).await;
                 let missing = report.missing(&refs);
                 if !missing.is_empty() {

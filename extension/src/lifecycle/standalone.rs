@@ -23,7 +23,7 @@ pub async fn run(config: Result<Config, ConfigErrors>, host: Host) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if crate::tenant::Tenancy::plan(&config.prefetch, config.allow.as_ref()).is_some() {
+    if crate::tenant::Tenancy::plan(&config.prefetch, config.allow.as_ref(), None, &config.roles.tenant).is_some() {
         eprintln!(
             "secrets-sidecar: {{tenant}} templates are configured, but standalone no tenant is ever named \
              (only Lambda's tenant isolation mode names one)"

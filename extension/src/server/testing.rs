@@ -20,6 +20,7 @@ use crate::backend::fake::FakeUpstream;
 use crate::backend::CallStats;
 use crate::cache::Cache;
 use crate::config::Config;
+use crate::tenant::Tenancy;
 use crate::token::Token;
 
 pub const TOKEN: &str = "test-token";
@@ -46,6 +47,36 @@ pub fn app_with_gate(fake: &Arc<FakeUpstream>, vars: &[(&str, &str)], gate: Gate
         gate,
     );
     app.set_passthrough(fake.clone());
+    app
+}
+
+/// [`app`] with the tenancy its `{tenant}` templates plan (as the lifecycle builds
+/// it), after INIT and bound to `tenant` as Lambda would report it.
+pub fn app_for_tenant(fake: &Arc<FakeUpstream>, vars: &[(&str, &str)], tenant: &str) -> Arc<App> {
+    let env: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let config = Config::from_env(&env).expect("config");
+    let tenancy = Tenancy::plan(
+        &config.prefetch,
+        config.allow.as_ref(),
+        config.tenant_role.as_ref(),
+        &config.roles.tenant,
+    )
+    .map(Arc::new)
+    .expect("templates");
+    let mut settings = config.cache_settings();
+    settings.tenancy = Some(tenancy.clone());
+    let cache = Cache::new(settings, fake.clone());
+    let app = App::new(
+        cache,
+        Token::new(TOKEN).expect("token"),
+        config.allow.clone(),
+        Arc::new(CallStats::default()),
+        Gate::open(),
+    );
+    app.set_passthrough(fake.clone());
+    app.set_tenancy(tenancy.clone());
+    tenancy.end_init();
+    tenancy.report(Some(tenant));
     app
 }
 

@@ -33,7 +33,7 @@ impl State {
         match self {
             State::Unbound => None,
             State::Tenant(t) => Some(t.to_string()),
-            State::Unusable(TenantError::NotNameSafe(t)) => Some(t.clone()),
+            State::Unusable(TenantError::NotNameSafe(t) | TenantError::Role { tenant: t, .. }) => Some(t.clone()),
             State::Unusable(e) => Some(format!("(invalid: {e})")),
             State::NoTenant => Some("(none)".to_owned()),
             State::Conflict { first, .. } => Some(first.clone()),
@@ -67,9 +67,19 @@ impl Default for Binding {
 impl Binding {
     /// One `platform.start`'s `tenantId` (`None`: the record had none).
     pub fn report(&self, tenant: Option<&str>) -> Reported {
+        self.report_checked(tenant, |_| Ok(()))
+    }
+
+    /// [`Binding::report`], with what else a tenant must satisfy to be usable (its
+    /// role must resolve to an ARN).
+    pub fn report_checked(
+        &self,
+        tenant: Option<&str>,
+        usable: impl Fn(&TenantId) -> Result<(), TenantError>,
+    ) -> Reported {
         let new = match tenant {
             None => State::NoTenant,
-            Some(t) => match TenantId::parse(t) {
+            Some(t) => match TenantId::parse(t).and_then(|id| usable(&id).map(|()| id)) {
                 Ok(id) => State::Tenant(id),
                 Err(e) => State::Unusable(e),
             },

@@ -29,6 +29,10 @@ pub enum TenantError {
     Character,
     #[error("tenant id '{0}' holds '/', ':' or a space, which cannot enter a secret's name or a role's ARN")]
     NotNameSafe(String),
+    /// The id is fine, but the tenant's role (`SECRETS_SIDECAR_TENANT_ROLE`) would
+    /// not be a role ARN with it (IAM's role names are at most 64 characters).
+    #[error("tenant id '{tenant}' makes the tenant's role an ARN IAM would not accept: it {why}")]
+    Role { tenant: String, why: String },
 }
 
 /// A tenant id that passed Lambda's rule and may enter names and ARNs.

@@ -7,6 +7,8 @@
 //!   each template *claims* every name any tenant's instance could have.
 //! - `binding`: the tenant Lambda reported (the Telemetry API's `platform.start`
 //!   record, received by `lifecycle::telemetry`), bound once.
+//! - `role`: the tenant's role (`SECRETS_SIDECAR_TENANT_ROLE`), under which every
+//!   claimed id is read, with the tenant as the session tag.
 //!
 //! [`Tenancy`] answers, for any id either door is asked for: not claimed by any
 //! template (served as before), claimed and the bound tenant's (served), claimed
@@ -18,6 +20,7 @@
 
 mod binding;
 mod id;
+pub mod role;
 pub mod template;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,10 +31,11 @@ use tokio::time::Instant;
 
 pub use binding::{Binding, Reported, State};
 pub use id::{TenantError, TenantId, MAX_TENANT_LEN};
+pub use role::TenantRole;
 
 use crate::allow::AllowList;
-use crate::backend::Value;
-use crate::model::{SecretRef, Source};
+use crate::backend::{SessionTag, TenantSession, Value};
+use crate::model::{Scope, SecretRef, Source};
 
 /// Kept free before the invoke's deadline when a request waits for the binding,
 /// so its refusal still reaches the function in time.
@@ -67,6 +71,11 @@ pub struct Tenancy {
     mine: OnceLock<AllowList>,
     /// The allowlist in force, bound with the tenant (its templated patterns).
     allow: Option<AllowList>,
+    /// The tenant's role as configured, resolved once bound into `bound_role`,
+    /// and the session tag every AssumeRole of it carries.
+    role: Option<TenantRole>,
+    bound_role: OnceLock<String>,
+    session: TenantSession,
     /// The current invoke's deadline (ms since the epoch); zero before the first.
     deadline_ms: AtomicU64,
     /// INIT is over: a request now belongs to an invoke, even one whose INVOKE
@@ -96,8 +105,14 @@ fn as_item(r: &SecretRef) -> Option<String> {
 impl Tenancy {
     /// The tenancy of a configuration, `None` when nothing in it holds `{tenant}`
     /// (then nothing changes). `prefetch` is PREFETCH as configured; templates in
-    /// it and in `allow` have been checked by the configuration.
-    pub fn plan(prefetch: &[SecretRef], allow: Option<&AllowList>) -> Option<Tenancy> {
+    /// it and in `allow` have been checked by the configuration. `role`: the
+    /// tenant's role, whose session tag is set in `session` once bound.
+    pub fn plan(
+        prefetch: &[SecretRef],
+        allow: Option<&AllowList>,
+        role: Option<&TenantRole>,
+        session: &TenantSession,
+    ) -> Option<Tenancy> {
         let templated: Vec<SecretRef> = prefetch
             .iter()
             .filter(|r| template::is_template(r.id()))
@@ -122,6 +137,9 @@ impl Tenancy {
             items,
             mine: OnceLock::new(),
             allow: allow.cloned(),
+            role: role.cloned(),
+            bound_role: OnceLock::new(),
+            session: session.clone(),
             deadline_ms: AtomicU64::new(0),
             init_done: std::sync::atomic::AtomicBool::new(false),
         })
@@ -132,19 +150,72 @@ impl Tenancy {
     }
 
     /// One `platform.start` record's `tenantId`. The first report binds: the
-    /// templates resolve, the allowlist's with them.
+    /// templates resolve, the allowlist's and the role's with them, all before the
+    /// binding is published (a waiting request wakes to a complete tenancy).
     pub fn report(&self, tenant: Option<&str>) -> Reported {
-        let reported = self.binding.report(tenant);
-        if let Reported::Bound(State::Tenant(t)) = &reported {
-            let resolved: Vec<String> = self.items.iter().map(|i| template::resolve(i, t)).collect();
-            if let Ok(mine) = AllowList::parse(&resolved.join(",")) {
-                let _ = self.mine.set(mine);
-            }
-            if let Some(allow) = &self.allow {
-                allow.bind_tenant(t);
+        let usable = |t: &TenantId| self.role.as_ref().map_or(Ok(()), |r| r.resolve(t).map(drop));
+        let parsed = tenant.map(|t| TenantId::parse(t).and_then(|id| usable(&id).map(|()| id)));
+        if let Some(Ok(t)) = parsed {
+            if self.binding.current() == State::Unbound {
+                self.resolve(&t);
             }
         }
-        reported
+        self.binding.report_checked(tenant, usable)
+    }
+
+    /// Resolves every template for `t` (first resolution wins; the binding decides
+    /// whether it is ever used).
+    fn resolve(&self, t: &TenantId) {
+        let resolved: Vec<String> = self.items.iter().map(|i| template::resolve(i, t)).collect();
+        if let Ok(mine) = AllowList::parse(&resolved.join(",")) {
+            let _ = self.mine.set(mine);
+        }
+        if let Some(allow) = &self.allow {
+            allow.bind_tenant(t);
+        }
+        if let Some(Ok(arn)) = self.role.as_ref().map(|r| r.resolve(t)) {
+            let tag = SessionTag {
+                role: arn.clone(),
+                key: self.role.as_ref().map_or_else(String::new, |r| r.tag_key().to_owned()),
+                value: t.to_string(),
+            };
+            if self.bound_role.set(arn).is_ok() {
+                self.session.set(tag);
+            }
+        }
+    }
+
+    /// Whether a tenant role is configured.
+    pub fn has_role(&self) -> bool {
+        self.role.is_some()
+    }
+
+    /// The bound tenant's role, when one is configured.
+    pub fn role(&self) -> Option<&str> {
+        match self.binding.current() {
+            State::Tenant(_) => self.bound_role.get().map(String::as_str),
+            _ => None,
+        }
+    }
+
+    /// Whether `role` is some tenant's role (this one's or another's): it reads
+    /// claimed ids only.
+    pub fn is_tenant_role(&self, role: &str) -> bool {
+        self.role.as_ref().is_some_and(|r| r.could_be(role))
+    }
+
+    /// Where the bound tenant's PREFETCH entries are read: under its role, if any.
+    pub fn scope(&self) -> Scope {
+        Scope::new(None, None, self.role())
+    }
+
+    /// Whether a GetParametersByPath of `path` could list a claimed name: with a
+    /// tenant role such a listing (which returns values) is made under that role.
+    pub fn may_list_claimed(&self, path: &str) -> bool {
+        self.items
+            .iter()
+            .filter_map(|i| i.strip_prefix("ssm:"))
+            .any(|glob| prefix_may_match(path, &template::claim(glob)))
     }
 
     /// INIT is over (called before the first `event/next`).
@@ -176,11 +247,23 @@ impl Tenancy {
         self.claims.as_ref().is_some_and(|c| c.could_name(source, id))
     }
 
-    /// The decision for a claimed id, waiting for the binding if it is not known.
-    pub async fn admit(&self, source: Source, id: &str) -> Result<(), Refused> {
+    /// The decision for an id, waiting for the binding if a template claims it and
+    /// it is not known: `Ok(false)` not claimed, `Ok(true)` the bound tenant's.
+    pub async fn admit(&self, source: Source, id: &str) -> Result<bool, Refused> {
         if !self.claims(source, id) {
-            return Ok(());
+            return Ok(false);
         }
+        self.bound().await?;
+        let mine = self.mine.get().is_some_and(|m| m.could_name(source, id));
+        if mine {
+            Ok(true)
+        } else {
+            Err(Refused::OtherTenant)
+        }
+    }
+
+    /// The bound tenant, waiting for it within the invoke's deadline.
+    pub async fn bound(&self) -> Result<TenantId, Refused> {
         let state = match self.binding.current() {
             State::Unbound => {
                 if !self.init_done.load(Ordering::Acquire) {
@@ -191,14 +274,7 @@ impl Tenancy {
             known => known,
         };
         match state {
-            State::Tenant(_) => {
-                let mine = self.mine.get().is_some_and(|m| m.could_name(source, id));
-                if mine {
-                    Ok(())
-                } else {
-                    Err(Refused::OtherTenant)
-                }
-            }
+            State::Tenant(t) => Ok(t),
             State::Unbound => Err(Refused::Unknown { during_init: false }),
             other => Err(Refused::Unbindable(unbindable(&other))),
         }
@@ -262,6 +338,18 @@ fn resolve_ref(r: &SecretRef, t: &TenantId) -> SecretRef {
         SecretRef::Path(_) => SecretRef::Path(id),
         SecretRef::Tag(_) => SecretRef::Tag(id),
     }
+}
+
+/// Whether some name under `path` could match `glob` (whose `*` stands for any
+/// text): a listing's prefix either runs into the glob's first `*` or ends inside
+/// its literal head.
+fn prefix_may_match(path: &str, glob: &str) -> bool {
+    let (head, wild) = match glob.split_once('*') {
+        Some((head, _)) => (head, true),
+        None => (glob, false),
+    };
+    let n = path.len().min(head.len());
+    path.as_bytes()[..n] == head.as_bytes()[..n] && (path.len() <= head.len() || wild)
 }
 
 /// `deadline_ms` (ms since the epoch) less the margin, as a monotonic instant.

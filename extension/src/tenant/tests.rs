@@ -39,7 +39,10 @@ fn parameter(name: &str) -> Value {
 fn tenancy(prefetch: &str, allow: Option<&str>) -> (Tenancy, Option<AllowList>) {
     let refs = parse_ref_list(prefetch).expect("refs");
     let allow = allow.map(|a| AllowList::parse(a).expect("allow"));
-    (Tenancy::plan(&refs, allow.as_ref()).expect("templated"), allow)
+    (
+        Tenancy::plan(&refs, allow.as_ref(), None, &TenantSession::default()).expect("templated"),
+        allow,
+    )
 }
 
 fn now_ms() -> u64 {
@@ -52,8 +55,8 @@ const SM: Source = Source::SecretsManager;
 fn nothing_templated_plans_nothing() {
     let refs = parse_ref_list("secretsmanager:app/db ssm:/app/key").expect("refs");
     let allow = AllowList::parse("secretsmanager:app/*").expect("allow");
-    assert!(Tenancy::plan(&refs, Some(&allow)).is_none());
-    assert!(Tenancy::plan(&[], None).is_none());
+    assert!(Tenancy::plan(&refs, Some(&allow), None, &TenantSession::default()).is_none());
+    assert!(Tenancy::plan(&[], None, None, &TenantSession::default()).is_none());
 }
 
 #[tokio::test]
@@ -67,9 +70,9 @@ async fn every_spelling_of_another_tenants_id_is_refused_and_the_own_is_admitted
         &format!("{ARN}tenants/acme/db-AbCdEf"),
         &format!("{ARN}tenants/acme/db"),
     ] {
-        assert_eq!(t.admit(SM, own).await, Ok(()), "{own}");
+        assert_eq!(t.admit(SM, own).await, Ok(true), "{own}");
     }
-    assert_eq!(t.admit(Source::Ssm, "/tenants/acme/key").await, Ok(()));
+    assert_eq!(t.admit(Source::Ssm, "/tenants/acme/key").await, Ok(true));
     for other in [
         "tenants/globex/db",
         "tenants/acme/../globex/db",
@@ -91,7 +94,7 @@ async fn every_spelling_of_another_tenants_id_is_refused_and_the_own_is_admitted
         assert_eq!(t.admit(Source::Ssm, other).await, Err(Refused::OtherTenant), "{other}");
     }
     for free in ["app/db", "tenants/db", "tenants/acme/db2/x"] {
-        assert_eq!(t.admit(SM, free).await, Ok(()), "{free}: claimed by no template");
+        assert_eq!(t.admit(SM, free).await, Ok(false), "{free}: claimed by no template");
     }
 }
 
@@ -103,7 +106,7 @@ async fn a_claimed_id_before_the_binding_waits_for_it_then_fails_at_the_deadline
         Err(Refused::Unknown { during_init: true }),
         "no invoke yet: Lambda names the tenant only with one"
     );
-    assert_eq!(t.admit(SM, "app/db").await, Ok(()), "unclaimed ids never wait");
+    assert_eq!(t.admit(SM, "app/db").await, Ok(false), "unclaimed ids never wait");
     t.end_init();
     // A deadline 150 ms ahead leaves 50 ms to wait after the margin.
     t.set_invoke_deadline(now_ms() + 150);
@@ -124,7 +127,7 @@ async fn a_claimed_id_before_the_binding_waits_for_it_then_fails_at_the_deadline
         .await
         .expect("woken by the binding")
         .expect("joined");
-    assert_eq!(admitted, Ok(()));
+    assert_eq!(admitted, Ok(true));
 }
 
 #[tokio::test]
@@ -202,4 +205,79 @@ fn what_aws_returned_is_checked_on_its_identity() {
     assert!(t.permits_value(Source::Ssm, &parameter("/tenants/acme/key")));
     assert!(!t.permits_value(Source::Ssm, &parameter("/tenants/globex/key")));
     assert!(t.permits_value(Source::Ssm, &parameter("/app/key")));
+}
+
+const TENANT_ROLE: &str = "arn:aws:iam::111122223333:role/tenant-{tenant}";
+
+fn with_role(prefetch: &str, role: &str) -> (Tenancy, TenantSession) {
+    let refs = parse_ref_list(prefetch).expect("refs");
+    let role = TenantRole::parse(role, role::DEFAULT_TAG_KEY).expect("role");
+    let session = TenantSession::default();
+    let t = Tenancy::plan(&refs, None, Some(&role), &session).expect("templated");
+    (t, session)
+}
+
+#[tokio::test]
+async fn the_tenants_role_and_session_tag_are_set_before_the_binding_is_published() {
+    let (t, session) = with_role("secretsmanager:tenants/{tenant}/db", TENANT_ROLE);
+    let t = Arc::new(t);
+    t.end_init();
+    t.set_invoke_deadline(now_ms() + 5_000);
+    assert_eq!(t.role(), None, "no role before the binding");
+    assert_eq!(t.scope(), Scope::HOME);
+    // A request waiting for the binding sees the role the moment it wakes.
+    let waiting = {
+        let t = t.clone();
+        tokio::spawn(async move {
+            let admitted = t.admit(SM, "tenants/acme/db").await;
+            (admitted, t.role().map(str::to_owned))
+        })
+    };
+    t.report(Some("acme"));
+    let (admitted, role) = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("woken")
+        .expect("joined");
+    assert_eq!(admitted, Ok(true));
+    let acme_role = "arn:aws:iam::111122223333:role/tenant-acme";
+    assert_eq!(role.as_deref(), Some(acme_role));
+    assert_eq!(t.scope().role(), Some(acme_role));
+    let tag = session.tag_for(acme_role).expect("the session tag is set");
+    assert_eq!((tag.key.as_str(), tag.value.as_str()), ("tenant", "acme"));
+    assert!(session
+        .tag_for("arn:aws:iam::111122223333:role/tenant-globex")
+        .is_none());
+    assert!(t.is_tenant_role("arn:aws:iam::111122223333:role/tenant-globex"));
+    assert!(!t.is_tenant_role("arn:aws:iam::111122223333:role/reader"));
+}
+
+#[tokio::test]
+async fn a_tenant_whose_role_would_not_be_an_arn_is_bound_but_unusable() {
+    let (t, session) = with_role("secretsmanager:tenants/{tenant}/db", TENANT_ROLE);
+    t.end_init();
+    // 60 characters: a valid tenant id, but "tenant-" + it is over IAM's 64.
+    let long = "a".repeat(60);
+    assert!(matches!(
+        t.report(Some(&long)),
+        Reported::Bound(State::Unusable(TenantError::Role { .. }))
+    ));
+    let Err(Refused::Unbindable(why)) = t.admit(SM, &format!("tenants/{long}/db")).await else {
+        panic!("refused as unbindable");
+    };
+    assert!(why.contains("role"), "{why}");
+    assert_eq!(t.role(), None);
+    assert!(session
+        .tag_for(&format!("arn:aws:iam::111122223333:role/tenant-{long}"))
+        .is_none());
+}
+
+#[test]
+fn listings_that_could_hold_a_claimed_name_are_known() {
+    let (t, _) = with_role("ssm:/tenants/{tenant}/key,secretsmanager:app/{tenant}", TENANT_ROLE);
+    for path in ["/", "/ten", "/tenants", "/tenants/", "/tenants/acme", "/tenants/acme/"] {
+        assert!(t.may_list_claimed(path), "{path}");
+    }
+    for path in ["/app", "/other/", "/tenantsx"] {
+        assert!(!t.may_list_claimed(path), "{path}");
+    }
 }

@@ -6,6 +6,12 @@
 //! An invoke whose payload has `fetch_many` (a list of sidecar paths) GETs each in
 //! turn and answers, per path, the status, cache outcome and the value's length and
 //! first 24 characters (`SecretString`), so tests can check many values at once.
+//! With `needle` in the payload each answer also says whether its whole body held
+//! that text (`has_needle`), so a test can count values of a kind without reading
+//! them. `sdk_many` (a list of `{"op": "GetSecretValue"|"BatchGetSecretValue"|
+//! "GetParameter", "id": ..., "ids": [...]}`) makes each call through the AWS SDK
+//! for Rust, signed with the function's credentials, to the sidecar's port (the SDK
+//! route), answered per call as the error code or `ok`, with `has_needle`.
 //!
 //! `PROBE_RUNTIME_SLEEP_MS` (work this long per invoke) · `PROBE_RUNTIME_LATE_REGISTER_MS`
 //! (register an internal extension this long after start, when it is too late) ·
@@ -114,13 +120,24 @@ async fn work(worker: usize, http: HttpClient, base: String) {
         if let Some(path) = setting("PROBE_RUNTIME_FETCH") {
             answer["fetch"] = fetch(&http, &path).await;
         }
+        let needle = answer["payload"]["needle"].as_str().map(str::to_owned);
+        if let Some(calls) = answer["payload"]["sdk_many"].as_array().cloned() {
+            let client = sdk_client().await;
+            let mut many = Vec::with_capacity(calls.len());
+            for call in &calls {
+                many.push(sdk_call(&client, call, needle.as_deref()).await);
+            }
+            answer["sdk_many"] = Value::from(many);
+        }
         if let Some(paths) = answer["payload"]["fetch_many"].as_array().cloned() {
-            answer["payload"] = Value::Null;
             let mut many = Vec::with_capacity(paths.len());
             for path in paths.iter().filter_map(Value::as_str) {
-                many.push(fetch_value(&http, path).await);
+                many.push(fetch_value(&http, path, needle.as_deref()).await);
             }
             answer["many"] = Value::from(many);
+        }
+        if answer["many"].is_array() || answer["sdk_many"].is_array() {
+            answer["payload"] = Value::Null;
         }
         if sleep > 0 {
             tokio::time::sleep(Duration::from_millis(sleep)).await;
@@ -138,18 +155,71 @@ async fn work(worker: usize, http: HttpClient, base: String) {
 
 /// GETs `path` and says what came back: status, cache outcome, and the
 /// `SecretString`'s length and first characters (test values, not secrets).
-async fn fetch_value(http: &HttpClient, path: &str) -> Value {
-    let (status, cache, body) = match get(http, path).await {
+async fn fetch_value(http: &HttpClient, path: &str, needle: Option<&str>) -> Value {
+    let (status, cache, body, has_needle) = match get(http, path).await {
         Ok(r) => (
             r.status,
             r.header("x-secrets-sidecar-cache").map(str::to_owned),
             r.json(),
+            needle.is_some_and(|n| r.text().contains(n)),
         ),
         Err(e) => return json!({ "error": e.to_string() }),
     };
     let value = body["SecretString"].as_str().unwrap_or("");
     let head: String = value.chars().take(24).collect();
-    json!({ "status": status, "cache": cache, "len": value.len(), "head": head })
+    json!({ "status": status, "cache": cache, "len": value.len(), "head": head, "has_needle": has_needle })
+}
+
+/// An AWS SDK client for the sidecar's port, credentials and region from the
+/// environment, as a function's would be.
+async fn sdk_client() -> (aws_sdk_secretsmanager::Client, aws_sdk_ssm::Client) {
+    let port = setting("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT").unwrap_or_else(|| "2773".into());
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(format!("http://127.0.0.1:{port}"))
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .load()
+        .await;
+    (
+        aws_sdk_secretsmanager::Client::new(&config),
+        aws_sdk_ssm::Client::new(&config),
+    )
+}
+
+/// One SDK-route call: `ok`, or the error code, and whether a returned value held the needle.
+async fn sdk_call(
+    (sm, ssm): &(aws_sdk_secretsmanager::Client, aws_sdk_ssm::Client),
+    call: &Value,
+    needle: Option<&str>,
+) -> Value {
+    use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
+    let holds = |text: Option<&str>| needle.is_some_and(|n| text.is_some_and(|t| t.contains(n)));
+    let id = call["id"].as_str().unwrap_or("").to_owned();
+    let (code, has_needle) = match call["op"].as_str().unwrap_or("") {
+        "GetSecretValue" => match sm.get_secret_value().secret_id(id).send().await {
+            Ok(out) => ("ok".to_owned(), holds(out.secret_string())),
+            Err(e) => (e.code().unwrap_or("no code").to_owned(), false),
+        },
+        "BatchGetSecretValue" => {
+            let ids: Vec<String> = call["ids"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                .unwrap_or_default();
+            match sm.batch_get_secret_value().set_secret_id_list(Some(ids)).send().await {
+                Ok(out) => {
+                    let leaked = out.secret_values().iter().any(|v| holds(v.secret_string()));
+                    let errors: Vec<&str> = out.errors().iter().filter_map(|e| e.error_code()).collect();
+                    (format!("ok errors={}", errors.join("|")), leaked)
+                }
+                Err(e) => (e.code().unwrap_or("no code").to_owned(), false),
+            }
+        }
+        "GetParameter" => match ssm.get_parameter().name(id).with_decryption(true).send().await {
+            Ok(out) => ("ok".to_owned(), holds(out.parameter().and_then(|p| p.value()))),
+            Err(e) => (e.code().unwrap_or("no code").to_owned(), false),
+        },
+        other => (format!("unknown op {other}"), false),
+    };
+    json!({ "code": code, "has_needle": has_needle })
 }
 
 /// GETs `path` from the sidecar with the environment's token.

@@ -141,3 +141,107 @@ async fn templates_without_tenant_isolation_fail_the_invoke_and_say_why() -> R {
         .await?;
     Ok(())
 }
+
+/// The account of the tenants' roles: moto keeps one world per account, so a
+/// secret created there is found only by a caller acting in it.
+const ROLE_ACCOUNT: &str = "210987654321";
+
+fn tenant_role(tenant: &str) -> String {
+    format!("arn:aws:iam::{ROLE_ACCOUNT}:role/tenant-{tenant}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tenants_secrets_are_read_under_its_own_role_tagged_with_the_tenant() -> R {
+    let world = World::start(
+        WorldConfig {
+            function: Function::Probe(Vec::new()),
+            tenant_isolation: true,
+            timeout: Duration::from_secs(10),
+            ..WorldConfig::default()
+        }
+        .env("SECRETS_SIDECAR_PREFETCH", "secretsmanager:tenants/{tenant}/db")
+        .env(
+            "SECRETS_SIDECAR_TENANT_ROLE",
+            &format!("arn:aws:iam::{ROLE_ACCOUNT}:role/tenant-{{tenant}}"),
+        ),
+    )
+    .await?;
+    // Each tenant's secret lives only where its role acts; the function's own
+    // account holds a decoy under the same name, which a read with the function's
+    // role would find.
+    for t in TENANTS {
+        let key = world.moto.assume_role(&tenant_role(t)).await?;
+        let caller = harness::moto::Caller {
+            access_key: &key,
+            region: "us-east-1",
+        };
+        world
+            .moto
+            .create_secret_as(caller, &secret_name(t), &password(t))
+            .await?;
+        world
+            .moto
+            .create_secret(&secret_name(t), "decoy-of-the-function-role")
+            .await?;
+    }
+    world.moto.create_secret("shared/config", "shared-value").await?;
+
+    for (i, tenant) in TENANTS.iter().enumerate() {
+        let other = TENANTS[1 - i];
+        let paths = [
+            format!("/secretsmanager/get?secretId={}", secret_name(tenant)),
+            "/secretsmanager/get?secretId=shared/config".to_owned(),
+            format!("/secretsmanager/get?secretId={}", secret_name(other)),
+            format!(
+                "/secretsmanager/get?secretId={}&roleArn={}",
+                secret_name(tenant),
+                "arn:aws:iam::123456789012:role/function"
+            ),
+        ];
+        let invoked = world
+            .emulator
+            .invoke_for_tenant(tenant, json!({ "fetch_many": paths }).to_string())
+            .await;
+        let answers = many(&invoked.outcome)?;
+        assert_eq!(answers.len(), paths.len(), "{answers:?}");
+        assert_eq!(answers[0]["status"], 200, "{tenant}: {}", answers[0]);
+        assert_eq!(answers[0]["head"], password(tenant), "{tenant}: read under its role");
+        assert_eq!(
+            answers[1]["status"], 200,
+            "{tenant}: an unclaimed id, the function's role"
+        );
+        assert_eq!(answers[1]["head"], "shared-value");
+        for a in &answers[2..] {
+            assert_eq!(a["status"], 403, "{tenant}: {a}");
+            assert!(!a["head"].as_str().unwrap_or("").contains("password"), "{a}");
+        }
+    }
+
+    // Who called: every Secrets Manager call was signed either by the function's
+    // own key or by a key an AssumeRole of exactly one tenant's role handed out,
+    // tagged with that tenant; each tenant's key was used.
+    let proxy = &world.proxy;
+    let mut calls: Vec<String> = proxy.callers("BatchGetSecretValue");
+    calls.extend(proxy.callers("GetSecretValue"));
+    let mut used = std::collections::BTreeMap::<String, usize>::new();
+    for key in &calls {
+        let Some(form) = proxy.assumed_by(key) else {
+            continue;
+        };
+        let role = form.get("RoleArn").cloned().unwrap_or_default();
+        let tenant = TENANTS
+            .iter()
+            .find(|t| tenant_role(t) == role)
+            .unwrap_or_else(|| panic!("a call under {role}, no tenant's role"));
+        assert_eq!(form.get("Tags.member.1.Key").map(String::as_str), Some("tenant"));
+        assert_eq!(form.get("Tags.member.1.Value").map(String::as_str), Some(*tenant));
+        *used.entry((*tenant).to_owned()).or_default() += 1;
+    }
+    assert_eq!(
+        used.keys().map(String::as_str).collect::<Vec<_>>(),
+        TENANTS,
+        "each tenant's role read its secret: {used:?} of {calls:?}"
+    );
+    assert_eq!(proxy.count("AssumeRole"), 2, "one AssumeRole per environment");
+    Ok(())
+}

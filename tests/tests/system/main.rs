@@ -14,6 +14,7 @@ mod demo;
 mod e2e;
 mod e2e_modes;
 mod e2e_tenant;
+mod e2e_tenant_hostile;
 mod exec_env;
 mod function_deps;
 mod hygiene;

@@ -234,6 +234,11 @@ impl Pool {
         if let Some(id) = &self.settings.roles.external_id {
             builder = builder.external_id(id.clone());
         }
+        // The tenant's role carries the tenant, so the role owner's policies can key
+        // on `aws:PrincipalTag/KEY` (its trust policy must allow sts:TagSession).
+        if let Some(tag) = self.settings.roles.tenant.tag_for(role) {
+            builder = builder.tags([(tag.key.clone(), tag.value.clone())]);
+        }
         let provider = SharedCredentialsProvider::new(builder.build().await);
         let mut roles = lock(&self.roles);
         // A concurrent first call may have won; this provider was never used.

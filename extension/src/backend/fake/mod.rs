@@ -42,6 +42,8 @@ pub struct FakeUpstream {
     pub batch_calls: AtomicUsize,
     /// Calls made with a single attempt ([`Attempts::Once`]).
     pub single_attempt_calls: AtomicUsize,
+    /// The role of every call, in order (`None`: the function's own credentials).
+    roles: Mutex<Vec<Option<String>>>,
     /// SDK-route operations forwarded ([`Passthrough`]): target and body.
     forwarded: Mutex<Vec<(String, Vec<u8>)>>,
     /// What a forwarded operation answers (status, body); `200 {}` when unset.
@@ -191,6 +193,11 @@ impl FakeUpstream {
         self.calls.load(SeqCst)
     }
 
+    /// The role every call so far was made with, in order, and forgets them.
+    pub fn take_roles(&self) -> Vec<Option<String>> {
+        std::mem::take(&mut *lock(&self.roles))
+    }
+
     /// The secrets tagged `key` (= `value`), matched exactly.
     fn tagged(&self, key: &str, value: Option<&str>) -> Vec<Listed> {
         let mut found: Vec<Listed> = lock(&self.secrets)
@@ -212,6 +219,7 @@ impl FakeUpstream {
     /// Counts a call made `via`.
     fn count(&self, via: &Via) {
         self.calls.fetch_add(1, SeqCst);
+        lock(&self.roles).push(via.scope.role().map(str::to_owned));
         if via.attempts == Attempts::Once {
             self.single_attempt_calls.fetch_add(1, SeqCst);
         }

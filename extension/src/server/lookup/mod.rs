@@ -19,6 +19,7 @@ pub mod refusal;
 #[cfg(test)]
 mod tests;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use tracing::warn;
@@ -33,8 +34,9 @@ use crate::tenant::Refused as TenantRefused;
 
 /// One key: its answer, or why there is none.
 pub async fn one(app: &App, key: &Key, freshness: Freshness) -> Result<Answer, Refusal> {
-    // The tenant first: the allowlist's templates resolve with the binding it waits for.
-    tenant(app, key).await.map_err(|r| counted(app, r))?;
+    // The tenant first: the allowlist's templates resolve with the binding it waits
+    // for, and a tenant's id is read under the tenant's role.
+    let key = &*tenant(app, key).await.map_err(|r| counted(app, r))?;
     admit(app, key).map_err(|r| counted(app, r))?;
     pass_gate(app).await?;
     match app.cache.get(key, freshness).await {
@@ -51,18 +53,26 @@ pub async fn one(app: &App, key: &Key, freshness: Freshness) -> Result<Answer, R
 /// up at all (the gate).
 pub async fn many(app: &App, keys: &[Key], freshness: Freshness) -> Result<Vec<Result<Answer, Refusal>>, Refusal> {
     let mut results: Vec<Option<Result<Answer, Refusal>>> = Vec::with_capacity(keys.len());
+    let mut scoped: Vec<Cow<'_, Key>> = Vec::with_capacity(keys.len());
     for key in keys {
         let refused = match tenant(app, key).await {
-            Ok(()) => admit(app, key).err(),
-            Err(r) => Some(r),
+            Ok(k) => {
+                let refused = admit(app, &k).err();
+                scoped.push(k);
+                refused
+            }
+            Err(r) => {
+                scoped.push(Cow::Borrowed(key));
+                Some(r)
+            }
         };
         results.push(refused.map(|r| Err(counted(app, r))));
     }
-    let admitted: Vec<&Key> = keys
+    let admitted: Vec<&Key> = scoped
         .iter()
         .zip(&results)
         .filter(|(_, r)| r.is_none())
-        .map(|(k, _)| k)
+        .map(|(k, _)| &**k)
         .collect();
     if !admitted.is_empty() {
         pass_gate(app).await?;
@@ -93,6 +103,7 @@ pub async fn listing(
     recursive: bool,
     decrypt: bool,
 ) -> Result<Vec<Arc<str>>, Refusal> {
+    let scope = &*listing_scope(app, scope, path).await.map_err(|r| counted(app, r))?;
     pass_gate(app).await?;
     let names = app
         .cache
@@ -116,8 +127,10 @@ fn admit(app: &App, key: &Key) -> Result<(), Refusal> {
         }
     }
     if let Some(role) = key.scope.role() {
-        // No role may be assumed without the allowlist naming it.
-        if !app.allow.as_ref().is_some_and(|a| a.permits_role(role)) {
+        // No role may be assumed without the allowlist naming it, but the tenant's
+        // (configured, and given to the tenant's ids only by step 1b).
+        let tenants = app.tenancy().and_then(|t| t.role()) == Some(role);
+        if !tenants && !app.allow.as_ref().is_some_and(|a| a.permits_role(role)) {
             warn!(role, "refused: roleArn not in the allowlist");
             return Err(Refusal::RoleNotAllowed);
         }
@@ -127,13 +140,38 @@ fn admit(app: &App, key: &Key) -> Result<(), Refusal> {
 
 /// Step 1b: an id a `{tenant}` template claims must be the bound tenant's; before
 /// the binding it waits for it, within the invoke's deadline. Ids no template
-/// claims pass without a wait (one check of a short list).
-async fn tenant(app: &App, key: &Key) -> Result<(), Refusal> {
+/// claims pass without a wait (one check of a short list). With a tenant role
+/// (`SECRETS_SIDECAR_TENANT_ROLE`) the key returned is the tenant's id read under
+/// it: nothing of the tenant's is read with the function's own role, and the
+/// tenant role reads nothing but the tenant's ids.
+async fn tenant<'k>(app: &App, key: &'k Key) -> Result<Cow<'k, Key>, Refusal> {
     let Some(tenancy) = app.tenancy() else {
-        return Ok(());
+        return Ok(Cow::Borrowed(key));
     };
     match tenancy.admit(key.source, &key.id).await {
-        Ok(()) => Ok(()),
+        Ok(false) => match key.scope.role() {
+            Some(role) if tenancy.is_tenant_role(role) => {
+                warn!(role, id = %key.id, "refused: a tenant role for an id no template claims");
+                Err(Refusal::RoleNotAllowed)
+            }
+            _ => Ok(Cow::Borrowed(key)),
+        },
+        Ok(true) => {
+            let Some(role) = tenancy.role() else {
+                return Ok(Cow::Borrowed(key));
+            };
+            match key.scope.role() {
+                None => {
+                    let scope = Scope::new(key.scope.account(), key.scope.region(), Some(role));
+                    Ok(Cow::Owned(key.clone().with_scope(scope)))
+                }
+                Some(r) if r == role => Ok(Cow::Borrowed(key)),
+                Some(r) => {
+                    warn!(role = r, id = %key.id, "refused: a tenant's id under a role not the tenant's");
+                    Err(Refusal::RoleNotAllowed)
+                }
+            }
+        }
         Err(TenantRefused::OtherTenant) => {
             warn!(source = key.source.label(), id = %key.id, "refused: another tenant's id");
             Err(Refusal::OtherTenant { id: key.id.clone() })
@@ -152,6 +190,28 @@ async fn tenant(app: &App, key: &Key) -> Result<(), Refusal> {
             };
             Err(Refusal::TenantUnknown { why })
         }
+        Err(TenantRefused::Unbindable(why)) => Err(Refusal::TenantUnknown { why }),
+    }
+}
+
+/// Where a path is listed: a listing that could hold a tenant's names (and
+/// returns their values) is made under the tenant's role, once it is bound.
+async fn listing_scope<'s>(app: &App, scope: &'s Scope, path: &str) -> Result<Cow<'s, Scope>, Refusal> {
+    let Some(tenancy) = app.tenancy().filter(|t| t.has_role() && t.may_list_claimed(path)) else {
+        return Ok(Cow::Borrowed(scope));
+    };
+    if let Some(role) = scope.role() {
+        if tenancy.is_tenant_role(role) && tenancy.role() != Some(role) {
+            return Err(Refusal::RoleNotAllowed);
+        }
+        return Ok(Cow::Borrowed(scope));
+    }
+    match tenancy.bound().await {
+        Ok(_) => Ok(Cow::Owned(Scope::new(scope.account(), scope.region(), tenancy.role()))),
+        Err(TenantRefused::OtherTenant) => Err(Refusal::OtherTenant { id: path.into() }),
+        Err(TenantRefused::Unknown { .. }) => Err(Refusal::TenantUnknown {
+            why: format!("listing '{path}' could name a tenant's secrets and the tenant is not known yet"),
+        }),
         Err(TenantRefused::Unbindable(why)) => Err(Refusal::TenantUnknown { why }),
     }
 }

@@ -268,3 +268,68 @@ async fn refusals_are_counted_by_reason_through_both_doors() {
     );
     assert_eq!(fake.calls(), 0);
 }
+
+#[tokio::test]
+async fn a_tenants_ids_are_read_under_the_tenants_role_on_both_doors_and_nothing_else_is() {
+    let fake = upstream();
+    fake.put_secret("tenants/acme/db", "acme-db-password");
+    let vars = [
+        (
+            "SECRETS_SIDECAR_ALLOW",
+            "secretsmanager:tenants/{tenant}/* secretsmanager:app/*",
+        ),
+        (
+            "SECRETS_SIDECAR_TENANT_ROLE",
+            "arn:aws:iam::111122223333:role/tenant-{tenant}",
+        ),
+    ];
+    let acme_role = "arn:aws:iam::111122223333:role/tenant-acme";
+    for sdk in [false, true] {
+        let app = testing::app_for_tenant(&fake, &vars, "acme");
+        let req = |id: &str| {
+            if sdk {
+                signed("secretsmanager.GetSecretValue", json!({ "SecretId": id }))
+            } else {
+                get(&format!("/secretsmanager/get?secretId={id}"))
+            }
+        };
+        let resp = router::handle(&app, req("tenants/acme/db")).await;
+        assert_eq!(resp.status(), 200, "sdk={sdk}");
+        assert!(body(resp).await.contains("acme-db-password"));
+        let resp = router::handle(&app, req("app/db")).await;
+        assert_eq!(resp.status(), 200, "sdk={sdk}");
+        assert_eq!(
+            fake.take_roles(),
+            [Some(acme_role.to_owned()), None],
+            "sdk={sdk}: the tenant's id under its role, the shared one under the function's"
+        );
+        // Cached under the role: a second read calls nothing.
+        assert_eq!(router::handle(&app, req("tenants/acme/db")).await.status(), 200);
+        assert!(fake.take_roles().is_empty(), "sdk={sdk}");
+        let resp = router::handle(&app, req("tenants/globex/db")).await;
+        let row = TABLE.iter().find(|r| r.kind == Kind::NotAllowed).expect("row");
+        let want = if sdk { row.sdk_status } else { row.status };
+        assert_eq!(resp.status(), want, "sdk={sdk}: another tenant's");
+        assert!(fake.take_roles().is_empty(), "sdk={sdk}");
+    }
+    // A roleArn: the tenant's own on its id is the same read; any other role on a
+    // tenant's id, and any tenant's role on another id, are refused before a call.
+    let app = testing::app_for_tenant(&fake, &vars, "acme");
+    let ask = |id: &str, role: &str| get(&format!("/secretsmanager/get?secretId={id}&roleArn={role}"));
+    assert_eq!(
+        router::handle(&app, ask("tenants/acme/db", acme_role)).await.status(),
+        200
+    );
+    assert_eq!(fake.take_roles(), [Some(acme_role.to_owned())]);
+    let row = TABLE.iter().find(|r| r.kind == Kind::RoleNotAllowed).expect("row");
+    for (id, role) in [
+        ("tenants/acme/db", "arn:aws:iam::111122223333:role/reader"),
+        ("tenants/acme/db", "arn:aws:iam::111122223333:role/tenant-globex"),
+        ("app/db", acme_role),
+        ("app/db", "arn:aws:iam::111122223333:role/tenant-globex"),
+    ] {
+        let resp = router::handle(&app, ask(id, role)).await;
+        assert_eq!(resp.status(), row.status, "{id} as {role}");
+    }
+    assert!(fake.take_roles().is_empty(), "no call for a refused role");
+}

@@ -8,6 +8,7 @@ use aws_smithy_types::DateTime;
 
 use super::*;
 use crate::backend::aws::{MAX_PLACES, MAX_ROLES};
+use crate::backend::{SessionTag, TenantSession};
 use crate::model::Scope;
 
 const EU_SECRET: &str = "arn:aws:secretsmanager:eu-west-1:210987654321:secret:shared/db-EuWest";
@@ -289,6 +290,7 @@ async fn a_role_is_assumed_once_with_the_external_id_and_session_name_then_reuse
     let roles = RoleSettings {
         external_id: Some("ext-4242".into()),
         session_name: "weather-api".into(),
+        tenant: TenantSession::default(),
     };
     let (aws, calls) = upstream_with(client, None, roles);
     let via = with_role(ROLE);
@@ -332,6 +334,44 @@ async fn a_role_is_assumed_once_with_the_external_id_and_session_name_then_reuse
         ]
     );
     assert_eq!(calls.total(), 4, "STS is not a Secrets Manager or SSM call");
+}
+
+#[tokio::test]
+async fn the_tenants_role_is_assumed_with_the_tenant_as_session_tag_and_no_other_role_is() {
+    let (client, log) = aws_world();
+    let tenant = TenantSession::default();
+    let roles = RoleSettings {
+        tenant: tenant.clone(),
+        ..RoleSettings::default()
+    };
+    let (aws, _) = upstream_with(client, None, roles);
+    let other = "arn:aws:iam::210987654321:role/other";
+    assert!(tenant.set(SessionTag {
+        role: ROLE.to_owned(),
+        key: "tenant".to_owned(),
+        value: "acme".to_owned(),
+    }));
+    aws.get_secret(&with_role(ROLE), "shared/db", &Selector::Current)
+        .await
+        .expect("with the tenant's role");
+    aws.get_secret(&with_role(other), "shared/db", &Selector::Current)
+        .await
+        .expect("with another role");
+    let sts = sts_calls(&log);
+    assert_eq!(sts.len(), 2);
+    let tagged = |arn: &str| {
+        let form = &sts
+            .iter()
+            .find(|s| s.form.get("RoleArn").map(String::as_str) == Some(arn))
+            .expect(arn)
+            .form;
+        (
+            form.get("Tags.member.1.Key").cloned(),
+            form.get("Tags.member.1.Value").cloned(),
+        )
+    };
+    assert_eq!(tagged(ROLE), (Some("tenant".to_owned()), Some("acme".to_owned())));
+    assert_eq!(tagged(other), (None, None), "only the tenant's role carries the tenant");
 }
 
 #[tokio::test]
