@@ -72,10 +72,34 @@ async fn each_tenant_reads_its_own_secret_and_none_of_the_others() -> R {
             let own = spellings(tenant, &arns[i]);
             let theirs = spellings(TENANTS[other], &arns[other]);
             let paths: Vec<&String> = own.iter().take(3).chain(theirs.iter()).collect();
-            let invoked = world
-                .emulator
-                .invoke_for_tenant(tenant, json!({ "fetch_many": paths }).to_string())
-                .await;
+            // The SDK route too: signed GetSecretValue calls for the own secret and
+            // the other's by name, full and partial ARN.
+            let partial = |arn: &str| arn.rsplit_once('-').map_or(arn, |(b, _)| b).to_owned();
+            let sdk: Vec<Value> = [
+                secret_name(tenant),
+                secret_name(TENANTS[other]),
+                arns[other].clone(),
+                partial(&arns[other]),
+            ]
+            .iter()
+            .map(|id| json!({ "op": "GetSecretValue", "id": id }))
+            .collect();
+            let payload = json!({ "fetch_many": paths, "sdk_many": sdk, "needle": password(TENANTS[other]) });
+            let invoked = world.emulator.invoke_for_tenant(tenant, payload.to_string()).await;
+            let Outcome::Response(body) = &invoked.outcome else {
+                anyhow::bail!("the invoke failed: {:?}", invoked.outcome);
+            };
+            let sdk_answers: Value = serde_json::from_slice(body)?;
+            let sdk_answers = sdk_answers["sdk_many"].as_array().cloned().unwrap_or_default();
+            assert_eq!(sdk_answers.len(), 4, "{sdk_answers:?}");
+            assert_eq!(
+                sdk_answers[0]["code"], "ok",
+                "{allow:?} {tenant}: its own through the SDK"
+            );
+            for a in &sdk_answers[1..] {
+                assert_eq!(a["code"], "AccessDeniedException", "{allow:?} {tenant}: {a}");
+                assert_eq!(a["has_needle"], false, "{a}");
+            }
             assert!(
                 invoked.init.is_some(),
                 "{tenant}: a tenant's first invoke is a new environment"
