@@ -146,6 +146,18 @@ pub async fn run(tools: &Tools, smoke: bool) -> Result<String> {
     let (opaque, mappings) = cached_rss(tools, &moto, "bench/mem/opaque", n, &[]).await?;
     let (json, _) = cached_rss(tools, &moto, "bench/mem/json", n, &[]).await?;
     let (one_arena, _) = cached_rss(tools, &moto, "bench/mem/opaque", n, &[("MALLOC_ARENA_MAX", "1")]).await?;
+    // What a function under 1,769 MB runs by default: the single-threaded runtime.
+    let one_thread = [("SECRETS_SIDECAR_WORKER_THREADS", "1")];
+    let (single, _) = cached_rss(tools, &moto, "bench/mem/opaque", n, &one_thread).await?;
+    let single_idle = {
+        let sc = SidecarBuilder::new(&tools.sidecar)
+            .endpoint(&moto.endpoint())
+            .var("PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL", "warn")
+            .var("SECRETS_SIDECAR_WORKER_THREADS", "1")
+            .spawn()
+            .await?;
+        rss(sc.proc.pid().ok_or_else(|| anyhow!("sidecar gone"))?)?
+    };
 
     let mut t = Table::new(&[
         "measure",
@@ -167,12 +179,29 @@ pub async fn run(tools: &Tools, smoke: bool) -> Result<String> {
         ]);
     };
     let loaded = (n == 1000).then_some(12 * 1024);
-    row(&mut t, "idle (standalone, nothing cached)".into(), idle, Some(7 * 1024));
+    row(
+        &mut t,
+        "idle (standalone, two workers, nothing cached)".into(),
+        idle,
+        Some(7 * 1024),
+    );
+    row(
+        &mut t,
+        "idle, one thread (a function under 1,769 MB), nothing cached".into(),
+        single_idle,
+        Some(7 * 1024),
+    );
     row(&mut t, "baseline-server, idle (the floor)".into(), baseline_idle, None);
     row(
         &mut t,
-        format!("{n} cached opaque 4 KB values (key material)"),
+        format!("{n} cached opaque 4 KB values (key material), two workers"),
         opaque,
+        loaded,
+    );
+    row(
+        &mut t,
+        format!("{n} cached opaque 4 KB values, one thread (a function under 1,769 MB)"),
+        single,
         loaded,
     );
     row(
@@ -183,7 +212,7 @@ pub async fn run(tools: &Tools, smoke: bool) -> Result<String> {
     );
     row(
         &mut t,
-        format!("{n} cached opaque values, with `MALLOC_ARENA_MAX=1`"),
+        format!("{n} cached opaque values, two workers with `MALLOC_ARENA_MAX=1`"),
         one_arena,
         None,
     );
@@ -212,7 +241,7 @@ pub async fn run(tools: &Tools, smoke: bool) -> Result<String> {
         ]),
     }
     Ok(format!(
-        "{}\n{}\nRSS is `VmRSS` (split into `RssAnon` and `RssFile`) from `/proc/<pid>/status` after the prefetch settled (`/metrics` confirms every entry cached). Private memory is what the sidecar itself holds: each cached value keeps its AWS-shaped JSON answer in a buffer of exactly its size, and the bare value shares that buffer when the secret needs no JSON escaping. File pages are the executable's and libc's code, clean and shared with the page cache; the executable is mostly the AWS SDK, and the kernel maps its code in 64 KiB runs as start-up touches it. glibc's per-thread malloc arenas (one per busy worker thread) keep freed transient buffers of the batch responses; the `MALLOC_ARENA_MAX=1` row measures what that costs. Largest mappings with {n} opaque values cached (`/proc/<pid>/smaps`):\n\n```\n{mappings}\n```\n",
+        "{}\n{}\nRSS is `VmRSS` (split into `RssAnon` and `RssFile`) from `/proc/<pid>/status` after the prefetch settled (`/metrics` confirms every entry cached). Private memory is what the sidecar itself holds: each cached value keeps its AWS-shaped JSON answer in a buffer of exactly its size, and the bare value shares that buffer when the secret needs no JSON escaping. File pages are the executable's and libc's code, clean and shared with the page cache; the executable is mostly the AWS SDK, and the kernel maps its code in 64 KiB runs as start-up touches it. glibc's per-thread malloc arenas (one per busy worker thread) keep freed transient buffers of the batch responses; the `MALLOC_ARENA_MAX=1` row measures what that costs, and the one-thread rows what a function under 1,769 MB runs by default (`SECRETS_SIDECAR_WORKER_THREADS`: less than a vCPU, so one thread, one arena, one stack). Standalone rows run two workers, as on this machine's 2 CPUs. Largest mappings with {n} opaque values cached (`/proc/<pid>/smaps`):\n\n```\n{mappings}\n```\n",
         t.render(),
         sizes.render()
     ))

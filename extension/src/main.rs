@@ -9,12 +9,17 @@ use std::time::Duration;
 use secrets_sidecar::config::{Config, Host, LogFormat, LogLevel};
 use secrets_sidecar::{exec, lifecycle, logging, version};
 
-/// At most two workers. The sidecar serves one function on loopback; on a large
-/// function (up to 6 vCPUs) more workers would add no useful throughput, but each
-/// would bring its own stack and its own glibc malloc arena, which keeps freed
-/// memory resident (bench section 6 measures the arenas' cost).
-fn worker_threads() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get().min(2))
+/// The single-threaded runtime for one thread (a function with less than a vCPU:
+/// `Config::runtime_threads`), else that many workers.
+fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    }
 }
 
 fn main() -> ExitCode {
@@ -42,11 +47,9 @@ fn main() -> ExitCode {
     logging::init(level, format);
     // Once, before anything can fail: every log stream names the build it came from.
     tracing::info!(version = version::VERSION, commit = version::COMMIT, "secrets-sidecar");
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(worker_threads())
-        .enable_all()
-        .build()
-    {
+    // An invalid configuration only has to be reported: one thread does that.
+    let threads = config.as_ref().map_or(1, |c| c.runtime_threads(host.platform));
+    let runtime = match runtime(threads) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("secrets-sidecar: cannot start the async runtime: {e}");

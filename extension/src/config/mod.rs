@@ -68,6 +68,10 @@ pub struct Config {
     /// Heap bytes the cache may hold: `SECRETS_SIDECAR_CACHE_BYTES`, or
     /// [`default_cache_bytes`] of the function's memory.
     pub cache_bytes: usize,
+    /// `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, in MB; `None` standalone.
+    pub function_memory_mb: Option<u64>,
+    /// `SECRETS_SIDECAR_WORKER_THREADS`; `None`: [`default_worker_threads`] decides.
+    pub worker_threads: Option<usize>,
     pub http_port: u16,
     pub log_level: LogLevel,
     pub log_format: LogFormat,
@@ -124,6 +128,13 @@ fn join(errors: &[ConfigError]) -> String {
 }
 
 impl Config {
+    /// The async runtime's threads: 1 is the single-threaded runtime.
+    pub fn runtime_threads(&self, platform: Platform) -> usize {
+        let available = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        self.worker_threads
+            .unwrap_or_else(|| default_worker_threads(platform, self.function_memory_mb, available))
+    }
+
     /// Reads the process environment.
     pub fn from_process_env() -> Result<Self, ConfigErrors> {
         Self::from_env(&ProcessEnv)
@@ -239,11 +250,16 @@ impl Config {
             }
         };
         let emf = r.boolean(vars::EMF, false);
+        let worker_threads = r
+            .raw(vars::WORKER_THREADS)
+            .map(|_| r.integer(vars::WORKER_THREADS, 1, 1, MAX_WORKER_THREADS, "threads") as usize);
 
         let config = Config {
             cache_enabled,
             cache_size,
             cache_bytes,
+            function_memory_mb: memory_mb,
+            worker_threads,
             http_port,
             log_level,
             log_format,

@@ -370,6 +370,55 @@ fn the_byte_budget_follows_the_function_memory_unless_set() {
 }
 
 #[test]
+fn a_function_with_less_than_a_vcpu_runs_one_thread_unless_told_otherwise() {
+    let threads = |pairs: &[(&str, &str)], platform| {
+        let c = Config::from_env(&env(pairs)).expect("valid");
+        // The rule itself, with the machine's CPUs held at 4 so the test says the same anywhere.
+        c.worker_threads
+            .unwrap_or_else(|| default_worker_threads(platform, c.function_memory_mb, 4))
+    };
+    let small = [(vars::LAMBDA_MEMORY_SIZE, "128")];
+    assert_eq!(threads(&small, Platform::OnDemand), 1);
+    assert_eq!(threads(&small, Platform::Provisioned), 1);
+    assert_eq!(threads(&small, Platform::SnapStart), 1);
+    assert_eq!(threads(&[(vars::LAMBDA_MEMORY_SIZE, "1768")], Platform::OnDemand), 1);
+    assert_eq!(
+        threads(&[(vars::LAMBDA_MEMORY_SIZE, "1769")], Platform::OnDemand),
+        2,
+        "one whole vCPU"
+    );
+    assert_eq!(
+        threads(&small, Platform::ManagedInstances),
+        2,
+        "whole vCPUs, many invokes"
+    );
+    assert_eq!(threads(&[], Platform::Standalone), 2);
+    assert_eq!(
+        default_worker_threads(Platform::Standalone, None, 1),
+        1,
+        "never more than the CPUs"
+    );
+    assert_eq!(
+        default_worker_threads(Platform::OnDemand, None, 8),
+        2,
+        "at most two by default"
+    );
+    let set = [(vars::LAMBDA_MEMORY_SIZE, "128"), (vars::WORKER_THREADS, "3")];
+    assert_eq!(threads(&set, Platform::OnDemand), 3, "the variable wins");
+    assert_eq!(threads(&[(vars::WORKER_THREADS, "1")], Platform::Standalone), 1);
+    for bad in ["0", "65", "two", "-1"] {
+        let errs = errors_of(&[(vars::WORKER_THREADS, bad)]);
+        assert_eq!(errs.len(), 1, "{bad}: {errs:?}");
+        assert_eq!(errs[0].var, vars::WORKER_THREADS);
+        assert!(
+            errs[0].problem.contains("1") && errs[0].problem.contains("64"),
+            "{}",
+            errs[0].problem
+        );
+    }
+}
+
+#[test]
 fn a_bad_byte_budget_or_memory_size_is_named_with_its_range() {
     for bad in ["0", "1000", "8MB", "-1", "1.5MiB", "MiB", "99999999999GiB"] {
         let errs = errors_of(&[(vars::CACHE_BYTES, bad)]);

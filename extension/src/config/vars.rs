@@ -28,6 +28,7 @@ pub const ENV: &str = "SECRETS_SIDECAR_ENV";
 pub const FILES: &str = "SECRETS_SIDECAR_FILES";
 pub const EXEC_WRAPPER_NEXT: &str = "SECRETS_SIDECAR_EXEC_WRAPPER_NEXT";
 pub const EMF: &str = "SECRETS_SIDECAR_EMF";
+pub const WORKER_THREADS: &str = "SECRETS_SIDECAR_WORKER_THREADS";
 pub const LAMBDA_LOG_LEVEL: &str = "AWS_LAMBDA_LOG_LEVEL";
 pub const LAMBDA_LOG_FORMAT: &str = "AWS_LAMBDA_LOG_FORMAT";
 /// Names the STS session of an assumed role.

@@ -124,7 +124,9 @@ impl<'a> Params<'a> {
                 allowed.join(", ")
             ));
         };
-        if value.contains('\u{FFFD}') {
+        // Only a decoded value can hold the replacement character: a borrowed one
+        // is a slice of the URI, which is ASCII.
+        if matches!(value, Cow::Owned(_)) && value.contains('\u{FFFD}') {
             return err(format!("'{}' is not valid UTF-8", allowed[slot]));
         }
         if self.values[slot].is_some() {

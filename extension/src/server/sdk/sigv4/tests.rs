@@ -183,6 +183,101 @@ fn malformed_authorization_headers_are_named() {
     assert_eq!(check_now(&unsigned), Err(SigError::Missing));
 }
 
+/// Both ways of computing the expected signature, for a request as it arrived.
+fn both_signatures(req: &http::Request<Vec<u8>>) -> (Option<String>, String) {
+    let headers = req.headers();
+    let auth = parse_authorization(header(headers, "authorization").expect("signed")).expect("parsed");
+    let date = header(headers, "x-amz-date").expect("dated");
+    let body_sha256 = hex(&Sha256::digest(req.body()));
+    let request = Request {
+        method: req.method().as_str(),
+        path_and_query: req.uri().path_and_query().map_or("/", |p| p.as_str()),
+        headers,
+        body: req.body(),
+        body_sha256: &body_sha256,
+    };
+    let at = parse_amz_date(date).expect("date");
+    let creds = function_creds();
+    let fast = fast_signature(&request, &auth, date, "secretsmanager", &creds);
+    let aws = signature_by_aws_signer(&request, &auth, at, "secretsmanager", &creds).expect("signed");
+    (fast, aws)
+}
+
+#[test]
+fn the_kept_key_signature_is_aws_signers_own_and_odd_shapes_go_to_aws_signer() {
+    let plain = signed_request(&function_creds(), "secretsmanager", now(), BODY);
+    let (fast, aws) = both_signatures(&plain);
+    assert_eq!(
+        fast.as_deref(),
+        Some(aws.as_str()),
+        "the SDK's request takes the fast path"
+    );
+    let signed = plain.headers()["authorization"].to_str().expect("ascii").to_owned();
+    assert!(signed.ends_with(&aws), "and both are the signature the SDK sent");
+    // Spaces inside a signed value: trimmed and collapsed alike, signed and verified.
+    let mut spaced = http::Request::post("http://localhost:2773/")
+        .header("host", "localhost:2773")
+        .header("content-type", "  application/x-amz-json-1.1  ")
+        .header("x-amz-target", "secretsmanager.GetSecretValue")
+        .header("x-amz-meta", "a   b  c")
+        .body(BODY.to_vec())
+        .expect("request");
+    sign_as_sdk(&mut spaced, &function_creds(), "us-east-1", "secretsmanager", now());
+    let (fast, aws) = both_signatures(&spaced);
+    assert_eq!(fast.as_deref(), Some(aws.as_str()));
+    assert!(check_now(&spaced).is_ok());
+    // A tampered body changes both, the same way.
+    let mut tampered = plain.clone();
+    *tampered.body_mut() = br#"{"SecretId":"app/other"}"#.to_vec();
+    let (fast, aws) = both_signatures(&tampered);
+    assert_eq!(fast.as_deref(), Some(aws.as_str()));
+    assert!(!signed.ends_with(&aws));
+    // A query: AWS's signer canonicalises it, and the request still verifies.
+    let mut query = http::Request::post("http://localhost:2773/?b=2&a=1")
+        .header("host", "localhost:2773")
+        .header("x-amz-target", "secretsmanager.GetSecretValue")
+        .body(BODY.to_vec())
+        .expect("request");
+    sign_as_sdk(&mut query, &function_creds(), "us-east-1", "secretsmanager", now());
+    let (fast, _) = both_signatures(&query);
+    assert_eq!(fast, None, "a query goes through AWS's signer");
+    assert!(check_now(&query).is_ok());
+    // A signed header given twice: AWS's signer too.
+    let mut twice = plain.clone();
+    twice.headers_mut().append(
+        "x-amz-target",
+        http::HeaderValue::from_static("secretsmanager.GetSecretValue"),
+    );
+    assert_eq!(both_signatures(&twice).0, None);
+}
+
+#[test]
+fn a_kept_key_belongs_to_its_secret_date_region_and_service() {
+    let key = |secret: &str, date: &str, region: &str, service: &'static str| KEYS.key(secret, date, region, service);
+    let k = key("s1", "20260102", "us-east-1", "secretsmanager");
+    assert_eq!(*k, *derive_key("s1", "20260102", "us-east-1", "secretsmanager"));
+    assert_eq!(*key("s1", "20260102", "us-east-1", "secretsmanager"), *k, "kept");
+    for other in [
+        key("s2", "20260102", "us-east-1", "secretsmanager"),
+        key("s1", "20260103", "us-east-1", "secretsmanager"),
+        key("s1", "20260102", "eu-west-1", "secretsmanager"),
+        key("s1", "20260102", "us-east-1", "ssm"),
+    ] {
+        assert_ne!(*other, *k);
+    }
+    // The chain AWS documents: kSigning for the example in "Examples of how to derive a signing key".
+    let documented = derive_key(
+        "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        "20120215",
+        "us-east-1",
+        "iam",
+    );
+    assert_eq!(
+        hex(&*documented),
+        "f4780e2d9f65fa895f9c67b32ce1baf0b0d8a43505a000a1a9e090d414db404d"
+    );
+}
+
 proptest! {
     /// `X-Amz-Date` parses to the instant the SDK's own formatter wrote.
     #[test]
